@@ -1,0 +1,235 @@
+"""The ``mm`` command: the engine's verbs for shells, scripts and CI.
+
+Each subcommand parses its arguments, calls one engine function and prints the result; errors from the engine
+become one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, is_dataclass
+from typing import Any
+
+from .engine.errors import MMError
+
+
+def _ws(args: argparse.Namespace) -> Any:
+    from .engine.workspace import Workspace
+
+    return Workspace.open(args.workspace)
+
+
+def _emit(args: argparse.Namespace, result: Any) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(_plain(result), indent=2, default=str))
+    elif isinstance(result, list):
+        for item in result:
+            print(item)
+    elif result is not None:
+        print(result)
+
+
+def _plain(obj: Any) -> Any:
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return asdict(obj)
+    if isinstance(obj, list):
+        return [_plain(o) for o in obj]
+    return obj
+
+
+# -- subcommands ---------------------------------------------------------------------------------------------------
+def cmd_init(args: argparse.Namespace) -> Any:
+    ws = _ws(args)
+    return f"workspace ready at {ws.root}"
+
+
+def cmd_models(args: argparse.Namespace) -> Any:
+    models = _ws(args).registry.models()
+    return models if models or args.json else "no models yet: commit one with %mm_commit (or run `mm demo`)"
+
+
+def cmd_show(args: argparse.Namespace) -> Any:
+    return _ws(args).registry.get(args.version)
+
+
+def cmd_log(args: argparse.Namespace) -> Any:
+    return _ws(args).registry.log(args.name, limit=args.limit, before=args.before)
+
+
+def cmd_diff(args: argparse.Namespace) -> Any:
+    return _ws(args).registry.diff(args.a, args.b, agreement=not args.no_agreement)
+
+
+def cmd_rollback(args: argparse.Namespace) -> Any:
+    from .engine.specs import parse_spec
+
+    spec = parse_spec(args.version)
+    if spec.number is None and spec.alias is None:
+        raise MMError(f"say which version to roll back to: mm rollback {spec.name}@vN -m WHY")
+    return _ws(args).registry.rollback(spec.name, str(spec)[len(spec.name) + 1 :], args.message)
+
+
+def cmd_checkout(args: argparse.Namespace) -> Any:
+    model = _ws(args).registry.checkout(args.version)
+    return f"{args.version} loads: {model!r} (sha256 verified)"
+
+
+def cmd_alias(args: argparse.Namespace) -> Any:
+    reg = _ws(args).registry
+    if args.delete:
+        return reg.delete_alias(args.version, args.alias, args.message)
+    return reg.set_alias(args.version, args.alias, args.message)
+
+
+def cmd_stage(args: argparse.Namespace) -> Any:
+    lc = _ws(args).lifecycle
+    if args.stage is None:
+        return lc.history(args.version)
+    if args.check:
+        return [f"{'pass' if r.passed else 'FAIL'}  {r.gate}: {r.detail}" for r in lc.check(args.version, args.stage)]
+    return lc.transition(args.version, args.stage, args.message, force=args.force)
+
+
+def cmd_stages(args: argparse.Namespace) -> Any:
+    counts = _ws(args).lifecycle.counts(args.name)
+    return [f"{stage:<10} {n}" for stage, n in counts.items()]
+
+
+def cmd_gate(args: argparse.Namespace) -> Any:
+    lc = _ws(args).lifecycle
+    gates = (
+        lc.set_gates(args.name, args.exprs, stage=args.stage, replace=args.replace)
+        if args.exprs
+        else lc.gates(args.name)
+    )
+    return [f"{g['stage']}: {g['expr']}" for g in gates] or f"{args.name} has no gates"
+
+
+def cmd_history(args: argparse.Namespace) -> Any:
+    return _ws(args).registry.history(args.name, limit=args.limit)
+
+
+def cmd_fsck(args: argparse.Namespace) -> Any:
+    report = _ws(args).registry.fsck()
+    if not report.ok:
+        print(report)
+        raise SystemExit(1)
+    return report
+
+
+def cmd_gc(args: argparse.Namespace) -> Any:
+    report = _ws(args).registry.gc(grace_seconds=args.grace)
+    return f"gc: removed {len(report.removed)} object(s), {report.freed_bytes} bytes; kept {report.kept}"
+
+
+def cmd_trust(args: argparse.Namespace) -> Any:
+    return "trusted types: " + ", ".join(_ws(args).registry.trust(args.types, args.message))
+
+
+def cmd_remote(args: argparse.Namespace) -> Any:
+    ws = _ws(args)
+    ws.set_local(remote=args.url, artifact_remote=args.artifacts)
+    return f"remote {args.url}" + (f", artifacts in {args.artifacts}" if args.artifacts else "")
+
+
+def cmd_push(args: argparse.Namespace) -> Any:
+    return _ws(args).registry.push(args.url, args.artifacts)
+
+
+def cmd_pull(args: argparse.Namespace) -> Any:
+    return _ws(args).registry.pull(args.url, args.artifacts)
+
+
+def cmd_demo(args: argparse.Namespace) -> Any:
+    from .demo import run_demo
+
+    return run_demo(args.dir)
+
+
+# -- parser --------------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mm", description="Model management: versions, lifecycle, deployment.")
+    p.add_argument("--workspace", "-C", help="workspace directory (default: $MM_HOME or the nearest .mm/)")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn: Callable[[argparse.Namespace], Any], help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    add("init", cmd_init, "create (or find) the workspace")
+    add("models", cmd_models, "list models with their latest version, aliases and stage counts")
+    sp = add("show", cmd_show, "show one version's metadata")
+    sp.add_argument("version", help="NAME, NAME@vN or NAME@ALIAS")
+    sp = add("log", cmd_log, "a model's versions, newest first")
+    sp.add_argument("name")
+    sp.add_argument("--limit", "-n", type=int, default=20)
+    sp.add_argument("--before", type=int, help="page cursor: show versions older than vN")
+    sp = add("diff", cmd_diff, "what changed between two versions")
+    sp.add_argument("a")
+    sp.add_argument("b")
+    sp.add_argument("--no-agreement", action="store_true", help="skip the prediction-agreement check")
+    sp = add("rollback", cmd_rollback, "make a new version equal to an older one")
+    sp.add_argument("version", help="NAME@vN to roll back to")
+    sp.add_argument("-m", "--message", default="", help="why (kept in the audit log)")
+    sp = add("checkout", cmd_checkout, "load a version (hash verified) to check it is usable")
+    sp.add_argument("version")
+    sp = add("alias", cmd_alias, "point an alias (e.g. production) at a version, or delete it")
+    sp.add_argument("version", help="NAME@vN (or NAME with --delete)")
+    sp.add_argument("alias")
+    sp.add_argument("--delete", action="store_true")
+    sp.add_argument("-m", "--message", default="")
+    sp = add("stage", cmd_stage, "move a version through the lifecycle (or show its stage history)")
+    sp.add_argument("version")
+    sp.add_argument("stage", nargs="?")
+    sp.add_argument("-m", "--message", default="")
+    sp.add_argument("--force", action="store_true", help="override failed gates (needs -m)")
+    sp.add_argument("--check", action="store_true", help="only report the gates")
+    sp = add("stages", cmd_stages, "how many versions of a model sit in each stage")
+    sp.add_argument("name")
+    sp = add("gate", cmd_gate, "set or show the metric thresholds for entering a stage")
+    sp.add_argument("name")
+    sp.add_argument("exprs", nargs="*", help='e.g. "accuracy>=0.9"')
+    sp.add_argument("--stage", default="deploy")
+    sp.add_argument("--replace", action="store_true", help="replace all gates of the stage")
+    sp = add("history", cmd_history, "the audit log (every commit), newest first")
+    sp.add_argument("name", nargs="?")
+    sp.add_argument("--limit", "-n", type=int, default=50)
+    add("fsck", cmd_fsck, "verify registry and artifacts; rebuild the index from git")
+    sp = add("gc", cmd_gc, "delete artifacts no version references")
+    sp.add_argument("--grace", type=float, default=3600.0, help="keep objects younger than this many seconds")
+    sp = add("trust", cmd_trust, "trust extra types when loading artifacts (audited)")
+    sp.add_argument("types", nargs="+")
+    sp.add_argument("-m", "--message", default="")
+    sp = add("remote", cmd_remote, "set the git remote and artifact directory used by push/pull")
+    sp.add_argument("url")
+    sp.add_argument("artifacts", nargs="?")
+    for name, fn in (("push", cmd_push), ("pull", cmd_pull)):
+        sp = add(name, fn, f"{name} the registry (git) and its artifacts")
+        sp.add_argument("url", nargs="?")
+        sp.add_argument("artifacts", nargs="?")
+    sp = add("demo", cmd_demo, "run the quick-start story end to end on a bundled dataset")
+    sp.add_argument("--dir", default="mm-demo", help="where to run it (default: ./mm-demo)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        _emit(args, args.fn(args))
+    except MMError as exc:
+        print(f"mm: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mm: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

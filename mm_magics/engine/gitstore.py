@@ -1,0 +1,324 @@
+"""The registry's git layer, built on GitPython's object database.
+
+Why not ``index.add`` + ``index.commit``: the staging index and the work tree are shared mutable state, so two
+kernels committing at once would corrupt each other, and rewriting an index of thousands of entries makes every
+commit slower as the registry grows. Instead we write blobs, trees and commits straight into the object database
+(immutable, so safe under any concurrency) and publish them with one compare-and-swap ref transaction
+(``git update-ref --stdin``, which uses git's own lock files). A process killed at any point leaves only unreferenced
+objects behind: the half-made version is invisible and the registry stays readable.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from io import BytesIO
+from pathlib import Path
+
+import git
+from git.objects.fun import tree_entries_from_data, tree_to_stream
+from gitdb import LooseObjectDB
+from gitdb.base import IStream
+
+from .errors import ConcurrencyError, RemoteError, WorkspaceError
+
+BRANCH = "refs/heads/main"
+BLOB_MODE = 0o100644
+TREE_MODE = 0o040000
+NULL_SHA = "0" * 40
+#: A git lock file older than this is left over from a killed process (git holds them for milliseconds).
+STALE_LOCK_SECONDS = float(os.environ.get("MM_STALE_LOCK_SECONDS", "10"))
+
+Entry = tuple[bytes, int, str]  # (binsha, mode, name), GitPython's tree entry tuple
+
+
+def _sort_key(entry: Entry) -> str:
+    # git orders tree entries as if directory names ended with '/'
+    return entry[2] + "/" if entry[1] == TREE_MODE else entry[2]
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    sha: str
+    message: str
+    author: str
+    time: datetime
+    parents: tuple[str, ...]
+
+
+class GitStore:
+    """Low-level, concurrency-safe access to the workspace's git repository."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self.repo = git.Repo(self.path)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+            raise WorkspaceError(
+                f"{self.path} is not a git repository; remove it or point MM_HOME at a valid workspace"
+            ) from None
+        self.git_dir = Path(self.repo.git_dir)
+        # Writes go through gitdb's in-process loose-object writer (GitPython's default odb forks `git` per
+        # object); reads keep using GitPython's persistent `git cat-file --batch`, which also sees packs.
+        self._loose = LooseObjectDB(str(self.git_dir / "objects"))
+        self._trees: OrderedDict[bytes, list[Entry]] = OrderedDict()
+
+    @classmethod
+    def init(cls, path: Path) -> GitStore:
+        """Create the repository: non-bare layout (``.mm/.git``) flagged bare, since we never use a work tree."""
+        path = Path(path)
+        if not (path / ".git").exists():
+            git.Repo.init(path, mkdir=True, initial_branch="main")
+        store = cls(path)
+        with store.repo.config_writer() as cw:
+            cw.set_value("core", "bare", "true")
+            cw.set_value("gc", "auto", "0")
+            cw.set_value("core", "logAllRefUpdates", "always")
+        return store
+
+    def close(self) -> None:
+        self.repo.close()
+
+    # -- refs ---------------------------------------------------------------------------------------------------
+    def read_ref(self, ref: str = BRANCH) -> str | None:
+        """Current value of a ref, read straight from disk (microseconds: called before every cached read)."""
+        try:
+            value = (self.git_dir / ref).read_text().strip()
+            if len(value) == 40:
+                return value
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            pass
+        try:
+            with open(self.git_dir / "packed-refs") as fh:
+                for line in fh:
+                    if line.endswith(f" {ref}\n"):
+                        return line[:40]
+        except FileNotFoundError:
+            pass
+        return None
+
+    def update_refs(self, updates: Iterable[tuple[str, str, str | None]]) -> bool:
+        """Atomically apply ``(ref, new, old)`` updates; ``old=None`` means the ref must not exist yet.
+
+        Returns False when another writer got there first (the caller rebuilds on the new head and retries).
+        """
+        lines = []
+        for ref, new, old in updates:
+            lines.append(f"update {ref} {new} {old or NULL_SHA}")
+        payload = "\n".join(lines) + "\n"
+        for _ in range(200):
+            proc = subprocess.run(
+                [git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git", "--git-dir", str(self.git_dir), "update-ref", "--stdin"],
+                input=payload,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if proc.returncode == 0:
+                return True
+            err = proc.stderr
+            if ".lock': File exists" in err or "Unable to create" in err:
+                self._break_stale_locks(err)
+                time.sleep(0.002)
+                continue
+            if "but expected" in err or "already exists" in err or "reference already exists" in err:
+                return False
+            raise WorkspaceError(f"git refused to update the registry refs: {err.strip().splitlines()[-1]}")
+        raise ConcurrencyError("the registry stayed locked by another process for too long; try again")
+
+    def _break_stale_locks(self, err: str) -> None:
+        """Remove git lock files abandoned by a killed process; a live writer holds one for milliseconds."""
+        for part in err.split("'"):
+            if part.endswith(".lock"):
+                lock = Path(part)
+                try:
+                    age = time.time() - lock.stat().st_mtime
+                except FileNotFoundError:
+                    continue
+                if age > STALE_LOCK_SECONDS:
+                    lock.unlink(missing_ok=True)
+
+    # -- objects ------------------------------------------------------------------------------------------------
+    def _store(self, kind: bytes, data: bytes) -> bytes:
+        return self._loose.store(IStream(kind, len(data), BytesIO(data))).binsha
+
+    def write_blob(self, data: bytes) -> bytes:
+        return self._store(b"blob", data)
+
+    def _read_tree(self, binsha: bytes) -> list[Entry]:
+        entries = self._trees.get(binsha)
+        if entries is None:
+            entries = tree_entries_from_data(self.repo.odb.stream(binsha).read())
+            self._trees[binsha] = entries
+            if len(self._trees) > 4096:
+                self._trees.popitem(last=False)
+        else:
+            self._trees.move_to_end(binsha)
+        return entries
+
+    def _write_tree(self, entries: list[Entry]) -> bytes:
+        buf = BytesIO()
+        entries = sorted(entries, key=_sort_key)
+        tree_to_stream(entries, buf.write)
+        data = buf.getvalue()
+        binsha = self._store(b"tree", data)
+        self._trees[binsha] = entries
+        return binsha
+
+    def commit_tree(self, commit_sha: str) -> bytes:
+        data = self.repo.odb.stream(bytes.fromhex(commit_sha)).read()
+        first = data.split(b"\n", 1)[0]
+        return bytes.fromhex(first.split(b" ")[1].decode())
+
+    def read(self, tree: bytes | None, path: str) -> bytes | None:
+        """Bytes of the blob at ``path`` in ``tree``, or None."""
+        binsha = self.lookup(tree, path)
+        if binsha is None or binsha[1] != BLOB_MODE:
+            return None
+        return self.repo.odb.stream(binsha[0]).read()
+
+    def lookup(self, tree: bytes | None, path: str) -> tuple[bytes, int] | None:
+        node = tree
+        mode = TREE_MODE
+        for part in path.split("/"):
+            if node is None or mode != TREE_MODE:
+                return None
+            found = None
+            for binsha, emode, name in self._read_tree(node):
+                if name == part:
+                    found = (binsha, emode)
+                    break
+            if found is None:
+                return None
+            node, mode = found
+        return (node, mode) if node is not None else None
+
+    def list_dir(self, tree: bytes | None, path: str) -> list[tuple[str, bytes, int]]:
+        """Entries ``(name, binsha, mode)`` of the directory at ``path`` (empty when absent)."""
+        found = self.lookup(tree, path) if path else ((tree, TREE_MODE) if tree else None)
+        if found is None or found[1] != TREE_MODE:
+            return []
+        return [(name, binsha, mode) for binsha, mode, name in self._read_tree(found[0])]
+
+    def write_changes(self, base: bytes | None, changes: Mapping[str, bytes | None]) -> bytes:
+        """A new tree: ``base`` with each path set to the given bytes (or removed for None).
+
+        Only the trees on changed paths are read and rewritten, so a commit costs the same at 10 or 10 000 versions.
+        """
+        grouped: dict[str, dict[str, bytes | None]] = {}
+        leaves: dict[str, bytes | None] = {}
+        for path, data in changes.items():
+            head, _, rest = path.partition("/")
+            if rest:
+                grouped.setdefault(head, {})[rest] = data
+            else:
+                leaves[head] = data
+        entries = {name: (binsha, mode) for binsha, mode, name in (self._read_tree(base) if base else [])}
+        for name, data in leaves.items():
+            if data is None:
+                entries.pop(name, None)
+            else:
+                entries[name] = (self.write_blob(data), BLOB_MODE)
+        for name, sub in grouped.items():
+            current = entries.get(name)
+            sub_base = current[0] if current and current[1] == TREE_MODE else None
+            new_sub = self.write_changes(sub_base, sub)
+            if self._read_tree(new_sub):
+                entries[name] = (new_sub, TREE_MODE)
+            else:
+                entries.pop(name, None)
+        return self._write_tree([(binsha, mode, name) for name, (binsha, mode) in entries.items()])
+
+    def write_commit(
+        self, tree: bytes, parents: list[str], message: str, author: tuple[str, str], when: datetime
+    ) -> str:
+        """Serialize a commit with GitPython's Commit object and store it in-process."""
+        stamp = int(when.timestamp())
+        commit = git.Commit(
+            self.repo,
+            git.Commit.NULL_BIN_SHA,
+            git.Tree(self.repo, tree),
+            git.Actor(*author),
+            stamp,
+            0,
+            git.Actor("mm_magics", "mm@localhost"),
+            stamp,
+            0,
+            message,
+            [git.Commit(self.repo, bytes.fromhex(p)) for p in parents],
+            "UTF-8",
+        )
+        buf = BytesIO()
+        commit._serialize(buf)
+        return self._store(b"commit", buf.getvalue()).hex()
+
+    def changed_paths(self, old: bytes | None, new: bytes | None, prefix: str = "") -> dict[str, bytes | None]:
+        """Blob paths that differ between two trees, mapped to the new blob (None when deleted).
+
+        Walks only subtrees whose hashes differ: an incremental index sync after one commit reads a handful of trees.
+        """
+        if old == new:
+            return {}
+        a = {name: (binsha, mode) for binsha, mode, name in (self._read_tree(old) if old else [])}
+        b = {name: (binsha, mode) for binsha, mode, name in (self._read_tree(new) if new else [])}
+        out: dict[str, bytes | None] = {}
+        for name in a.keys() | b.keys():
+            ea, eb = a.get(name), b.get(name)
+            if ea == eb:
+                continue
+            path = f"{prefix}{name}"
+            ta = ea[0] if ea and ea[1] == TREE_MODE else None
+            tb = eb[0] if eb and eb[1] == TREE_MODE else None
+            if ta or tb:
+                out.update(self.changed_paths(ta, tb, path + "/"))
+            if ea and ea[1] != TREE_MODE and not (eb and eb[1] != TREE_MODE):
+                out[path] = None
+            if eb and eb[1] != TREE_MODE:
+                out[path] = eb[0]
+        return out
+
+    def read_blob(self, binsha: bytes) -> bytes:
+        return self.repo.odb.stream(binsha).read()
+
+    def history(self, paths: list[str] | None = None, max_count: int | None = None) -> list[CommitInfo]:
+        """Commits on the main branch newest first, optionally only those touching ``paths`` (the audit log)."""
+        if self.read_ref() is None:
+            return []
+        kwargs = {"max_count": max_count} if max_count else {}
+        commits = self.repo.iter_commits(BRANCH, paths=paths or "", **kwargs)
+        return [
+            CommitInfo(
+                sha=c.hexsha,
+                message=c.message,
+                author=f"{c.author.name} <{c.author.email}>",
+                time=c.authored_datetime,
+                parents=tuple(p.hexsha for p in c.parents),
+            )
+            for c in commits
+        ]
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        return self.repo.is_ancestor(ancestor, descendant)
+
+    # -- remotes ------------------------------------------------------------------------------------------------
+    def push(self, url: str) -> None:
+        self._remote_cmd(["push", "--porcelain", url, f"{BRANCH}:{BRANCH}", "refs/tags/*:refs/tags/*"], url)
+
+    def fetch(self, url: str) -> str | None:
+        """Fetch the remote's main branch and tags; returns the fetched main commit (None if the remote is empty)."""
+        self._remote_cmd(["fetch", "--no-tags", url, f"+{BRANCH}:refs/remotes/origin/main"], url)
+        self._remote_cmd(["fetch", url, "refs/tags/*:refs/tags/*"], url)
+        return self.read_ref("refs/remotes/origin/main")
+
+    def _remote_cmd(self, args: list[str], url: str) -> None:
+        try:
+            self.repo.git.execute(["git", "--git-dir", str(self.git_dir), *args])
+        except git.GitCommandError as exc:
+            detail = (exc.stderr or "").strip().splitlines()
+            msg = detail[-1].strip() if detail else str(exc)
+            raise RemoteError(f"git {args[0]} to {url} failed: {msg.removeprefix('stderr: ')}") from None

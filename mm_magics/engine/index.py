@@ -1,0 +1,196 @@
+"""A SQLite index over the registry, so ``get`` and ``log`` stay flat in the number of versions.
+
+It is only a cache: git is the source of truth. The index records the commit it reflects; before each read it
+compares that with the branch head (one small file read) and applies just the paths that changed between the two
+trees. If the file is lost or damaged it is rebuilt from git. Several processes may sync it at once: SQLite in WAL
+mode with ``BEGIN IMMEDIATE`` serialises the writers.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from . import layout
+from .gitstore import GitStore
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS models (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS versions (
+    model TEXT NOT NULL, number INTEGER NOT NULL, doc TEXT NOT NULL, parent TEXT, artifact TEXT,
+    PRIMARY KEY (model, number)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stages (
+    model TEXT NOT NULL, number INTEGER NOT NULL, stage TEXT NOT NULL, doc TEXT NOT NULL,
+    PRIMARY KEY (model, number)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS stages_by_stage ON stages (model, stage);
+"""
+INDEX_VERSION = "1"
+
+
+class Index:
+    def __init__(self, path: Path, git: GitStore) -> None:
+        self.path = Path(path)
+        self.git = git
+        self._synced: str | None = None
+        self._db = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for attempt in range(2):
+            try:
+                db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.executescript(SCHEMA)
+                row = db.execute("SELECT value FROM meta WHERE key='index_version'").fetchone()
+                if row is None:
+                    db.execute("INSERT OR IGNORE INTO meta VALUES ('index_version', ?)", (INDEX_VERSION,))
+                elif row[0] != INDEX_VERSION:
+                    raise sqlite3.DatabaseError("index written by another mm_magics version")
+                return db
+            except sqlite3.DatabaseError:
+                if attempt:
+                    raise
+                self._discard()
+        raise AssertionError("unreachable")
+
+    def _discard(self) -> None:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- keeping up with git -------------------------------------------------------------------------------------
+    def sync(self) -> str | None:
+        """Bring the index up to the branch head; returns that head."""
+        head = self.git.read_ref()
+        if head is not None and head == self._synced:
+            return head
+        try:
+            self._sync_to(head)
+        except sqlite3.DatabaseError:
+            self._db.close()
+            self._discard()
+            self._db = self._connect()
+            self._sync_to(head)
+        self._synced = head
+        return head
+
+    def _sync_to(self, head: str | None) -> None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key='head'").fetchone()
+            old = row[0] if row else None
+            if old != head:
+                old_tree = self.git.commit_tree(old) if old and self._has_commit(old) else None
+                if old and old_tree is None:
+                    db.execute("DELETE FROM models")
+                    db.execute("DELETE FROM versions")
+                    db.execute("DELETE FROM stages")
+                new_tree = self.git.commit_tree(head) if head else None
+                for path, blob in self.git.changed_paths(old_tree, new_tree).items():
+                    self._apply(path, None if blob is None else self.git.read_blob(blob))
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('head', ?)", (head,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _has_commit(self, sha: str) -> bool:
+        try:
+            self.git.commit_tree(sha)
+            return True
+        except Exception:
+            return False
+
+    def _apply(self, path: str, data: bytes | None) -> None:
+        kind, name, number = layout.classify(path)
+        db = self._db
+        if kind == "config":
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('config', ?)", (data.decode() if data else None,))
+        elif kind == "model":
+            if data is None:
+                db.execute("DELETE FROM models WHERE name=?", (name,))
+            else:
+                db.execute("INSERT OR REPLACE INTO models VALUES (?, ?)", (name, data.decode()))
+        elif kind == "versions":
+            if data is None:
+                db.execute("DELETE FROM versions WHERE model=? AND number=?", (name, number))
+            else:
+                doc = json.loads(data)
+                db.execute(
+                    "INSERT OR REPLACE INTO versions VALUES (?, ?, ?, ?, ?)",
+                    (name, number, data.decode(), doc.get("parent"), doc.get("artifact", {}).get("sha256")),
+                )
+        elif kind == "stages":
+            if data is None:
+                db.execute("DELETE FROM stages WHERE model=? AND number=?", (name, number))
+            else:
+                doc = json.loads(data)
+                db.execute(
+                    "INSERT OR REPLACE INTO stages VALUES (?, ?, ?, ?)", (name, number, doc["stage"], data.decode())
+                )
+
+    def rebuild(self) -> None:
+        """Forget everything and re-read the whole tree from git (what ``fsck`` does)."""
+        self._db.execute("DELETE FROM meta WHERE key='head'")
+        self._synced = None
+        self.sync()
+
+    # -- queries (callers sync first) ----------------------------------------------------------------------------
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return self._db.execute(sql, args).fetchall()
+
+    def model_doc(self, name: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT doc FROM models WHERE name=?", (name,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def version_doc(self, name: str, number: int) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT doc FROM versions WHERE model=? AND number=?", (name, number)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def stage_doc(self, name: str, number: int) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT doc FROM stages WHERE model=? AND number=?", (name, number)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def model_names(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT name FROM models ORDER BY name")]
+
+    def page(self, name: str, limit: int, before: int | None) -> Iterator[tuple[int, dict[str, Any], str | None]]:
+        before = before if before is not None else 2**62
+        rows = self._db.execute(
+            "SELECT v.number, v.doc, s.stage FROM versions v LEFT JOIN stages s "
+            "ON s.model = v.model AND s.number = v.number "
+            "WHERE v.model=? AND v.number < ? ORDER BY v.number DESC LIMIT ?",
+            (name, before, limit),
+        )
+        for number, doc, stage in rows:
+            yield number, json.loads(doc), stage
+
+    def count(self, name: str) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM versions WHERE model=?", (name,)).fetchone()[0]
+
+    def stage_counts(self, name: str) -> dict[str, int]:
+        rows = self._db.execute("SELECT stage, COUNT(*) FROM stages WHERE model=? GROUP BY stage", (name,))
+        return dict(rows.fetchall())
+
+    def in_stages(self, name: str, stages: tuple[str, ...]) -> list[int]:
+        marks = ",".join("?" * len(stages))
+        rows = self._db.execute(
+            f"SELECT number FROM stages WHERE model=? AND stage IN ({marks}) ORDER BY number DESC", (name, *stages)
+        )
+        return [r[0] for r in rows]
+
+    def edges(self, name: str) -> list[tuple[int, str | None]]:
+        return self._db.execute("SELECT number, parent FROM versions WHERE model=? ORDER BY number", (name,)).fetchall()
+
+    def artifacts(self) -> list[tuple[str, int, str]]:
+        return self._db.execute("SELECT model, number, doc FROM versions").fetchall()

@@ -1,0 +1,243 @@
+"""Plain data objects the engine returns; every face (magic, CLI, REST, widget) renders these.
+
+Each has a readable ``__str__`` for terminals and logs; the notebook face adds HTML on top via ``_repr_html_``,
+which imports its renderer lazily so the engine itself never pulls in anything notebook-related.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class _Rich:
+    """Mixin: ``_repr_html_`` for notebooks without making the engine depend on any notebook package."""
+
+    def _repr_html_(self) -> str:
+        from mm_magics.render import to_html
+
+        return to_html(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+
+@dataclass
+class Version(_Rich):
+    """One committed version: its metadata as stored in git, plus its current stage and aliases."""
+
+    name: str
+    number: int
+    created: str
+    message: str
+    actor: str
+    artifact: dict[str, Any]
+    parent: str | None = None
+    estimator: str | None = None
+    task: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    code: str | None = None
+    schema: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    project: dict[str, Any] | None = None
+    probe: dict[str, Any] | None = None
+    rollback_of: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    stage: str | None = None
+    aliases: list[str] = field(default_factory=list)
+    commit: str | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}@v{self.number}"
+
+    @property
+    def sha256(self) -> str:
+        return self.artifact["sha256"]
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any], **extra: Any) -> Version:
+        known = {k: doc[k] for k in cls.__dataclass_fields__ if k in doc}
+        known["name"] = doc["model"]
+        known["number"] = doc["version"]
+        known.update(extra)
+        return cls(**known)
+
+    def __str__(self) -> str:
+        metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in self.metrics.items() if not isinstance(v, (list, dict)))
+        short = (self.commit or "")[:8]
+        parts = [f"{self.id} ({short})", self.stage or "", metrics, self.message]
+        return "  ".join(p for p in parts if p)
+
+
+@dataclass
+class LogPage(_Rich):
+    """A page of a model's history, newest first; ``next_before`` is the cursor for the next page."""
+
+    name: str
+    versions: list[Version]
+    total: int
+    next_before: int | None
+
+    def __str__(self) -> str:
+        lines = [f"{self.name}: {self.total} version(s)"]
+        for v in self.versions:
+            parent = f" <- {v.parent}" if v.parent else ""
+            alias = f" [{', '.join(v.aliases)}]" if v.aliases else ""
+            lines.append(f"  {v.id}{alias}{parent}  {v.stage}  {v.created[:19]}  {v.message}")
+        if self.next_before:
+            lines.append(f"  ... older versions: log(before={self.next_before})")
+        return "\n".join(lines)
+
+
+@dataclass
+class ModelSummary(_Rich):
+    name: str
+    latest: int
+    aliases: dict[str, int]
+    stages: dict[str, int]
+    created: str
+
+    def __str__(self) -> str:
+        alias = ", ".join(f"{a}=v{n}" for a, n in self.aliases.items())
+        stages = ", ".join(f"{s}:{n}" for s, n in self.stages.items())
+        return f"{self.name}  latest v{self.latest}  {alias}  {stages}".rstrip()
+
+
+@dataclass
+class MetricDelta:
+    name: str
+    a: Any
+    b: Any
+    delta: float | None
+
+
+@dataclass
+class VersionDiff(_Rich):
+    """What changed between two versions, including how often their predictions agree on a probe sample."""
+
+    a: str
+    b: str
+    params: dict[str, tuple[Any, Any]]
+    metrics: list[MetricDelta]
+    data_changed: bool
+    data: dict[str, tuple[Any, Any]]
+    code_diff: str
+    schema: dict[str, tuple[Any, Any]]
+    environment: dict[str, tuple[Any, Any]]
+    artifact_changed: bool
+    agreement: float | None = None
+    agreement_rows: int | None = None
+    agreement_note: str | None = None
+
+    def __str__(self) -> str:
+        lines = [f"diff {self.a} -> {self.b}"]
+        if self.params:
+            lines.append("params:")
+            lines += [f"  {k}: {a!r} -> {b!r}" for k, (a, b) in self.params.items()]
+        if self.metrics:
+            lines.append("metrics:")
+            for m in self.metrics:
+                d = f" ({m.delta:+.4g})" if m.delta is not None else ""
+                lines.append(f"  {m.name}: {_fmt(m.a)} -> {_fmt(m.b)}{d}")
+        lines.append(f"data: {'changed' if self.data_changed else 'same'}")
+        lines += [f"  {k}: {a!r} -> {b!r}" for k, (a, b) in self.data.items()]
+        if self.schema:
+            lines.append("schema:")
+            lines += [f"  {k}: {a!r} -> {b!r}" for k, (a, b) in self.schema.items()]
+        if self.environment:
+            lines.append("environment:")
+            lines += [f"  {k}: {a} -> {b}" for k, (a, b) in self.environment.items()]
+        lines.append(f"artifact: {'changed' if self.artifact_changed else 'same'}")
+        if self.agreement is not None:
+            lines.append(f"prediction agreement: {self.agreement:.1%} of {self.agreement_rows} probe rows")
+        elif self.agreement_note:
+            lines.append(f"prediction agreement: {self.agreement_note}")
+        if self.code_diff:
+            lines.append("code:")
+            lines.append(self.code_diff.rstrip("\n"))
+        return "\n".join(lines)
+
+
+@dataclass
+class AliasChange(_Rich):
+    name: str
+    alias: str
+    old: int | None
+    new: int | None
+    commit: str
+
+    def __str__(self) -> str:
+        old = f"v{self.old}" if self.old else "(none)"
+        new = f"v{self.new}" if self.new else "(deleted)"
+        return f"{self.name}@{self.alias}: {old} -> {new}"
+
+
+@dataclass
+class GateResult:
+    gate: str
+    passed: bool
+    detail: str
+
+
+@dataclass
+class Transition(_Rich):
+    """A lifecycle move, as recorded in the audit log."""
+
+    version: str
+    from_stage: str | None
+    to_stage: str
+    path: list[str]
+    actor: str
+    time: str
+    reason: str
+    forced: bool = False
+    gates: list[GateResult] = field(default_factory=list)
+    commit: str | None = None
+
+    def __str__(self) -> str:
+        forced = " (forced)" if self.forced else ""
+        return f"{self.version}: {' -> '.join(self.path)}{forced}  by {self.actor} at {self.time[:19]}: {self.reason}"
+
+
+@dataclass
+class AuditEntry(_Rich):
+    commit: str
+    time: str
+    actor: str
+    action: str
+    model: str | None
+    summary: str
+
+    def __str__(self) -> str:
+        return f"{self.time[:19]}  {self.commit[:8]}  {self.actor}  {self.action:<10} {self.summary}"
+
+
+@dataclass
+class FsckReport(_Rich):
+    versions: int
+    objects: int
+    problems: list[str]
+    orphans: list[str]
+    index_rebuilt: bool
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def __str__(self) -> str:
+        head = f"fsck: {self.versions} version(s), {self.objects} object(s): " + (
+            "ok" if self.ok else f"{len(self.problems)} problem(s)"
+        )
+        lines = [head, *(f"  problem: {p}" for p in self.problems)]
+        if self.orphans:
+            lines.append(f"  {len(self.orphans)} unreferenced object(s): `mm gc` removes them")
+        return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

@@ -1,0 +1,723 @@
+"""Versions in git: commit, get, log, diff, checkout, rollback, aliases, remotes, fsck and gc.
+
+Every change is one git commit built by :meth:`Registry._transact`: read the branch head, compute the new files
+from that snapshot, write the objects, then publish with a compare-and-swap of the branch (plus the version's tag)
+in one ref transaction. Losing the race means rebuilding on the new head, so concurrent kernels each get their own
+version number and nothing is lost; a crash before the swap leaves only unreferenced objects.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import networkx as nx
+import numpy as np
+
+from . import layout, probe, serialization
+from .artifacts import GcReport
+from .environment import capture_environment, project_state
+from .errors import (
+    ArtifactMissingError,
+    ConcurrencyError,
+    ModelError,
+    RemoteError,
+    UnknownModelError,
+    UnknownVersionError,
+)
+from .fingerprint import estimator_params, jsonable
+from .gitstore import BRANCH
+from .index import Index
+from .records import (
+    AliasChange,
+    AuditEntry,
+    FsckReport,
+    LogPage,
+    MetricDelta,
+    ModelSummary,
+    Version,
+    VersionDiff,
+)
+from .specs import VersionSpec, check_alias, check_name, parse_spec, version_id
+
+if TYPE_CHECKING:
+    from .workspace import Workspace
+
+MAX_ATTEMPTS = 200
+_MODEL_CACHE = 16
+
+
+@dataclass
+class Change:
+    """What one registry commit writes: files (None deletes), the commit message, new tags, and a result."""
+
+    files: dict[str, bytes | None]
+    message: str
+    tags: list[str] = field(default_factory=list)
+    result: Any = None
+
+
+class Snapshot:
+    """Read-only view of the registry tree at one commit, handed to transaction builders."""
+
+    def __init__(self, registry: Registry, head: str) -> None:
+        self.head = head
+        self._git = registry.git
+        self.tree = registry.git.commit_tree(head)
+
+    def json(self, path: str) -> dict[str, Any] | None:
+        raw = self._git.read(self.tree, path)
+        return json.loads(raw) if raw is not None else None
+
+
+def dump_json(doc: dict[str, Any]) -> bytes:
+    return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def trailers(**values: Any) -> str:
+    return "\n".join(f"MM-{k.title()}: {v}" for k, v in values.items() if v is not None)
+
+
+def parse_trailers(message: str) -> dict[str, str]:
+    out = {}
+    for line in message.splitlines():
+        if line.startswith("MM-") and ": " in line:
+            key, _, value = line.partition(": ")
+            out[key[3:].lower()] = value
+    return out
+
+
+def check_model(model: Any) -> None:
+    """Refuse anything that is not a fitted scikit-learn-style estimator, with the fix in the message."""
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    kind = type(model).__name__
+    if not (hasattr(model, "fit") and (hasattr(model, "predict") or hasattr(model, "transform"))):
+        raise ModelError(
+            f"{kind} is not a scikit-learn estimator (it needs fit and predict): pass a fitted estimator or pipeline"
+        )
+    try:
+        check_is_fitted(model)
+    except NotFittedError:
+        raise ModelError(f"{kind} is not fitted: call .fit(X, y) on it first (or train it with %%mm_train)") from None
+    except TypeError as exc:
+        raise ModelError(f"{kind} is not a scikit-learn estimator ({exc}): pass a fitted estimator") from None
+
+
+def task_of(model: Any) -> str | None:
+    from sklearn.base import is_classifier, is_regressor
+
+    if is_classifier(model):
+        return "classification"
+    if is_regressor(model):
+        return "regression"
+    return None
+
+
+class Registry:
+    """The versions of every model in one workspace."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.ws = workspace
+        self.git = workspace.git
+        self.objects = workspace.objects
+        self.index = Index(workspace.cache_dir / "index.sqlite", workspace.git)
+        self._loaded: OrderedDict[str, Any] = OrderedDict()
+
+    def close(self) -> None:
+        self.index.close()
+
+    # -- the one write path ----------------------------------------------------------------------------------------
+    def _transact(self, build: Callable[[Snapshot], Change]) -> tuple[Any, str]:
+        """Apply ``build`` on the current head and publish it atomically; rebuild and retry if another writer won."""
+        for attempt in range(MAX_ATTEMPTS):
+            head = self.git.read_ref()
+            if head is None:
+                raise ConcurrencyError("the registry branch is missing; run `mm fsck` to diagnose the workspace")
+            snap = Snapshot(self, head)
+            change = build(snap)
+            tree = self.git.write_changes(snap.tree, change.files)
+            commit = self.git.write_commit(tree, [head], change.message, _author(self.ws.actor), _utcnow())
+            updates: list[tuple[str, str, str | None]] = [(BRANCH, commit, head)]
+            updates += [(ref, commit, None) for ref in change.tags]
+            if self.git.update_refs(updates):
+                self.index.sync()
+                return change.result, commit
+            time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 20)))
+        raise ConcurrencyError(
+            f"gave up after {MAX_ATTEMPTS} attempts: other processes kept committing first; try again"
+        )
+
+    # -- commit ----------------------------------------------------------------------------------------------------
+    def commit(
+        self,
+        name: str,
+        model: Any,
+        *,
+        message: str = "",
+        params: dict[str, Any] | None = None,
+        metrics: dict[str, Any] | None = None,
+        data: dict[str, Any] | None = None,
+        code: str | None = None,
+        schema: dict[str, Any] | None = None,
+        parent: str | None = None,
+        probe_data: Any = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Version:
+        """Version a fitted model: artifact into the object store, metadata into one git commit.
+
+        ``probe_data`` (typically the training X) is sampled and kept as an artifact so that ``diff`` can report
+        how often two versions agree; pass None, or set the workspace's ``probe_rows`` to 0, for sensitive data.
+        """
+        check_name(name)
+        check_model(model)
+        blob = serialization.dumps(model)
+        artifact = {
+            "sha256": self.objects.put(blob),
+            "size": len(blob),
+            "format": serialization.FORMAT,
+            "class": f"{type(model).__module__}.{type(model).__qualname__}",
+        }
+        fields = {
+            "artifact": artifact,
+            "estimator": artifact["class"],
+            "task": task_of(model),
+            "params": jsonable(params) if params is not None else estimator_params(model),
+            "metrics": jsonable(metrics or {}),
+            "data": jsonable(data or {}),
+            "code": code,
+            "schema": jsonable(schema or {}),
+            "environment": capture_environment(),
+            "project": project_state(exclude=self.ws.root),
+            "probe": self._store_probe(probe_data),
+            "extra": jsonable(extra or {}),
+        }
+        parent_id = self._resolve_parent(parent)
+        return self._commit_version(name, fields, message or f"Commit {name}", parent_id, action="commit")
+
+    def _commit_version(
+        self,
+        name: str,
+        fields: dict[str, Any],
+        message: str,
+        parent_id: str | None,
+        *,
+        action: str,
+        rollback_of: str | None = None,
+    ) -> Version:
+        entry = self.ws.lifecycle.entry_path(bool(fields.get("metrics")))
+        actor = self.ws.actor
+
+        def build(snap: Snapshot) -> Change:
+            created = _utcnow().isoformat(timespec="microseconds")
+            mdoc = snap.json(layout.model_file(name)) or {
+                "name": name,
+                "created": created,
+                "latest": 0,
+                "gates": [],
+                "aliases": {},
+            }
+            number = int(mdoc["latest"]) + 1
+            mdoc["latest"] = number
+            vdoc = {
+                "format": 1,
+                "model": name,
+                "version": number,
+                "parent": parent_id,
+                "created": created,
+                "actor": actor,
+                "message": message,
+                "rollback_of": rollback_of,
+                **fields,
+            }
+            sdoc = {
+                "stage": entry[-1],
+                "since": created,
+                "history": [
+                    {
+                        "from": None,
+                        "to": entry[-1],
+                        "path": entry,
+                        "actor": actor,
+                        "time": created,
+                        "reason": message,
+                        "forced": False,
+                        "gates": [],
+                    }
+                ],
+            }
+            msg = (
+                f"{message}\n\n"
+                + trailers(action=action, model=name, version=number, parent=parent_id, actor=actor, stage=entry[-1])
+                + "\n"
+            )
+            files = {
+                layout.model_file(name): dump_json(mdoc),
+                layout.version_file(name, number): dump_json(vdoc),
+                layout.stage_file(name, number): dump_json(sdoc),
+            }
+            return Change(files, msg, [layout.tag(name, number)], number)
+
+        number, _ = self._transact(build)
+        return self.get(version_id(name, number))
+
+    def _store_probe(self, X: Any) -> dict[str, Any] | None:
+        rows = int(self.ws.config.get("probe_rows", 0) or 0)
+        if X is None or rows <= 0:
+            return None
+        try:
+            sample = probe.sample(X, rows)
+            data, fmt = probe.encode(sample)
+        except Exception:  # a probe is a convenience; odd data must never block a commit
+            return None
+        return {"sha256": self.objects.put(data), "rows": len(sample), "format": fmt}
+
+    def _resolve_parent(self, parent: str | None) -> str | None:
+        if parent is None:
+            return None
+        return self.get(parent).id
+
+    # -- reading ---------------------------------------------------------------------------------------------------
+    def resolve(self, spec: str | VersionSpec) -> tuple[str, int]:
+        """``(name, number)`` for ``NAME``, ``NAME@vN``, ``NAME@ALIAS`` or ``NAME@latest``."""
+        spec = parse_spec(spec) if isinstance(spec, str) else spec
+        self.index.sync()
+        mdoc = self.index.model_doc(spec.name)
+        if mdoc is None:
+            known = self.index.model_names()
+            hint = f" (known: {', '.join(known[:10])})" if known else " (the registry is empty)"
+            raise UnknownModelError(
+                f"unknown model {spec.name!r}{hint}: commit one with %mm_commit (or Registry.commit)"
+            )
+        if spec.alias is not None:
+            number = mdoc.get("aliases", {}).get(spec.alias)
+            if number is None:
+                aliases = ", ".join(sorted(mdoc.get("aliases", {}))) or "none"
+                raise UnknownVersionError(
+                    f"model {spec.name!r} has no alias {spec.alias!r} (aliases: {aliases}); set it with "
+                    f"%mm_alias {spec.name}@vN {spec.alias}"
+                )
+            return spec.name, int(number)
+        latest = int(mdoc["latest"])
+        number = spec.number if spec.number is not None else latest
+        if number < 1 or number > latest or self.index.version_doc(spec.name, number) is None:
+            raise UnknownVersionError(f"{spec.name}@v{number} does not exist: {spec.name} has versions v1..v{latest}")
+        return spec.name, number
+
+    def get(self, spec: str | VersionSpec) -> Version:
+        name, number = self.resolve(spec)
+        return self._version(name, number)
+
+    def _version(self, name: str, number: int, doc: dict[str, Any] | None = None, stage: str | None = None) -> Version:
+        doc = doc or self.index.version_doc(name, number)
+        if doc is None:
+            raise UnknownVersionError(f"{name}@v{number} does not exist")
+        if stage is None:
+            sdoc = self.index.stage_doc(name, number)
+            stage = sdoc["stage"] if sdoc else None
+        mdoc = self.index.model_doc(name) or {}
+        aliases = sorted(a for a, n in mdoc.get("aliases", {}).items() if n == number)
+        commit = self.git.read_ref(layout.tag(name, number))
+        return Version.from_doc(doc, stage=stage, aliases=aliases, commit=commit)
+
+    def models(self) -> list[ModelSummary]:
+        self.index.sync()
+        out = []
+        for name in self.index.model_names():
+            mdoc = self.index.model_doc(name) or {}
+            out.append(
+                ModelSummary(
+                    name=name,
+                    latest=int(mdoc.get("latest", 0)),
+                    aliases=dict(mdoc.get("aliases", {})),
+                    stages=self.index.stage_counts(name),
+                    created=mdoc.get("created", ""),
+                )
+            )
+        return out
+
+    def log(self, name: str, *, limit: int = 20, before: int | None = None) -> LogPage:
+        """Newest first, ``limit`` at a time; pass ``before=page.next_before`` for the next page."""
+        spec = parse_spec(name)
+        self.resolve(spec.name)
+        mdoc = self.index.model_doc(spec.name) or {}
+        by_number: dict[int, list[str]] = {}
+        for alias, n in mdoc.get("aliases", {}).items():
+            by_number.setdefault(int(n), []).append(alias)
+        versions = []
+        for number, doc, stage in self.index.page(spec.name, max(1, limit), before):
+            v = Version.from_doc(doc, stage=stage, aliases=sorted(by_number.get(number, [])))
+            v.commit = self.git.read_ref(layout.tag(spec.name, number))
+            versions.append(v)
+        total = self.index.count(spec.name)
+        nxt = versions[-1].number if versions and versions[-1].number > 1 and len(versions) == limit else None
+        return LogPage(name=spec.name, versions=versions, total=total, next_before=nxt)
+
+    def version_graph(self, name: str) -> nx.DiGraph:
+        """The version DAG of one model: an edge parent -> child for each retrain, tuning or rollback."""
+        check_name(name)
+        self.resolve(name)
+        graph = nx.DiGraph(name=name)
+        stages = dict(self.index.query("SELECT number, stage FROM stages WHERE model=?", (name,)))
+        for number, parent in self.index.edges(name):
+            vid = version_id(name, number)
+            graph.add_node(vid, number=number, stage=stages.get(number))
+            if parent:
+                graph.add_edge(parent, vid)
+        return graph
+
+    def history(self, name: str | None = None, *, limit: int | None = 100) -> list[AuditEntry]:
+        """The audit log: every commit (version, alias, transition, config) newest first."""
+        if name is not None:
+            self.resolve(check_name(name))
+        paths = [layout.model_dir(name)] if name else None
+        out = []
+        for c in self.git.history(paths, max_count=limit):
+            t = parse_trailers(c.message)
+            out.append(
+                AuditEntry(
+                    commit=c.sha,
+                    time=c.time.isoformat(),
+                    actor=t.get("actor", c.author),
+                    action=t.get("action", "edit"),
+                    model=t.get("model"),
+                    summary=c.message.split("\n", 1)[0],
+                )
+            )
+        return out
+
+    # -- artifacts -------------------------------------------------------------------------------------------------
+    def _artifact_bytes(self, sha: str, label: str) -> bytes:
+        try:
+            return self.objects.get(sha, label=label)
+        except ArtifactMissingError:
+            remote = self.ws.local_config.get("artifact_remote")
+            if remote and self.objects.fetch_from(Path(remote), [sha]):
+                return self.objects.get(sha, label=label)
+            raise
+
+    def checkout(self, spec: str | VersionSpec) -> Any:
+        """A fresh model object for a version, loaded only after its sha256 checks out."""
+        version = self.get(spec)
+        return self._load(version)
+
+    def _load(self, version: Version) -> Any:
+        data = self._artifact_bytes(version.sha256, f"artifact of {version.id}")
+        trusted = self.ws.config.get("trusted_types", [])
+        return serialization.loads(data, trusted=trusted, label=f"artifact of {version.id}")
+
+    def _cached_model(self, version: Version) -> Any:
+        """Loaded models for internal use only (diff), keyed by content hash so they can never be stale."""
+        sha = version.sha256
+        model = self._loaded.get(sha)
+        if model is None:
+            model = self._load(version)
+            self._loaded[sha] = model
+            if len(self._loaded) > _MODEL_CACHE:
+                self._loaded.popitem(last=False)
+        else:
+            self._loaded.move_to_end(sha)
+        return model
+
+    def probe_data(self, spec: str | VersionSpec) -> Any:
+        version = self.get(spec)
+        if not version.probe:
+            return None
+        data = self._artifact_bytes(version.probe["sha256"], f"probe sample of {version.id}")
+        return probe.decode(data, version.probe["format"])
+
+    # -- diff ------------------------------------------------------------------------------------------------------
+    def diff(self, a: str, b: str, *, agreement: bool = True) -> VersionDiff:
+        """Everything that differs between two versions, and how often their predictions agree."""
+        va, vb = self.get(a), self.get(b)
+        out = VersionDiff(
+            a=va.id,
+            b=vb.id,
+            params=_dict_changes(va.params, vb.params),
+            metrics=_metric_deltas(va.metrics, vb.metrics),
+            data_changed=va.data.get("hash") != vb.data.get("hash"),
+            data=_dict_changes(_data_summary(va.data), _data_summary(vb.data)),
+            code_diff="".join(
+                difflib.unified_diff(
+                    (va.code or "").splitlines(keepends=True),
+                    (vb.code or "").splitlines(keepends=True),
+                    fromfile=va.id,
+                    tofile=vb.id,
+                )
+            ),
+            schema=_dict_changes(va.schema, vb.schema),
+            environment=_dict_changes(_flat_env(va.environment), _flat_env(vb.environment)),
+            artifact_changed=va.sha256 != vb.sha256,
+        )
+        if agreement:
+            self._agreement(va, vb, out)
+        else:
+            out.agreement_note = "not computed (agreement=False)"
+        return out
+
+    def _agreement(self, va: Version, vb: Version, out: VersionDiff) -> None:
+        source = vb if vb.probe else va
+        if not source.probe:
+            out.agreement_note = "no probe sample recorded (probe_rows is 0 or no training data was given)"
+            return
+        if not out.artifact_changed:
+            out.agreement, out.agreement_rows = 1.0, int(source.probe["rows"])
+            return
+        try:
+            X = self.probe_data(source.id)
+            pa = np.asarray(self._cached_model(va).predict(X))
+            pb = np.asarray(self._cached_model(vb).predict(X))
+        except Exception as exc:  # different feature sets etc.: say why, don't fail the diff
+            out.agreement_note = f"not comparable on {source.id}'s probe sample ({type(exc).__name__}: {exc})"
+            return
+        if pa.dtype.kind in "fc" or pb.dtype.kind in "fc":
+            same = np.isclose(pa.astype(float), pb.astype(float), rtol=1e-3, atol=1e-9)
+        else:
+            same = pa == pb
+        out.agreement = float(np.mean(same)) if len(same) else None
+        out.agreement_rows = len(same)
+
+    # -- rollback and aliases ------------------------------------------------------------------------------------
+    def rollback(self, name: str, to: str | int, message: str = "") -> Version:
+        """A NEW version equal to ``to``: history is kept, the parent edge records where it came from.
+
+        The target is loaded (hash verified) before anything is written, so a rollback to a broken artifact fails
+        cleanly instead of recording a version that cannot serve.
+        """
+        check_name(name)
+        target_spec = f"{name}@v{to}" if isinstance(to, int) else (to if "@" in str(to) else f"{name}@{to}")
+        target = self.get(target_spec)
+        if target.name != name:
+            raise UnknownVersionError(f"cannot roll {name} back to {target.id}: pick a version of {name}")
+        self._load(target)
+        current = self.get(name)
+        fields = {
+            k: getattr(target, k)
+            for k in (
+                "artifact",
+                "estimator",
+                "task",
+                "params",
+                "metrics",
+                "data",
+                "code",
+                "schema",
+                "environment",
+                "project",
+                "probe",
+                "extra",
+            )
+        }
+        msg = message or f"Roll back {name} from {current.id} to {target.id}"
+        return self._commit_version(name, fields, msg, target.id, action="rollback", rollback_of=current.id)
+
+    def set_alias(self, spec: str, alias: str, message: str = "") -> AliasChange:
+        """Point ``alias`` (e.g. ``production``) at a version; the move is a commit, so it is audited."""
+        check_alias(alias)
+        name, number = self.resolve(spec)
+        return self._alias(name, alias, number, message or f"Set {name}@{alias} to v{number}")
+
+    def delete_alias(self, name: str, alias: str, message: str = "") -> AliasChange:
+        check_alias(alias)
+        self.resolve(name)
+        if alias not in (self.index.model_doc(name) or {}).get("aliases", {}):
+            raise UnknownVersionError(f"model {name!r} has no alias {alias!r}: nothing to delete")
+        return self._alias(name, alias, None, message or f"Delete {name}@{alias}")
+
+    def aliases(self, name: str) -> dict[str, int]:
+        self.resolve(name)
+        return dict((self.index.model_doc(name) or {}).get("aliases", {}))
+
+    def _alias(self, name: str, alias: str, number: int | None, message: str) -> AliasChange:
+        actor = self.ws.actor
+
+        def build(snap: Snapshot) -> Change:
+            mdoc = snap.json(layout.model_file(name))
+            if mdoc is None:
+                raise UnknownModelError(f"unknown model {name!r}")
+            old = mdoc.setdefault("aliases", {}).get(alias)
+            if number is None:
+                mdoc["aliases"].pop(alias, None)
+            else:
+                mdoc["aliases"][alias] = number
+            msg = (
+                f"{message}\n\n"
+                + trailers(
+                    action="alias",
+                    model=name,
+                    alias=alias,
+                    old=f"v{old}" if old else "-",
+                    new=f"v{number}" if number else "-",
+                    actor=actor,
+                )
+                + "\n"
+            )
+            return Change({layout.model_file(name): dump_json(mdoc)}, msg, result=old)
+
+        old, commit = self._transact(build)
+        return AliasChange(name=name, alias=alias, old=old, new=number, commit=commit)
+
+    # -- model-level and workspace-level settings ---------------------------------------------------------------
+    def update_model(self, name: str, mutate: Callable[[dict[str, Any]], None], message: str, action: str) -> str:
+        """Apply ``mutate`` to ``model.json`` in one audited commit (used for gates and other model settings)."""
+        self.resolve(name)
+        actor = self.ws.actor
+
+        def build(snap: Snapshot) -> Change:
+            mdoc = snap.json(layout.model_file(name))
+            if mdoc is None:
+                raise UnknownModelError(f"unknown model {name!r}")
+            mutate(mdoc)
+            msg = f"{message}\n\n" + trailers(action=action, model=name, actor=actor) + "\n"
+            return Change({layout.model_file(name): dump_json(mdoc)}, msg)
+
+        return self._transact(build)[1]
+
+    def model_doc(self, name: str) -> dict[str, Any]:
+        self.resolve(name)
+        return dict(self.index.model_doc(name) or {})
+
+    def update_config(self, mutate: Callable[[dict[str, Any]], None], message: str) -> str:
+        actor = self.ws.actor
+
+        def build(snap: Snapshot) -> Change:
+            doc = snap.json(layout.CONFIG) or {}
+            mutate(doc)
+            msg = f"{message}\n\n" + trailers(action="config", actor=actor) + "\n"
+            return Change({layout.CONFIG: dump_json(doc)}, msg)
+
+        return self._transact(build)[1]
+
+    def trust(self, types: Iterable[str], message: str = "") -> list[str]:
+        """Add types to the workspace's trusted set for loading artifacts (an audited, shared decision)."""
+        new = sorted(set(types))
+
+        def mutate(doc: dict[str, Any]) -> None:
+            doc["trusted_types"] = sorted(set(doc.get("trusted_types", [])) | set(new))
+
+        self.update_config(mutate, message or f"Trust types: {', '.join(new)}")
+        return self.ws.config["trusted_types"]
+
+    # -- integrity -----------------------------------------------------------------------------------------------
+    def referenced_objects(self) -> set[str]:
+        self.index.sync()
+        refs: set[str] = set()
+        for _model, _number, doc in self.index.artifacts():
+            d = json.loads(doc)
+            refs.add(d["artifact"]["sha256"])
+            if d.get("probe"):
+                refs.add(d["probe"]["sha256"])
+        return refs
+
+    def fsck(self) -> FsckReport:
+        """Rebuild the index from git, then check every version's tag, stage record and objects."""
+        self.index.rebuild()
+        problems: list[str] = []
+        count = 0
+        for model, number, doc in self.index.artifacts():
+            count += 1
+            d = json.loads(doc)
+            vid = version_id(model, number)
+            if self.git.read_ref(layout.tag(model, number)) is None:
+                problems.append(f"{vid}: tag {vid} is missing (recreate it with `git tag {vid} <commit>`)")
+            if self.index.stage_doc(model, number) is None:
+                problems.append(f"{vid}: no lifecycle record")
+            for what, meta in (("artifact", d["artifact"]), ("probe sample", d.get("probe"))):
+                if meta:
+                    problem = self.objects.verify(meta["sha256"])
+                    if problem:
+                        problems.append(f"{vid} {what}: {problem}")
+        refs = self.referenced_objects()
+        objects = list(self.objects)
+        orphans = [sha for sha in objects if sha not in refs]
+        return FsckReport(versions=count, objects=len(objects), problems=problems, orphans=orphans, index_rebuilt=True)
+
+    def gc(self, *, grace_seconds: float = 3600.0) -> GcReport:
+        """Delete artifacts no version references (older than the grace period)."""
+        return self.objects.gc(self.referenced_objects(), grace_seconds=grace_seconds)
+
+    # -- remotes ---------------------------------------------------------------------------------------------------
+    def _remotes(self, remote: str | None, artifacts: str | Path | None) -> tuple[str, Path | None]:
+        local = self.ws.local_config
+        url = remote or local.get("remote")
+        if not url:
+            raise RemoteError("no git remote configured: pass one (mm push URL) or run `mm remote URL [ARTIFACT_DIR]`")
+        art = artifacts or local.get("artifact_remote")
+        return str(url), Path(art) if art else None
+
+    def push(self, remote: str | None = None, artifacts: str | Path | None = None) -> dict[str, Any]:
+        """Send artifacts first, then git: a version is never visible remotely before its artifact is there."""
+        url, art = self._remotes(remote, artifacts)
+        copied = self.objects.push_to(art, self.referenced_objects()) if art else 0
+        self.git.push(url)
+        return {"remote": url, "artifact_remote": str(art) if art else None, "objects_copied": copied}
+
+    def pull(self, remote: str | None = None, artifacts: str | Path | None = None) -> dict[str, Any]:
+        """Fast-forward to the remote registry and fetch the artifacts it references.
+
+        Diverged histories are refused: two workspaces may have numbered different versions alike.
+        """
+        url, art = self._remotes(remote, artifacts)
+        fetched = self.git.fetch(url)
+        head = self.git.read_ref()
+        moved = False
+        if fetched and fetched != head:
+            self.index.sync()
+            fresh = not self.index.model_names()
+            if head is None or fresh or self.git.is_ancestor(head, fetched):
+                if not self.git.update_refs([(BRANCH, fetched, head)]):
+                    raise ConcurrencyError("the registry changed while pulling; pull again")
+                moved = True
+            elif not self.git.is_ancestor(fetched, head):
+                raise RemoteError(
+                    f"local and remote registries have diverged ({head[:8]} vs {fetched[:8]}): push from one "
+                    "workspace at a time, or start a fresh workspace and pull into it"
+                )
+        self.index.sync()
+        copied = self.objects.fetch_from(art, self.referenced_objects()) if art else 0
+        return {"remote": url, "updated": moved, "objects_copied": copied}
+
+
+def _author(actor: str) -> tuple[str, str]:
+    user, _, host = actor.partition("@")
+    return (actor, f"{user or 'mm'}@{host or 'localhost'}")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _dict_changes(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    return {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
+
+
+def _metric_deltas(a: dict[str, Any], b: dict[str, Any]) -> list[MetricDelta]:
+    out = []
+    for k in sorted(a.keys() | b.keys()):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, (list, dict)) or isinstance(vb, (list, dict)):
+            if va != vb:
+                out.append(MetricDelta(k, va, vb, None))
+            continue
+        num = isinstance(va, (int, float)) and isinstance(vb, (int, float))
+        out.append(MetricDelta(k, va, vb, (vb - va) if num else None))
+    return out
+
+
+def _data_summary(fp: dict[str, Any]) -> dict[str, Any]:
+    return {k: fp.get(k) for k in ("hash", "rows", "columns", "dtypes") if k in fp}
+
+
+def _flat_env(env: dict[str, Any]) -> dict[str, Any]:
+    flat = {k: v for k, v in env.items() if k != "packages"}
+    flat.update(env.get("packages", {}))
+    return flat

@@ -1,0 +1,206 @@
+"""The workspace: a ``.mm/`` directory that is a git repository of its own.
+
+Layout::
+
+    .mm/
+      .git/            the registry (metadata, aliases, lifecycle): the source of truth and the audit log
+      objects/         content-addressed artifacts (never in git)
+      cache/           rebuildable caches (the SQLite index of the registry)
+      run/             run-time state: deployments, metric stores (never in git)
+      local.json       machine-local settings (artifact remote, secrets): never committed
+
+It never touches the user's project repository; it records that repository's HEAD in each version instead.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .artifacts import ArtifactStore
+from .atomic import atomic_write_text, file_lock
+from .errors import WorkspaceError, WorkspaceFormatError
+from .gitstore import BRANCH, GitStore
+
+if TYPE_CHECKING:
+    from .lifecycle import Lifecycle
+    from .registry import Registry
+
+FORMAT = 1
+DIRNAME = ".mm"
+ENV_HOME = "MM_HOME"
+DEFAULT_CONFIG: dict[str, Any] = {
+    "format": FORMAT,
+    "probe_rows": 200,
+    "trusted_types": [],
+    "lifecycle": {"stages": [], "edges": []},
+}
+IGNORED = "objects/\ncache/\nrun/\nlocal.json\n"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def default_actor() -> str:
+    """Who is acting, for the audit log: ``MM_ACTOR`` if set, else ``user@host``."""
+    actor = os.environ.get("MM_ACTOR")
+    if actor:
+        return actor
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def find_root(start: Path | None = None) -> Path | None:
+    """The nearest ``.mm/`` at or above ``start``, like git finds ``.git``."""
+    here = Path(start or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / DIRNAME
+        if (candidate / ".git").is_dir():
+            return candidate
+    return None
+
+
+class Workspace:
+    """Entry point to the engine: ``Workspace.open()`` finds or creates ``.mm/`` and hands out its parts."""
+
+    def __init__(self, root: Path, *, actor: str | None = None) -> None:
+        self.root = Path(root).resolve()
+        if not (self.root / ".git").is_dir():
+            raise WorkspaceError(f"no workspace at {self.root}: create one with Workspace.open({str(self.root)!r})")
+        self.git = GitStore(self.root)
+        self.objects = ArtifactStore(self.root / "objects")
+        self.cache_dir = self.root / "cache"
+        self.run_dir = self.root / "run"
+        self.actor = actor or default_actor()
+        self._check_format()
+
+    # -- finding and creating ----------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | Path | None = None, *, create: bool = True, actor: str | None = None) -> Workspace:
+        """Open the workspace at ``path``, else ``$MM_HOME``, else the nearest ``.mm/`` upward, else create one.
+
+        ``path`` and ``MM_HOME`` name the workspace directory itself; creation happens in the current directory.
+        """
+        if path is None and os.environ.get(ENV_HOME):
+            path = os.environ[ENV_HOME]
+        root = Path(path).expanduser() if path is not None else find_root()
+        if root is None:
+            root = Path(os.getcwd()) / DIRNAME
+        if not (root / ".git").is_dir():
+            if not create:
+                raise WorkspaceError(f"no workspace at {root}: run `mm init` there or set MM_HOME") from None
+            cls.create(root)
+        return cls(root, actor=actor)
+
+    @classmethod
+    def create(cls, root: Path) -> None:
+        """Initialise ``root``; safe when several processes race to create the same workspace."""
+        root = Path(root)
+        root.mkdir(parents=True, exist_ok=True)
+        with file_lock(root / ".init.lock"):
+            store = GitStore.init(root)
+            for sub in ("objects", "cache", "run"):
+                (root / sub).mkdir(exist_ok=True)
+            exclude = Path(store.git_dir) / "info" / "exclude"
+            exclude.parent.mkdir(exist_ok=True)
+            atomic_write_text(exclude, IGNORED + ".init.lock\n")
+            if store.read_ref() is None:
+                files = {
+                    "mm.json": (json.dumps(DEFAULT_CONFIG, indent=2, sort_keys=True) + "\n").encode(),
+                    ".gitignore": IGNORED.encode(),
+                    "README.md": (
+                        b"# mm_magics workspace\n\nManaged by mm_magics: one commit per version, alias change or "
+                        b"lifecycle transition.\nArtifacts live in objects/ (content-addressed, not in git).\n"
+                    ),
+                }
+                tree = store.write_changes(None, files)
+                commit = store.write_commit(
+                    tree,
+                    [],
+                    "Create mm_magics workspace\n\nMM-Action: init\n",
+                    ("mm_magics", "mm@localhost"),
+                    datetime.now(UTC),
+                )
+                store.update_refs([(BRANCH, commit, None)])
+            store.close()
+
+    def _check_format(self) -> None:
+        fmt = self.config.get("format", FORMAT)
+        if not isinstance(fmt, int) or fmt > FORMAT:
+            raise WorkspaceFormatError(
+                f"workspace {self.root} has format {fmt}, newer than this mm_magics reads ({FORMAT}); "
+                "upgrade with `pip install -U mm_magics`"
+            )
+
+    # -- configuration -----------------------------------------------------------------------------------------
+    @property
+    def config(self) -> dict[str, Any]:
+        """Workspace settings committed in ``mm.json`` (shared with everyone who pulls the workspace)."""
+        head = self.git.read_ref()
+        if head is None:
+            return dict(DEFAULT_CONFIG)
+        raw = self.git.read(self.git.commit_tree(head), "mm.json")
+        if raw is None:
+            return dict(DEFAULT_CONFIG)
+        try:
+            return {**DEFAULT_CONFIG, **json.loads(raw)}
+        except json.JSONDecodeError:
+            raise WorkspaceError(f"{self.root}/mm.json in git is not valid JSON: fix it with git") from None
+
+    @property
+    def local_config(self) -> dict[str, Any]:
+        """Machine-local settings (``local.json``): never committed, so secrets can live here."""
+        path = self.root / "local.json"
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            return {}
+        except json.JSONDecodeError:
+            raise WorkspaceError(f"{path} is not valid JSON: fix or delete it") from None
+
+    def set_local(self, **values: Any) -> None:
+        with file_lock(self.run_dir / ".local.lock"):
+            data = self.local_config
+            for key, value in values.items():
+                if value is None:
+                    data.pop(key, None)
+                else:
+                    data[key] = value
+            atomic_write_text(self.root / "local.json", json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+    # -- parts ---------------------------------------------------------------------------------------------------
+    @cached_property
+    def registry(self) -> Registry:
+        from .registry import Registry
+
+        return Registry(self)
+
+    @cached_property
+    def lifecycle(self) -> Lifecycle:
+        from .lifecycle import Lifecycle
+
+        return Lifecycle(self)
+
+    def close(self) -> None:
+        if "registry" in self.__dict__:
+            self.registry.close()
+        self.git.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.root)!r})"
