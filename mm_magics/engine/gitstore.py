@@ -31,8 +31,12 @@ BRANCH = "refs/heads/main"
 BLOB_MODE = 0o100644
 TREE_MODE = 0o040000
 NULL_SHA = "0" * 40
-#: A git lock file older than this is left over from a killed process (git holds them for milliseconds).
-STALE_LOCK_SECONDS = float(os.environ.get("MM_STALE_LOCK_SECONDS", "10"))
+
+
+def stale_lock_seconds() -> float:
+    """Age after which a git lock file is taken as left over by a killed process (git holds one for milliseconds)."""
+    return float(os.environ.get("MM_STALE_LOCK_SECONDS", "10"))
+
 
 Entry = tuple[bytes, int, str]  # (binsha, mode, name), GitPython's tree entry tuple
 
@@ -102,16 +106,19 @@ class GitStore:
             pass
         return None
 
-    def update_refs(self, updates: Iterable[tuple[str, str, str | None]]) -> bool:
-        """Atomically apply ``(ref, new, old)`` updates; ``old=None`` means the ref must not exist yet.
+    def update_refs(self, updates: Iterable[tuple[str, str, str | None]], *, attempts: int = 200) -> bool:
+        """Apply ``(ref, new, old)`` updates as one transaction; ``old=None`` means the ref must not exist yet.
 
         Returns False when another writer got there first (the caller rebuilds on the new head and retries).
+        Note that git's files backend makes the transaction atomic against other writers but not against a crash:
+        a process killed while git renames the lock files can publish the branch without the tag. The branch is
+        the source of truth, so readers repair a missing tag (:meth:`Registry._commit_of`).
         """
         lines = []
         for ref, new, old in updates:
             lines.append(f"update {ref} {new} {old or NULL_SHA}")
         payload = "\n".join(lines) + "\n"
-        for _ in range(200):
+        for _ in range(attempts):
             proc = subprocess.run(
                 [git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git", "--git-dir", str(self.git_dir), "update-ref", "--stdin"],
                 input=payload,
@@ -129,6 +136,8 @@ class GitStore:
             if "but expected" in err or "already exists" in err or "reference already exists" in err:
                 return False
             raise WorkspaceError(f"git refused to update the registry refs: {err.strip().splitlines()[-1]}")
+        if attempts < 200:
+            return False
         raise ConcurrencyError("the registry stayed locked by another process for too long; try again")
 
     def _break_stale_locks(self, err: str) -> None:
@@ -140,7 +149,7 @@ class GitStore:
                     age = time.time() - lock.stat().st_mtime
                 except FileNotFoundError:
                     continue
-                if age > STALE_LOCK_SECONDS:
+                if age > stale_lock_seconds():
                     lock.unlink(missing_ok=True)
 
     # -- objects ------------------------------------------------------------------------------------------------
@@ -302,6 +311,11 @@ class GitStore:
             for c in commits
         ]
 
+    def commit_adding(self, path: str) -> str | None:
+        """The commit on the main branch that added ``path`` (used to re-create a version tag lost in a crash)."""
+        out = self.repo.git.log("--format=%H", "--diff-filter=A", "-1", BRANCH, "--", path)
+        return out.strip() or None
+
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         return self.repo.is_ancestor(ancestor, descendant)
 
@@ -310,10 +324,12 @@ class GitStore:
         self._remote_cmd(["push", "--porcelain", url, f"{BRANCH}:{BRANCH}", "refs/tags/*:refs/tags/*"], url)
 
     def fetch(self, url: str) -> str | None:
-        """Fetch the remote's main branch and tags; returns the fetched main commit (None if the remote is empty)."""
+        """Fetch the remote's main branch; returns its commit (None if the remote is empty)."""
         self._remote_cmd(["fetch", "--no-tags", url, f"+{BRANCH}:refs/remotes/origin/main"], url)
-        self._remote_cmd(["fetch", url, "refs/tags/*:refs/tags/*"], url)
         return self.read_ref("refs/remotes/origin/main")
+
+    def fetch_tags(self, url: str) -> None:
+        self._remote_cmd(["fetch", "--no-tags", url, "refs/tags/*:refs/tags/*"], url)
 
     def _remote_cmd(self, args: list[str], url: str) -> None:
         try:

@@ -326,8 +326,17 @@ class Registry:
             stage = sdoc["stage"] if sdoc else None
         mdoc = self.index.model_doc(name) or {}
         aliases = sorted(a for a, n in mdoc.get("aliases", {}).items() if n == number)
-        commit = self.git.read_ref(layout.tag(name, number))
-        return Version.from_doc(doc, stage=stage, aliases=aliases, commit=commit)
+        return Version.from_doc(doc, stage=stage, aliases=aliases, commit=self._commit_of(name, number))
+
+    def _commit_of(self, name: str, number: int) -> str | None:
+        """The version's commit via its tag, re-creating the tag if a crash lost it (the branch has the truth)."""
+        tag = layout.tag(name, number)
+        sha = self.git.read_ref(tag)
+        if sha is None:
+            sha = self.git.commit_adding(layout.version_file(name, number))
+            if sha is not None:
+                self.git.update_refs([(tag, sha, None)], attempts=3)
+        return sha
 
     def models(self) -> list[ModelSummary]:
         self.index.sync()
@@ -356,7 +365,7 @@ class Registry:
         versions = []
         for number, doc, stage in self.index.page(spec.name, max(1, limit), before):
             v = Version.from_doc(doc, stage=stage, aliases=sorted(by_number.get(number, [])))
-            v.commit = self.git.read_ref(layout.tag(spec.name, number))
+            v.commit = self._commit_of(spec.name, number)
             versions.append(v)
         total = self.index.count(spec.name)
         nxt = versions[-1].number if versions and versions[-1].number > 1 and len(versions) == limit else None
@@ -627,8 +636,8 @@ class Registry:
             count += 1
             d = json.loads(doc)
             vid = version_id(model, number)
-            if self.git.read_ref(layout.tag(model, number)) is None:
-                problems.append(f"{vid}: tag {vid} is missing (recreate it with `git tag {vid} <commit>`)")
+            if self._commit_of(model, number) is None:
+                problems.append(f"{vid}: no commit on the main branch adds it: the registry history was rewritten")
             if self.index.stage_doc(model, number) is None:
                 problems.append(f"{vid}: no lifecycle record")
             for what, meta in (("artifact", d["artifact"]), ("probe sample", d.get("probe"))):
@@ -674,6 +683,7 @@ class Registry:
             self.index.sync()
             fresh = not self.index.model_names()
             if head is None or fresh or self.git.is_ancestor(head, fetched):
+                self.git.fetch_tags(url)
                 if not self.git.update_refs([(BRANCH, fetched, head)]):
                     raise ConcurrencyError("the registry changed while pulling; pull again")
                 moved = True

@@ -3,7 +3,7 @@
 Two properties matter to a content-addressed registry:
 
 * **Safety.** Loading never runs code nobody vetted: skops reconstructs objects from a schema and refuses types
-  outside a trusted set. No ``pickle.load`` anywhere in mm_magics.
+  outside a trusted set. Nothing in mm_magics ever unpickles.
 * **Determinism.** The same fitted model must give the same bytes, or committing it twice stores two objects.
   skops writes ``id()`` values and wall-clock zip timestamps into its archive; :func:`dumps` renumbers the ids in
   document order and pins the timestamps, which skops' loader accepts unchanged (ids are only memo keys).

@@ -1,0 +1,66 @@
+"""Shared fixtures: real temporary workspaces (real git repositories), real scikit-learn models and data."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from sklearn.tree import DecisionTreeClassifier
+
+from mm_magics.engine import Workspace, fingerprint, schema_of
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Never let a test find a developer's own workspace or identity."""
+    monkeypatch.delenv("MM_HOME", raising=False)
+    monkeypatch.setenv("MM_ACTOR", "tester@ci")
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    workspace = Workspace.open(tmp_path / "proj" / ".mm")
+    yield workspace
+    workspace.close()
+
+
+@pytest.fixture(scope="session")
+def iris():
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    return X, y
+
+
+@pytest.fixture(scope="session")
+def models(iris):
+    X, y = iris
+    return {
+        "logreg": LogisticRegression(max_iter=500).fit(X, y),
+        "tree": DecisionTreeClassifier(max_depth=2, random_state=0).fit(X, y),
+        "deep_tree": DecisionTreeClassifier(random_state=0).fit(X, y),
+    }
+
+
+def commit_kwargs(X, y, accuracy: float = 0.95, code: str = "model = LogisticRegression()") -> dict:
+    return {
+        "metrics": {"accuracy": accuracy, "f1_macro": accuracy - 0.01},
+        "data": fingerprint(X, y),
+        "schema": schema_of(X),
+        "code": code,
+        "probe_data": X,
+    }
+
+
+def run_python(code: str, *, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run a snippet in a fresh interpreter (real separate processes for concurrency and crash tests)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=full_env, check=False
+    )

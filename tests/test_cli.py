@@ -1,0 +1,63 @@
+import json
+
+import pytest
+
+from mm_magics.cli import main
+
+
+@pytest.fixture
+def populated(ws, iris, models):
+    X, y = iris
+    ws.registry.commit("m", models["logreg"], message="one", metrics={"accuracy": 0.95}, probe_data=X)
+    ws.registry.commit("m", models["tree"], message="two", metrics={"accuracy": 0.9}, parent="m@v1", probe_data=X)
+    return ws
+
+
+def run(ws, capsys, *args):
+    code = main(["-C", str(ws.root), *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_models_log_show_diff(populated, capsys):
+    code, out, _ = run(populated, capsys, "models")
+    assert code == 0 and "m  latest v2" in out
+    code, out, _ = run(populated, capsys, "log", "m")
+    assert code == 0 and out.index("m@v2") < out.index("m@v1")
+    code, out, _ = run(populated, capsys, "--json", "show", "m@v1")
+    assert json.loads(out)["metrics"]["accuracy"] == 0.95
+    code, out, _ = run(populated, capsys, "diff", "m@v1", "m@v2")
+    assert "accuracy: 0.95 -> 0.9 (-0.05)" in out and "prediction agreement" in out
+
+
+def test_rollback_alias_stage_gate_history(populated, capsys):
+    assert run(populated, capsys, "rollback", "m@v1", "-m", "back")[0] == 0
+    assert populated.registry.get("m").parent == "m@v1"
+    assert run(populated, capsys, "alias", "m@v3", "production")[0] == 0
+    code, out, _ = run(populated, capsys, "gate", "m", "accuracy>=0.93")
+    assert "deploy: accuracy >= 0.93" in out
+    code, out, _ = run(populated, capsys, "stage", "m@v2", "deploy", "--check")
+    assert "FAIL  accuracy >= 0.93" in out
+    code, out, err = run(populated, capsys, "stage", "m@v2", "deploy", "-m", "go")
+    assert code == 2 and err.startswith("mm: error: m@v2 cannot enter deploy") and err.count("\n") == 1
+    assert run(populated, capsys, "stage", "m@v3", "deploy", "-m", "go")[0] == 0
+    code, out, _ = run(populated, capsys, "stages", "m")
+    assert "deploy     1" in out
+    code, out, _ = run(populated, capsys, "history", "m")
+    assert out.splitlines()[0].split()[3] == "transition"
+    assert run(populated, capsys, "fsck")[0] == 0
+
+
+def test_errors_are_one_line(ws, capsys):
+    code, _, err = run(ws, capsys, "show", "nope@v1")
+    assert code == 2 and err.count("\n") == 1 and "unknown model 'nope'" in err
+    code, _, err = run(ws, capsys, "show", "nope@v")
+    assert code == 2 and "malformed version" in err
+    code, _, err = run(ws, capsys, "rollback", "nope")
+    assert code == 2
+
+
+def test_demo_runs_end_to_end(tmp_path, capsys):
+    assert main(["demo", "--dir", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert "rolled back" in out and "gate refused" in out
