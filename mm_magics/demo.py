@@ -1,60 +1,101 @@
-"""``mm demo``: the quick-start story on a dataset scikit-learn ships, with nothing to set up."""
+"""``mm demo``: run the quick-start notebook headless on a real kernel and summarise what it did.
+
+This is the README's first command: it proves the whole stack (kernel, magics, engine, git, artifact store) works
+on a fresh machine with the embedded defaults, and leaves an executed notebook to open in JupyterLab.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+from .engine.errors import MMError
+
+QUICKSTART = "01_quickstart.ipynb"
+MARKER = ".mm-demo"
+
+
+def notebook_path(name: str) -> Path:
+    """Where an example notebook lives: inside the installed package (wheel) or the source checkout."""
+    here = Path(__file__).resolve().parent
+    for folder in (here / "example_notebooks", here.parent / "example_notebooks"):
+        if (folder / name).is_file():
+            return folder / name
+    raise MMError(f"example notebook {name} is not installed: reinstall mm_magics (pip install mm_magics)")
+
+
+@contextlib.contextmanager
+def _env(**values: str) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def execute_notebook(src: Path, workdir: Path, *, timeout: int = 600, env: dict[str, str] | None = None) -> Any:
+    """Execute a notebook on a fresh ``python3`` kernel in ``workdir``; raises on the first failing cell."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    nb = nbformat.read(src, as_version=4)
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(workdir)}},
+        store_widget_state=True,
+    )
+    with _env(**(env or {})):
+        try:
+            client.execute()
+        except CellExecutionError as exc:
+            lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+            raise MMError(f"{src.name} failed: {lines[-1] if lines else exc}") from None
+    return nb
 
 
 def run_demo(directory: str | Path = "mm-demo") -> str:
-    """Train, commit, retrain, diff, gate, deploy-stage and roll back a model; return a short report."""
-    from sklearn.datasets import load_breast_cancer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score, f1_score
-    from sklearn.model_selection import train_test_split
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.tree import DecisionTreeClassifier
-
-    from .engine import TransitionError, Workspace, fingerprint, schema_of
+    from .engine.workspace import Workspace
 
     root = Path(directory).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    ws = Workspace.open(root / ".mm")
-    reg, lc = ws.registry, ws.lifecycle
-    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
-    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
+    workspace = root / ".mm"
+    if workspace.exists():
+        if not (root / MARKER).exists():
+            raise MMError(f"{root} already holds a workspace that the demo did not make: pass --dir NEW_DIR")
+        shutil.rmtree(workspace)
+    (root / MARKER).write_text("made by `mm demo`; safe to delete\n")
+    src = notebook_path(QUICKSTART)
+    started = time.perf_counter()
+    nb = execute_notebook(src, root, env={"MM_HOME": str(workspace)})
+    seconds = time.perf_counter() - started
+    import nbformat
 
-    def train(model: object, code: str) -> tuple[object, dict[str, float]]:
-        model.fit(X_tr, y_tr)
-        pred = model.predict(X_te)
-        return model, {"accuracy": accuracy_score(y_te, pred), "f1": f1_score(y_te, pred)}
-
-    lines = [f"workspace: {ws.root}"]
-    code1 = "make_pipeline(StandardScaler(), LogisticRegression(C=1.0))"
-    m1, met1 = train(make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000)), code1)
-    common = {"data": fingerprint(X_tr, y_tr), "schema": schema_of(X_tr), "probe_data": X_tr}
-    v1 = reg.commit("cancer", m1, message="Baseline: scaled logistic regression", metrics=met1, code=code1, **common)
-    lines.append(f"committed {v1.id}: accuracy {met1['accuracy']:.3f}")
-    code2 = "DecisionTreeClassifier(max_depth=2)"
-    m2, met2 = train(DecisionTreeClassifier(max_depth=2, random_state=0), code2)
-    v2 = reg.commit("cancer", m2, message="Try a shallow tree", metrics=met2, code=code2, parent=v1.id, **common)
-    lines.append(f"committed {v2.id} (from {v1.id}): accuracy {met2['accuracy']:.3f}")
-    diff = reg.diff(v1.id, v2.id)
-    lines.append(
-        f"diff {v1.id} -> {v2.id}: accuracy {met2['accuracy'] - met1['accuracy']:+.3f}, "
-        f"predictions agree on {diff.agreement:.0%} of {diff.agreement_rows} probe rows"
-    )
-    lc.set_gates("cancer", ["accuracy >= 0.95"])
-    lc.transition(v1.id, "deploy", "Baseline passes the gate")
-    try:
-        lc.transition(v2.id, "deploy", "Ship the tree?")
-    except TransitionError as exc:
-        lines.append(f"gate refused {v2.id}: {exc}".split(". Fix")[0])
-    v3 = reg.rollback("cancer", v1.number, "The tree is worse: back to the baseline")
-    lines.append(f"rolled back: {v3.id} equals {v1.id} (parent {v3.parent})")
-    reg.set_alias(v3.id, "production")
-    lines.append(str(reg.log("cancer")))
-    lines.append(f"explore it: cd {root} && mm log cancer && git -C .mm log --oneline")
-    os.environ.setdefault("MM_DEMO_DONE", "1")
+    out = root / QUICKSTART
+    nbformat.write(nb, out)
+    code_cells = sum(1 for c in nb.cells if c.cell_type == "code")
+    with Workspace.open(workspace) as ws:
+        models = ws.registry.models()
+        log = ws.registry.log("cancer", limit=10)
+    lines = [
+        f"ran {src.name}: {code_cells} cells on a real kernel in {seconds:.1f}s, no errors",
+        f"workspace: {workspace}",
+        *(f"  {m}" for m in models),
+        str(log),
+        f"executed notebook: {out}",
+        f"open it:  jupyter lab {out}",
+        f"explore:  mm -C {workspace} diff cancer@v1 cancer@v3   |   git -C {workspace} log --oneline",
+    ]
     return "\n".join(lines)

@@ -57,7 +57,16 @@ def test_errors_are_one_line(ws, capsys):
     assert code == 2
 
 
-def test_demo_runs_end_to_end(tmp_path, capsys):
-    assert main(["demo", "--dir", str(tmp_path / "demo")]) == 0
+def test_demo_runs_the_quickstart_notebook(tmp_path, capsys):
+    target = tmp_path / "demo"
+    assert main(["demo", "--dir", str(target)]) == 0
     out = capsys.readouterr().out
-    assert "rolled back" in out and "gate refused" in out
+    assert "ran 01_quickstart.ipynb" in out and "no errors" in out and "cancer@v5 [production]" in out
+    assert (target / "01_quickstart.ipynb").is_file()
+    assert main(["demo", "--dir", str(target)]) == 0  # running it again starts from a fresh demo workspace
+    assert "cancer  latest v5" in capsys.readouterr().out
+
+
+def test_demo_never_overwrites_a_real_workspace(ws, capsys):
+    code = main(["demo", "--dir", str(ws.root.parent)])
+    assert code == 2 and "did not make" in capsys.readouterr().err

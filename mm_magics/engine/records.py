@@ -18,11 +18,20 @@ class _Rich:
 
         return to_html(self)
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython's plain-text display: the readable form (records are declared with ``repr=False`` so IPython's
+        printer, which walks the MRO for ``__repr__``, reaches this method)."""
+        printer.text(str(self))
+
+    def __repr__(self) -> str:
+        first = str(self).splitlines()
+        return f"<{type(self).__name__} {first[0] if first else ''}>"
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)  # type: ignore[call-overload]
 
 
-@dataclass
+@dataclass(repr=False)
 class Version(_Rich):
     """One committed version: its metadata as stored in git, plus its current stage and aliases."""
 
@@ -72,7 +81,7 @@ class Version(_Rich):
         return "  ".join(p for p in parts if p)
 
 
-@dataclass
+@dataclass(repr=False)
 class LogPage(_Rich):
     """A page of a model's history, newest first; ``next_before`` is the cursor for the next page."""
 
@@ -92,7 +101,7 @@ class LogPage(_Rich):
         return "\n".join(lines)
 
 
-@dataclass
+@dataclass(repr=False)
 class ModelSummary(_Rich):
     name: str
     latest: int
@@ -114,7 +123,7 @@ class MetricDelta:
     delta: float | None
 
 
-@dataclass
+@dataclass(repr=False)
 class VersionDiff(_Rich):
     """What changed between two versions, including how often their predictions agree on a probe sample."""
 
@@ -161,7 +170,7 @@ class VersionDiff(_Rich):
         return "\n".join(lines)
 
 
-@dataclass
+@dataclass(repr=False)
 class AliasChange(_Rich):
     name: str
     alias: str
@@ -182,7 +191,7 @@ class GateResult:
     detail: str
 
 
-@dataclass
+@dataclass(repr=False)
 class Transition(_Rich):
     """A lifecycle move, as recorded in the audit log."""
 
@@ -202,7 +211,7 @@ class Transition(_Rich):
         return f"{self.version}: {' -> '.join(self.path)}{forced}  by {self.actor} at {self.time[:19]}: {self.reason}"
 
 
-@dataclass
+@dataclass(repr=False)
 class AuditEntry(_Rich):
     commit: str
     time: str
@@ -215,7 +224,7 @@ class AuditEntry(_Rich):
         return f"{self.time[:19]}  {self.commit[:8]}  {self.actor}  {self.action:<10} {self.summary}"
 
 
-@dataclass
+@dataclass(repr=False)
 class FsckReport(_Rich):
     versions: int
     objects: int
@@ -241,3 +250,52 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+@dataclass(repr=False)
+class ModelList(_Rich):
+    models: list[ModelSummary]
+
+    def __str__(self) -> str:
+        if not self.models:
+            return "no models yet: train one with %%mm_train NAME and commit it with %mm_commit NAME -m MSG"
+        return "\n".join(str(m) for m in self.models)
+
+
+@dataclass(repr=False)
+class GateList(_Rich):
+    """A model's gates for a stage, or (with results) how a version fares against them."""
+
+    name: str
+    stage: str
+    gates: list[dict[str, str]]
+    results: list[GateResult]
+
+    def __str__(self) -> str:
+        if self.results:
+            lines = [f"{self.name} -> {self.stage}:"]
+            lines += [f"  {'pass' if r.passed else 'FAIL'}  {r.gate}: {r.detail}" for r in self.results]
+            return "\n".join(lines)
+        if not self.gates:
+            return f"{self.name} has no gates"
+        return "\n".join(f"{self.name} {g['stage']} gate: {g['expr']}" for g in self.gates)
+
+
+@dataclass(repr=False)
+class CheckedOut(_Rich):
+    version: Version
+    var: str
+
+    def __str__(self) -> str:
+        return f"loaded {self.version.id} into `{self.var}` (sha256 {self.version.sha256[:12]} verified)"
+
+
+@dataclass(repr=False)
+class CommittedRun(_Rich):
+    """A training run committed straight away (``%%mm_train --commit``)."""
+
+    run: Any
+    version: Version
+
+    def __str__(self) -> str:
+        return f"{self.run}\ncommitted {self.version.id} ({(self.version.commit or '')[:8]})"

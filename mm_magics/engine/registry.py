@@ -447,7 +447,8 @@ class Registry:
     # -- diff ------------------------------------------------------------------------------------------------------
     def diff(self, a: str, b: str, *, agreement: bool = True) -> VersionDiff:
         """Everything that differs between two versions, and how often their predictions agree."""
-        va, vb = self.get(a), self.get(b)
+        sa, sb = parse_spec(a), parse_spec(b)  # both well-formed before either is looked up
+        va, vb = self.get(sa), self.get(sb)
         out = VersionDiff(
             a=va.id,
             b=vb.id,
@@ -457,8 +458,8 @@ class Registry:
             data=_dict_changes(_data_summary(va.data), _data_summary(vb.data)),
             code_diff="".join(
                 difflib.unified_diff(
-                    (va.code or "").splitlines(keepends=True),
-                    (vb.code or "").splitlines(keepends=True),
+                    _lines(va.code),
+                    _lines(vb.code),
                     fromfile=va.id,
                     tofile=vb.id,
                 )
@@ -704,6 +705,10 @@ def _author(actor: str) -> tuple[str, str]:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _lines(code: str | None) -> list[str]:
+    return [line + "\n" for line in (code or "").splitlines()]
 
 
 def _dict_changes(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, Any]]:

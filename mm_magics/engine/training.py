@@ -1,0 +1,438 @@
+"""Run user code, find the estimator and the data it defines, fit, evaluate, and record the run.
+
+Plain Python over a namespace dict: the magic hands over the cell's (already IPython-transformed) source and the
+user namespace; a script can do the same with ``globals()``. If anything fails, names the cell bound are restored,
+so an error never leaves the namespace half-changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .environment import capture_environment
+from .errors import MMError
+from .fingerprint import estimator_params, fingerprint, jsonable, schema_of
+from .registry import task_of
+
+_MISSING = object()
+Progress = Callable[[str], None]
+
+
+class TrainingError(MMError):
+    """The cell, its data or its fit cannot make a run; the message says what to change."""
+
+
+@dataclass
+class TrainOptions:
+    model_var: str | None = None
+    data_vars: tuple[str, str] | None = None
+    cv: int | None = None
+    test_size: float = 0.25
+    random_state: int = 0
+    parent: str | None = None
+
+
+@dataclass(repr=False)
+class Run:
+    """One training run: what the registry needs to make a version, plus the fitted model itself."""
+
+    name: str
+    model: Any = field(repr=False)
+    model_var: str
+    task: str | None
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    evaluation: dict[str, Any]
+    data: dict[str, Any]
+    schema: dict[str, Any]
+    code: str
+    environment: dict[str, Any]
+    wall_time: float
+    fit_time: float
+    parent: str | None = None
+    search: dict[str, Any] | None = None
+    X_train: Any = field(default=None, repr=False)
+    previous: dict[str, Any] | None = None
+
+    @property
+    def estimator(self) -> str:
+        return type(self.model).__name__
+
+    def _repr_html_(self) -> str:
+        from mm_magics.render import to_html
+
+        return to_html(self)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(str(self))
+
+    def __repr__(self) -> str:
+        return f"<Run {self.name}: {self.estimator}>"
+
+    def __str__(self) -> str:
+        shown = {k: v for k, v in self.metrics.items() if isinstance(v, (int, float))}
+        metrics = ", ".join(f"{k}={v:.4g}" for k, v in shown.items())
+        lines = [f"run {self.name}: {self.estimator} ({self.model_var}) {self.evaluation.get('method')}: {metrics}"]
+        if self.search:
+            lines.append(f"  search: best {self.search['best_params']} (cv score {self.search['best_score']:.4g})")
+        if self.previous:
+            prev = self.previous
+            deltas = [
+                f"{k} {v - prev['metrics'][k]:+.4g}"
+                for k, v in shown.items()
+                if isinstance(prev["metrics"].get(k), (int, float))
+            ]
+            lines.append(f"  vs {prev['id']}: " + (", ".join(deltas) or "no common metrics"))
+        lines.append(
+            f"  captured: params ({len(self.params)}), data {self.data['rows']}x{self.data['columns']} "
+            f"#{self.data['hash'][:10]}, schema, code ({len(self.code.splitlines())} lines), environment; "
+            f"fit {self.fit_time:.2f}s of {self.wall_time:.2f}s"
+        )
+        return "\n".join(lines)
+
+    def commit_fields(self) -> dict[str, Any]:
+        """Keyword arguments for :meth:`Registry.commit`."""
+        extra: dict[str, Any] = {"evaluation": self.evaluation, "wall_time": self.wall_time, "fit_time": self.fit_time}
+        if self.search:
+            extra["search"] = self.search
+        return {
+            "params": self.params,
+            "metrics": self.metrics,
+            "data": self.data,
+            "code": self.code,
+            "schema": self.schema,
+            "parent": self.parent,
+            "probe_data": self.X_train,
+            "extra": extra,
+        }
+
+
+# -- finding things in the namespace --------------------------------------------------------------------------------
+def is_estimator(obj: Any) -> bool:
+    from sklearn.base import BaseEstimator
+
+    return isinstance(obj, BaseEstimator) and not isinstance(obj, type)
+
+
+def _nested(obj: Any) -> list[Any]:
+    try:
+        return list(obj.get_params(deep=True).values())
+    except Exception:
+        return []
+
+
+def find_estimator(ns: MutableMapping[str, Any], assigned: list[str], model_var: str | None) -> tuple[str, Any]:
+    """The estimator the cell defined: the one assigned variable that is an estimator and not part of another."""
+    if model_var:
+        if model_var not in ns:
+            raise TrainingError(f"--model {model_var}: no variable {model_var!r} in the namespace; check the name")
+        if not is_estimator(ns[model_var]):
+            raise TrainingError(
+                f"--model {model_var}: it is a {type(ns[model_var]).__name__}, not a scikit-learn estimator"
+            )
+        return model_var, ns[model_var]
+    candidates = {k: ns[k] for k in assigned if is_estimator(ns.get(k))}
+    inner = {id(v) for c in candidates.values() for v in _nested(c)}
+    top = {k: v for k, v in candidates.items() if id(v) not in inner}
+    predictors = {k: v for k, v in top.items() if hasattr(v, "predict")} or top
+    if not predictors:
+        raise TrainingError(
+            "the cell defines no scikit-learn estimator: assign one (e.g. model = LogisticRegression()) "
+            "or name an existing one with --model VAR"
+        )
+    if len(predictors) > 1:
+        names = ", ".join(sorted(predictors))
+        raise TrainingError(f"the cell defines several estimators ({names}): pick one with --model VAR")
+    return next(iter(predictors.items()))
+
+
+def find_data(ns: MutableMapping[str, Any], data_vars: tuple[str, str] | None) -> tuple[Any, Any, str, str]:
+    """``X`` and ``y`` (or the names given with ``--data``), checked for matching lengths."""
+    if data_vars:
+        xn, yn = data_vars
+    elif "X" in ns and "y" in ns:
+        xn, yn = "X", "y"
+    elif "X_train" in ns and "y_train" in ns:
+        xn, yn = "X_train", "y_train"
+    else:
+        raise TrainingError(
+            "no training data found: define X and y in the cell (or X_train and y_train), or name them with --data X y"
+        )
+    for n in (xn, yn):
+        if n not in ns:
+            raise TrainingError(f"--data: no variable {n!r} in the namespace; check the name")
+    X, y = ns[xn], ns[yn]
+    try:
+        nx, ny = len(X), len(y)
+    except TypeError:
+        raise TrainingError(f"{xn} and {yn} must be array-like (rows first): got {type(X).__name__}") from None
+    if nx != ny:
+        raise TrainingError(f"{xn} has {nx} rows but {yn} has {ny}: they must match row for row")
+    if nx < 2:
+        raise TrainingError(f"{xn} has {nx} row(s): need at least 2 to train and evaluate")
+    return X, y, xn, yn
+
+
+# -- metrics -------------------------------------------------------------------------------------------------------
+def classification_metrics(y_true: Any, y_pred: Any) -> dict[str, Any]:
+    from sklearn import metrics as skm
+
+    labels = np.unique(np.concatenate([np.asarray(y_true).ravel(), np.asarray(y_pred).ravel()]))
+    out: dict[str, Any] = {"accuracy": float(skm.accuracy_score(y_true, y_pred))}
+    if len(labels) == 2:
+        pos = labels[-1]
+        out["precision"] = float(skm.precision_score(y_true, y_pred, pos_label=pos, zero_division=0))
+        out["recall"] = float(skm.recall_score(y_true, y_pred, pos_label=pos, zero_division=0))
+        out["f1"] = float(skm.f1_score(y_true, y_pred, pos_label=pos, zero_division=0))
+    for avg in ("macro", "weighted"):
+        p, r, f, _ = skm.precision_recall_fscore_support(y_true, y_pred, average=avg, zero_division=0)
+        out.update({f"precision_{avg}": float(p), f"recall_{avg}": float(r), f"f1_{avg}": float(f)})
+    out["confusion_matrix"] = {
+        "labels": jsonable(labels.tolist()),
+        "matrix": skm.confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+    }
+    return out
+
+
+def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, Any]:
+    from sklearn import metrics as skm
+
+    return {
+        "mae": float(skm.mean_absolute_error(y_true, y_pred)),
+        "rmse": float(np.sqrt(skm.mean_squared_error(y_true, y_pred))),
+        "r2": float(skm.r2_score(y_true, y_pred)),
+    }
+
+
+def evaluate(model: Any, X: Any, y: Any, task: str | None) -> dict[str, Any]:
+    pred = model.predict(X)
+    if task == "classification":
+        return classification_metrics(y, pred)
+    if task == "regression":
+        return regression_metrics(y, pred)
+    return {}
+
+
+def _cv_metrics(
+    model: Any, X: Any, y: Any, task: str | None, k: int, random_state: int, progress: Progress
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """K-fold metrics with per-fold progress (we run the folds so we can report each one)."""
+    from sklearn.base import clone
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    splitter = (StratifiedKFold if task == "classification" else KFold)(k, shuffle=True, random_state=random_state)
+    folds = []
+    for i, (tr, te) in enumerate(splitter.split(X, y), 1):
+        progress(f"cross-validation fold {i}/{k}")
+        m = clone(model).fit(_rows(X, tr), _rows(y, tr))
+        folds.append({k2: v for k2, v in evaluate(m, _rows(X, te), _rows(y, te), task).items() if isinstance(v, float)})
+    keys = folds[0].keys() if folds else []
+    summary: dict[str, Any] = {}
+    for key in keys:
+        vals = [f[key] for f in folds]
+        summary[key] = float(np.mean(vals))
+        summary[f"{key}_std"] = float(np.std(vals))
+    return summary, folds
+
+
+def _rows(data: Any, idx: Any) -> Any:
+    return data.iloc[idx] if hasattr(data, "iloc") else np.asarray(data)[idx]
+
+
+def _search_summary(search: Any) -> dict[str, Any]:
+    res = search.cv_results_
+    table = []
+    for i in np.argsort(res["rank_test_score"])[:50]:
+        table.append(
+            {
+                "params": jsonable(res["params"][i]),
+                "mean_test_score": float(res["mean_test_score"][i]),
+                "std_test_score": float(res["std_test_score"][i]),
+                "rank": int(res["rank_test_score"][i]),
+            }
+        )
+    return {
+        "kind": type(search).__name__,
+        "best_params": jsonable(search.best_params_),
+        "best_score": float(search.best_score_),
+        "candidates": len(res["params"]),
+        "folds": int(getattr(search, "n_splits_", 0)),
+        "cv_results": table,
+    }
+
+
+# -- the run -------------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def restore_on_error(ns: MutableMapping[str, Any]) -> Iterator[None]:
+    """Put back every name the block rebound or added if it raises (KeyboardInterrupt included)."""
+    before = dict(ns)
+    try:
+        yield
+    except BaseException:
+        for key in [k for k in ns if k not in before]:
+            del ns[key]
+        for key, value in before.items():
+            if ns.get(key, _MISSING) is not value:
+                ns[key] = value
+        raise
+
+
+@contextlib.contextmanager
+def ticking(progress: Progress, label: Callable[[], str], every: float = 0.5) -> Iterator[None]:
+    """Report elapsed time from a daemon thread that dies with the block, whatever happens."""
+    stop = threading.Event()
+    start = time.perf_counter()
+
+    def loop() -> None:
+        while not stop.wait(every):
+            progress(f"{label()} ({time.perf_counter() - start:.1f}s)")
+
+    thread = threading.Thread(target=loop, name="mm-train-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _is_fitted(model: Any) -> bool:
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    try:
+        check_is_fitted(model)
+        return True
+    except (NotFittedError, TypeError):
+        return False
+
+
+def _fit(model: Any, X: Any, y: Any) -> None:
+    try:
+        model.fit(X, y)
+    except (KeyboardInterrupt, MMError):
+        raise
+    except Exception as exc:
+        text = str(exc).strip().splitlines()
+        first = text[0] if text else ""
+        raise TrainingError(f"fitting {type(model).__name__} failed: {type(exc).__name__}: {first}") from None
+
+
+def train(
+    name: str,
+    code: str,
+    ns: MutableMapping[str, Any],
+    options: TrainOptions | None = None,
+    *,
+    execute: Callable[[str, MutableMapping[str, Any]], None] | None = None,
+    progress: Progress = lambda _msg: None,
+    previous: dict[str, Any] | None = None,
+) -> Run:
+    """Run ``code`` in ``ns``, then fit and evaluate the estimator it defines; returns the run (not yet committed).
+
+    ``execute`` runs the code (the magic passes IPython's, so the cell may use magics); by default plain ``exec``.
+    """
+    from sklearn.model_selection import train_test_split
+
+    opts = options or TrainOptions()
+    started = time.perf_counter()
+    with restore_on_error(ns):
+        before = {k: v for k, v in ns.items()}
+        if execute is not None:
+            execute(code, ns)
+        else:
+            exec(compile(code, f"<mm_train {name}>", "exec"), ns)
+        assigned = [k for k, v in ns.items() if not k.startswith("_") and before.get(k, _MISSING) is not v]
+        var, model = find_estimator(ns, assigned, opts.model_var)
+        X, y, xn, yn = find_data(ns, opts.data_vars)
+        task = task_of(model)
+        search = hasattr(model, "cv_results_") or type(model).__name__.endswith("SearchCV")
+        evaluation: dict[str, Any]
+        fit_start = time.perf_counter()
+        phase = ["fitting"]
+        if search and hasattr(model, "param_grid"):
+            from sklearn.model_selection import ParameterGrid
+
+            phase[0] = f"searching {len(ParameterGrid(model.param_grid))} candidates"
+        with ticking(progress, lambda: phase[0]):
+            if "X_test" in ns and "y_test" in ns and opts.cv is None:
+                X_tr, y_tr = X, y
+                if not _is_fitted(model):
+                    _fit(model, X_tr, y_tr)
+                fit_time = time.perf_counter() - fit_start
+                phase[0] = "evaluating"
+                metrics = evaluate(model, ns["X_test"], ns["y_test"], task)
+                evaluation = {"method": "holdout", "test": "X_test/y_test", "test_rows": len(ns["X_test"])}
+            elif opts.cv:
+                if opts.cv < 2:
+                    raise TrainingError(f"--cv {opts.cv}: cross-validation needs at least 2 folds")
+                metrics, folds = _cv_metrics(model, X, y, task, opts.cv, opts.random_state, progress)
+                phase[0] = "fitting on all rows"
+                X_tr, y_tr = X, y
+                _fit(model, X_tr, y_tr)
+                fit_time = time.perf_counter() - fit_start
+                evaluation = {"method": f"{opts.cv}-fold cross-validation", "folds": folds}
+            else:
+                if not 0 < opts.test_size < 1:
+                    raise TrainingError(f"test size {opts.test_size} must be between 0 and 1 (e.g. 0.25)")
+                stratify = y if task == "classification" and _can_stratify(y, opts.test_size) else None
+                X_tr, X_te, y_tr, y_te = train_test_split(
+                    X, y, test_size=opts.test_size, random_state=opts.random_state, stratify=stratify
+                )
+                refit = _is_fitted(model)
+                evaluated = model
+                if refit:  # fitted by the cell on data we cannot see: evaluate a clone on a clean split
+                    from sklearn.base import clone
+
+                    evaluated = clone(model)
+                _fit(evaluated, X_tr, y_tr)
+                fit_time = time.perf_counter() - fit_start
+                phase[0] = "evaluating"
+                metrics = evaluate(evaluated, X_te, y_te, task)
+                evaluation = {
+                    "method": "holdout",
+                    "test_size": opts.test_size,
+                    "random_state": opts.random_state,
+                    "test_rows": len(X_te),
+                    "stratified": stratify is not None,
+                    "note": "the cell fitted the model itself; metrics come from a clone fitted on the split"
+                    if refit
+                    else None,
+                }
+                if refit:
+                    X_tr, y_tr = X, y
+        search_info = _search_summary(model) if search and hasattr(model, "cv_results_") else None
+        final = getattr(model, "best_estimator_", None) if search_info else None
+        committed = final if final is not None else model
+        run = Run(
+            name=name,
+            model=committed,
+            model_var=var,
+            task=task_of(committed) or task,
+            params=estimator_params(committed),
+            metrics=metrics,
+            evaluation={**evaluation, "data": f"{xn}, {yn}"},
+            data=fingerprint(X_tr, y_tr),
+            schema=schema_of(X_tr),
+            code=code,
+            environment=capture_environment(),
+            wall_time=time.perf_counter() - started,
+            fit_time=fit_time,
+            parent=opts.parent,
+            search=search_info,
+            X_train=X_tr,
+            previous=previous,
+        )
+        return run
+
+
+def _can_stratify(y: Any, test_size: float) -> bool:
+    _, counts = np.unique(np.asarray(y), return_counts=True)
+    return len(counts) > 1 and counts.min() >= 2 and len(counts) <= len(y) * test_size

@@ -1,0 +1,401 @@
+"""IPython magics: argument parsing over the engine, nothing more.
+
+Each magic parses its line with ``magic_arguments`` (so ``%mm_log?`` shows real help), calls one engine function
+and returns the engine's record, which renders itself as HTML in a notebook and as text in a terminal. Engine
+errors become a one-line ``UsageError`` naming the problem and the fix; the namespace and registry are untouched.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shlex
+from collections.abc import Callable
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments
+from traitlets import Bool, Float, Int, Unicode
+
+from .engine import training
+from .engine.errors import MMError
+from .engine.records import CheckedOut, CommittedRun, GateList, ModelList
+from .engine.specs import parse_spec
+from .engine.workspace import Workspace
+
+
+def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn engine errors into one-line UsageErrors: the user sees what to fix, never our traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(self: MMMagics, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(self, *args, **kwargs)
+        except MMError as exc:
+            raise UsageError(str(exc)) from None
+
+    return wrapper
+
+
+def _args(fn: Callable[..., Any], line: str) -> Any:
+    """Parse like a shell (quotes group words and are removed), as users expect from -m "a message"."""
+    try:
+        argv = shlex.split(line)
+    except ValueError as exc:
+        raise UsageError(f"cannot parse arguments ({exc}): check the quotes") from None
+    try:
+        return fn.parser.parse_args(argv)
+    except UsageError as exc:
+        raise UsageError(f"{exc}; see %{fn.__name__}? for usage".replace("\n", " ")) from None
+
+
+def _cell_line(exc: BaseException) -> str:
+    """ " at line N" of the user's cell where the exception started, if it started there."""
+    tb, line = exc.__traceback__, None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == CELL_FILENAME:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return f" at line {line}" if line else ""
+
+
+CELL_FILENAME = "<mm_train cell>"
+
+
+@magics_class
+class MMMagics(Magics):
+    """Model management magics. Settings: ``%config MMMagics.test_size = 0.2`` and friends."""
+
+    workspace = Unicode(
+        None, allow_none=True, help="Workspace directory; default $MM_HOME or the nearest .mm/ (created if none)."
+    ).tag(config=True)
+    test_size = Float(0.25, help="Hold-out fraction used by %%mm_train when the cell defines no X_test/y_test.").tag(
+        config=True
+    )
+    random_state = Int(0, help="Seed for the hold-out split and cross-validation folds.").tag(config=True)
+    progress = Bool(True, help="Show elapsed time and fold/search progress during long fits.").tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self._ws: Workspace | None = None
+        self._ws_key: tuple[str | None, str | None] | None = None
+        self.runs: dict[str, training.Run] = {}
+
+    # -- helpers ---------------------------------------------------------------------------------------------------
+    @property
+    def ws(self) -> Workspace:
+        """The workspace, reopened when the setting, MM_HOME or the working directory changes."""
+        key = (self.workspace, os.environ.get("MM_HOME") or os.getcwd())
+        if self._ws is None or key != self._ws_key:
+            if self._ws is not None:
+                self._ws.close()
+            self._ws = Workspace.open(self.workspace)
+            self._ws_key = key
+        return self._ws
+
+    @property
+    def ns(self) -> dict[str, Any]:
+        return self.shell.user_ns
+
+    def _execute(self, code: str, ns: dict[str, Any]) -> None:
+        """Run cell code with IPython's transforms (magics and ``!`` work inside), raising what it raises."""
+        source = self.shell.transform_cell(code)
+        exec(compile(source, CELL_FILENAME, "exec"), ns)
+
+    def _progress(self) -> tuple[Callable[[str], None], Callable[[], None]]:
+        if not self.progress or not hasattr(self.shell, "kernel"):
+            return (lambda _msg: None), (lambda: None)
+        from IPython.display import display
+
+        # created here on the main thread so it belongs to this cell; empty text/plain shows nothing
+        handle = display({"text/plain": ""}, raw=True, display_id=True)
+
+        def show(msg: str) -> None:
+            handle.update(
+                {"text/plain": f"... {msg}", "text/html": f"<span style='color:#666'>⏳ {msg}</span>"}, raw=True
+            )
+
+        return show, (lambda: handle.update({"text/plain": ""}, raw=True))
+
+    def _previous(self, name: str) -> dict[str, Any] | None:
+        try:
+            latest = self.ws.registry.get(name)
+        except MMError:
+            return None
+        return {"id": latest.id, "metrics": latest.metrics}
+
+    # -- training and versions ------------------------------------------------------------------------------------
+    @magic_arguments()
+    @argument("name", help="model name (e.g. iris)")
+    @argument("--model", dest="model_var", help="variable holding the estimator (default: the one the cell assigns)")
+    @argument("--data", nargs=2, metavar=("X", "Y"), help="variables holding features and target (default: X y)")
+    @argument("--cv", type=int, help="evaluate with K-fold cross-validation, then fit on all rows")
+    @argument("--test-size", type=float, help="hold-out fraction (default: MMMagics.test_size)")
+    @argument("--from", dest="parent", help="NAME@vN this run retrains or tunes (its parent in the version DAG)")
+    @argument("--commit", action="store_true", help="commit the run straight away (needs -m)")
+    @argument("-m", "--message", default="", help="commit message: the reason for this version")
+    @cell_magic
+    @friendly
+    def mm_train(self, line: str, cell: str) -> Any:
+        """Run the cell, fit and evaluate the estimator it defines, and record the run.
+
+        The cell's estimator (or --model VAR) is fitted on X, y (or --data X y) unless the cell fitted it; it is
+        evaluated on X_test/y_test if the cell defines them, else on a stratified hold-out split, or with --cv K.
+        Params, metrics, a data fingerprint, the input schema, the code and the environment are recorded;
+        GridSearchCV/RandomizedSearchCV record best params, best score and the CV table.
+        Commit the run with %mm_commit NAME -m MSG, or pass --commit -m MSG.
+        """
+        args = _args(self.mm_train, line)
+        name = parse_spec(args.name).name if "@" not in args.name else None
+        if name is None or name != args.name:
+            raise UsageError(f"%%mm_train takes a model NAME, not a version ({args.name}); use --from {args.name}")
+        if args.commit and not args.message.strip():
+            raise UsageError('--commit needs a message: add -m "why this version"')
+        parent = self.ws.registry.get(args.parent).id if args.parent else None
+        options = training.TrainOptions(
+            model_var=args.model_var,
+            data_vars=tuple(args.data) if args.data else None,
+            cv=args.cv,
+            test_size=args.test_size if args.test_size is not None else self.test_size,
+            random_state=self.random_state,
+            parent=parent,
+        )
+        show, clear = self._progress()
+        try:
+            run = training.train(
+                name, cell, self.ns, options, execute=self._execute, progress=show, previous=self._previous(name)
+            )
+        except KeyboardInterrupt:
+            raise UsageError("training interrupted: nothing was recorded and the namespace is unchanged") from None
+        except training.TrainingError:
+            raise
+        except MMError:
+            raise
+        except Exception as exc:  # an error in the user's own cell code: say where, briefly
+            where = _cell_line(exc)
+            raise UsageError(
+                f"the cell raised {type(exc).__name__}{where}: {exc}; fix the cell (nothing was recorded)"
+            ) from None
+        finally:
+            clear()
+        self.runs[name] = run
+        if args.commit:
+            version = self._commit_run(run, args.message)
+            return CommittedRun(run=run, version=version)
+        return run
+
+    def _commit_run(self, run: training.Run, message: str) -> Any:
+        version = self.ws.registry.commit(run.name, run.model, message=message, **run.commit_fields())
+        self.runs.pop(run.name, None)
+        return version
+
+    @magic_arguments()
+    @argument("name", help="model name")
+    @argument("-m", "--message", default="", help="the reason for this version (required)")
+    @argument(
+        "--model", dest="model_var", help="commit this fitted estimator from the namespace instead of the last run"
+    )
+    @argument("--data", nargs=2, metavar=("X", "Y"), help="with --model: fingerprint this training data")
+    @argument("--from", dest="parent", help="NAME@vN this version derives from")
+    @line_magic
+    @friendly
+    def mm_commit(self, line: str) -> Any:
+        """Commit the last %%mm_train run of NAME (or --model VAR) as a new version; prints NAME@vN and its sha."""
+        args = _args(self.mm_commit, line)
+        if not args.message.strip():
+            raise UsageError(f'a version needs a reason: %mm_commit {args.name} -m "what changed and why"')
+        reg = self.ws.registry
+        if args.model_var:
+            if args.model_var not in self.ns:
+                raise UsageError(f"--model {args.model_var}: no such variable in the namespace")
+            fields: dict[str, Any] = {"parent": reg.get(args.parent).id if args.parent else None}
+            if args.data:
+                X, y, *_ = training.find_data(self.ns, tuple(args.data))
+                from .engine.fingerprint import fingerprint, schema_of
+
+                fields.update(data=fingerprint(X, y), schema=schema_of(X), probe_data=X)
+            return reg.commit(args.name, self.ns[args.model_var], message=args.message, **fields)
+        run = self.runs.get(args.name)
+        if run is None:
+            pending = ", ".join(sorted(self.runs)) or "none"
+            raise UsageError(
+                f"nothing to commit for {args.name} (runs waiting: {pending}): train it with %%mm_train "
+                f"{args.name}, or commit a fitted estimator with --model VAR"
+            )
+        if args.parent:
+            run.parent = reg.get(args.parent).id
+        return self._commit_run(run, args.message)
+
+    @magic_arguments()
+    @argument("name", help="model name")
+    @argument("-n", "--limit", type=int, default=20, help="versions per page")
+    @argument("--before", type=int, help="page cursor: versions older than vN")
+    @line_magic
+    @friendly
+    def mm_log(self, line: str) -> Any:
+        """A model's versions, newest first, with parents, stages, aliases and messages."""
+        args = _args(self.mm_log, line)
+        return self.ws.registry.log(args.name, limit=args.limit, before=args.before)
+
+    @magic_arguments()
+    @argument("a", help="NAME@vN")
+    @argument("b", help="NAME@vN")
+    @argument("--no-agreement", action="store_true", help="skip the prediction-agreement check")
+    @line_magic
+    @friendly
+    def mm_diff(self, line: str) -> Any:
+        """What changed between two versions: params, metrics, data, code, schema, environment, predictions."""
+        args = _args(self.mm_diff, line)
+        return self.ws.registry.diff(args.a, args.b, agreement=not args.no_agreement)
+
+    @magic_arguments()
+    @argument("version", help="NAME, NAME@vN or NAME@ALIAS")
+    @argument("--as", dest="var", help="variable to load the model into (default: model)")
+    @line_magic
+    @friendly
+    def mm_checkout(self, line: str) -> Any:
+        """Load a version's model into the namespace after verifying its sha256."""
+        args = _args(self.mm_checkout, line)
+        var = args.var or "model"
+        if not var.isidentifier():
+            raise UsageError(f"--as {var}: not a valid Python variable name")
+        version = self.ws.registry.get(args.version)
+        self.ns[var] = self.ws.registry.checkout(version.id)
+        return CheckedOut(version=version, var=var)
+
+    @magic_arguments()
+    @argument("version", help="NAME@vN to roll back to")
+    @argument("-m", "--message", default="", help="why (kept in the audit log)")
+    @line_magic
+    @friendly
+    def mm_rollback(self, line: str) -> Any:
+        """Make a new version equal to an older one (history kept, parent recorded)."""
+        args = _args(self.mm_rollback, line)
+        spec = parse_spec(args.version)
+        if spec.number is None and spec.alias is None:
+            raise UsageError(f"say which version to roll back to: %mm_rollback {spec.name}@vN -m WHY")
+        target = self.ws.registry.get(args.version)
+        return self.ws.registry.rollback(spec.name, target.number, args.message)
+
+    @magic_arguments()
+    @argument("version", help="NAME@vN")
+    @argument("stage", help="target stage (e.g. deploy, retire)")
+    @argument("-m", "--message", default="", help="why (kept in the audit log)")
+    @argument("--force", action="store_true", help="override failed gates (needs -m)")
+    @argument("--check", action="store_true", help="only show the gates, change nothing")
+    @line_magic
+    @friendly
+    def mm_stage(self, line: str) -> Any:
+        """Move a version through its lifecycle, passing the gates of every stage it enters."""
+        args = _args(self.mm_stage, line)
+        lc = self.ws.lifecycle
+        if args.check:
+            version, path = lc.plan(args.version, args.stage)
+            return GateList(name=version.id, stage=args.stage, gates=[], results=lc.check(args.version, args.stage))
+        return lc.transition(args.version, args.stage, args.message, force=args.force)
+
+    @magic_arguments()
+    @argument("version", help="NAME@vN (or NAME with --delete)")
+    @argument("alias", help="alias name (e.g. production)")
+    @argument("--delete", action="store_true", help="remove the alias")
+    @argument("-m", "--message", default="")
+    @line_magic
+    @friendly
+    def mm_alias(self, line: str) -> Any:
+        """Point an alias such as production at a version (audited), or delete it."""
+        args = _args(self.mm_alias, line)
+        reg = self.ws.registry
+        if args.delete:
+            return reg.delete_alias(parse_spec(args.version).name, args.alias, args.message)
+        return reg.set_alias(args.version, args.alias, args.message)
+
+    @line_magic
+    @friendly
+    def mm_models(self, line: str = "") -> Any:
+        """Every model in the workspace with its latest version, aliases and stage counts."""
+        if line.strip():
+            raise UsageError("%mm_models takes no arguments")
+        return ModelList(models=self.ws.registry.models())
+
+    @magic_arguments()
+    @argument("name", help="model name")
+    @argument("exprs", nargs="*", help='thresholds such as "accuracy>=0.9" (none: show the gates)')
+    @argument("--stage", default="deploy", help="the stage these gates guard (default: deploy)")
+    @argument("--replace", action="store_true", help="replace all gates of that stage")
+    @line_magic
+    @friendly
+    def mm_gate(self, line: str) -> Any:
+        """Set (or show) the metric thresholds a version must meet to enter a stage."""
+        args = _args(self.mm_gate, line)
+        lc = self.ws.lifecycle
+        if args.exprs or args.replace:
+            gates = lc.set_gates(args.name, args.exprs, stage=args.stage, replace=args.replace)
+        else:
+            gates = lc.gates(args.name)
+        return GateList(name=args.name, stage=args.stage, gates=gates, results=[])
+
+    @line_magic
+    def mm(self, line: str = "") -> None:
+        """List the mm_magics magics; `%mm_NAME?` shows each one's full help."""
+        rows = []
+        for kind in ("cell", "line"):
+            for name in sorted(self.magics[kind]):
+                fn = getattr(self, name)
+                parser = getattr(fn, "parser", None)
+                doc = ((parser.description if parser else None) or fn.__doc__ or "").strip().splitlines()
+                prefix = "%%" if kind == "cell" else "%"
+                rows.append(f"{prefix + name:<14} {doc[0] if doc else ''}")
+        print("\n".join(rows))
+
+    # -- completion ----------------------------------------------------------------------------------------------
+    def complete(self, _shell: Any, event: Any) -> list[str]:
+        """Model names, NAME@vN (newest first) and NAME@alias for the word under the cursor."""
+        try:
+            registry = self.ws.registry
+            word = event.symbol or ""
+            name, at, _ = word.partition("@")
+            if not at:
+                return [m.name for m in registry.models() if m.name.startswith(word)]
+            page = registry.log(name, limit=30)
+            out = [f"{name}@{a}" for a in registry.aliases(name)]
+            out += [v.id for v in page.versions]
+            return [c for c in out if c.startswith(word)]
+        except Exception:  # completion must never raise into the user's typing
+            return []
+
+
+VERSION_MAGICS = (
+    "%mm_log",
+    "%mm_diff",
+    "%mm_checkout",
+    "%mm_rollback",
+    "%mm_stage",
+    "%mm_alias",
+    "%mm_gate",
+    "%mm_commit",
+    "%%mm_train",
+)
+
+
+def load(ipython: Any) -> None:
+    """Register the magics, their settings and completers; loading twice is harmless."""
+    existing = ipython.magics_manager.registry.get("MMMagics")
+    if existing is not None:
+        return
+    magics = MMMagics(shell=ipython, parent=ipython)  # Magics.__init__ adds it to shell.configurables (%config)
+    ipython.register_magics(magics)
+    for key in VERSION_MAGICS:
+        ipython.set_hook("complete_command", magics.complete, str_key=key)
+
+
+def unload(ipython: Any) -> None:
+    magics = ipython.magics_manager.registry.pop("MMMagics", None)
+    if magics is None:
+        return
+    for kind in ("line", "cell"):
+        for name in magics.magics[kind]:
+            ipython.magics_manager.magics[kind].pop(name, None)
+    ipython.configurables[:] = [c for c in ipython.configurables if c is not magics]
+    if magics._ws is not None:
+        magics._ws.close()

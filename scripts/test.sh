@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs on a fresh machine, then run the whole suite.
+# This is the README's second quick-start command, and exactly what .ci/run calls.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+python3 -m pip install -q -e ".[test,dev]" 2>&1 | grep -v -E "^WARNING: (Location|Running pip as)" || true
+
+exec python3 -m pytest "$@"

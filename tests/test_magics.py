@@ -1,0 +1,277 @@
+"""The magics, driven through a real IPython InteractiveShell against temporary workspaces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from IPython.core.error import UsageError
+from IPython.testing.globalipapp import start_ipython
+
+from mm_magics.engine import Workspace
+
+TRAIN_LOGREG = "from sklearn.linear_model import LogisticRegression\nmodel = LogisticRegression(max_iter=500)\n"
+TRAIN_TREE = "from sklearn.tree import DecisionTreeClassifier\nmodel = DecisionTreeClassifier(max_depth=1)\n"
+
+
+@pytest.fixture(scope="session")
+def _shell():
+    shell = start_ipython()
+    shell.run_line_magic("load_ext", "mm_magics")
+    return shell
+
+
+@pytest.fixture
+def ip(_shell, tmp_path, monkeypatch):
+    monkeypatch.setenv("MM_HOME", str(tmp_path / "ws" / ".mm"))
+    _shell.reset(new_session=False)
+    _shell.run_cell("from sklearn.datasets import load_iris\nX, y = load_iris(return_X_y=True, as_frame=True)")
+    magics = _shell.magics_manager.registry["MMMagics"]
+    magics.runs.clear()
+    yield _shell
+    magics.runs.clear()
+
+
+def ws(tmp_path) -> Workspace:
+    return Workspace.open(tmp_path / "ws" / ".mm")
+
+
+def line(ip, text):
+    name, _, rest = text.partition(" ")
+    return ip.run_line_magic(name, rest)
+
+
+def test_load_twice_registers_once(ip):
+    before = len(ip.configurables)
+    ip.run_line_magic("load_ext", "mm_magics")
+    ip.extension_manager.reload_extension("mm_magics")
+    assert len([c for c in ip.configurables if type(c).__name__ == "MMMagics"]) == 1
+    assert len(ip.configurables) == before
+    for name in (
+        "mm_commit",
+        "mm_log",
+        "mm_diff",
+        "mm_checkout",
+        "mm_rollback",
+        "mm_stage",
+        "mm_alias",
+        "mm_models",
+        "mm_gate",
+    ):
+        assert name in ip.magics_manager.magics["line"]
+    assert "mm_train" in ip.magics_manager.magics["cell"]
+
+
+def test_help_comes_from_magic_arguments(ip):
+    doc = ip.magics_manager.magics["line"]["mm_commit"].__doc__
+    assert "%mm_commit" in doc and "-m MESSAGE" in doc and "--model" in doc
+    assert "--cv" in ip.magics_manager.magics["cell"]["mm_train"].__doc__
+
+
+def test_config_traits(ip):
+    ip.run_line_magic("config", "MMMagics.test_size = 0.5")
+    try:
+        run = ip.run_cell_magic("mm_train", "iris", TRAIN_LOGREG)
+        assert run.evaluation["test_size"] == 0.5 and run.evaluation["test_rows"] == 75
+    finally:
+        ip.run_line_magic("config", "MMMagics.test_size = 0.25")
+
+
+def test_train_records_a_full_run(ip):
+    run = ip.run_cell_magic("mm_train", "iris", TRAIN_LOGREG)
+    assert run.model_var == "model" and run.task == "classification"
+    for key in ("accuracy", "precision_macro", "recall_macro", "f1_macro", "f1_weighted", "confusion_matrix"):
+        assert key in run.metrics
+    assert run.metrics["confusion_matrix"]["labels"] == [0, 1, 2]
+    assert run.params["max_iter"] == 500
+    assert run.data["rows"] == 112 and "profile" in run.data and run.data["hash"]
+    assert run.schema["feature_names"][0] == "sepal length (cm)"
+    assert run.code == TRAIN_LOGREG
+    assert run.environment["packages"]["scikit-learn"]
+    assert run.evaluation["stratified"] is True
+    # the namespace has the fitted model, as if the cell had run normally
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(ip.user_ns["model"])
+    assert "<table>" in run._repr_html_() and "accuracy" in str(run)
+
+
+def test_binary_gets_binary_metrics_and_regression_gets_errors(ip):
+    ip.run_cell("from sklearn.datasets import load_breast_cancer, load_diabetes")
+    ip.run_cell("X, y = load_breast_cancer(return_X_y=True)")
+    run = ip.run_cell_magic("mm_train", "bc", TRAIN_LOGREG.replace("500", "5000"))
+    for key in ("precision", "recall", "f1"):
+        assert 0 < run.metrics[key] <= 1
+    ip.run_cell("X, y = load_diabetes(return_X_y=True)")
+    run = ip.run_cell_magic("mm_train", "dia", "from sklearn.linear_model import Ridge\nreg = Ridge()\n")
+    assert run.task == "regression" and set(run.metrics) == {"mae", "rmse", "r2"}
+
+
+def test_explicit_test_set_cv_and_model_choice(ip):
+    ip.run_cell(
+        "from sklearn.model_selection import train_test_split\n"
+        "X_tr, X_test, y_tr, y_test = train_test_split(X, y, random_state=1)"
+    )
+    run = ip.run_cell_magic("mm_train", "iris --data X_tr y_tr", TRAIN_LOGREG)
+    assert run.evaluation["test"] == "X_test/y_test" and run.evaluation["test_rows"] == 38
+    ip.run_cell("del X_test, y_test")
+    run = ip.run_cell_magic("mm_train", "iris --cv 3", TRAIN_TREE)
+    assert run.evaluation["method"] == "3-fold cross-validation" and len(run.evaluation["folds"]) == 3
+    assert "accuracy_std" in run.metrics and run.data["rows"] == 150
+    two = TRAIN_LOGREG + TRAIN_TREE.replace("model =", "other =")
+    with pytest.raises(UsageError, match=r"several estimators \(model, other\): pick one with --model VAR"):
+        ip.run_cell_magic("mm_train", "iris", two)
+    assert ip.run_cell_magic("mm_train", "iris --model other", two).model_var == "other"
+    # a transformer on its own is not a model: the predictor is chosen
+    cell = TRAIN_LOGREG + "from sklearn.preprocessing import StandardScaler\nscaler = StandardScaler()\n"
+    assert ip.run_cell_magic("mm_train", "iris", cell).model_var == "model"
+    # an estimator used inside a pipeline is not a competing candidate
+    pipe = cell + "from sklearn.pipeline import make_pipeline\npipe = make_pipeline(scaler, model)\n"
+    run = ip.run_cell_magic(
+        "mm_train", "iris", pipe.replace("model = ", "clf = ").replace("(scaler, model)", "(scaler, clf)")
+    )
+    assert run.model_var == "pipe"
+
+
+def test_grid_search_is_understood(ip):
+    cell = (
+        "from sklearn.model_selection import GridSearchCV\nfrom sklearn.tree import DecisionTreeClassifier\n"
+        "search = GridSearchCV(DecisionTreeClassifier(random_state=0), {'max_depth': [1, 2, 3]}, cv=3)\n"
+    )
+    run = ip.run_cell_magic("mm_train", "iris", cell)
+    assert run.search["kind"] == "GridSearchCV" and run.search["candidates"] == 3 and run.search["folds"] == 3
+    assert set(run.search["best_params"]) == {"max_depth"}
+    assert len(run.search["cv_results"]) == 3 and run.search["cv_results"][0]["rank"] == 1
+    assert type(run.model).__name__ == "DecisionTreeClassifier"  # the best estimator is what gets versioned
+    version = line(ip, "mm_commit iris -m tuned")
+    assert version.extra["search"]["best_score"] == run.search["best_score"]
+
+
+def test_commit_log_diff_checkout_rollback(ip, tmp_path):
+    ip.run_cell_magic("mm_train", "iris", TRAIN_LOGREG)
+    v1 = line(ip, 'mm_commit iris -m "first version"')
+    assert v1.id == "iris@v1" and v1.message == "first version" and len(v1.commit) == 40
+    assert "iris@v1" in str(v1) and v1.commit[:8] in str(v1)
+    result = ip.run_cell_magic("mm_train", "iris --from iris@v1 --commit -m 'a tree'", TRAIN_TREE)
+    v2 = result.version
+    assert v2.id == "iris@v2" and v2.parent == "iris@v1" and v2.message == "a tree"
+    page = line(ip, "mm_log iris")
+    assert [v.number for v in page.versions] == [2, 1] and "<table>" in page._repr_html_()
+    diff = line(ip, "mm_diff iris@v1 iris@v2")
+    assert diff.params["max_depth"] == (None, 1) and 0 < diff.agreement < 1
+    assert "predictions agree" in diff._repr_html_()
+    out = line(ip, "mm_checkout iris@v1 --as old")
+    assert out.var == "old"
+    X = ip.user_ns["X"]
+    assert np.array_equal(ip.user_ns["old"].predict(X), ws(tmp_path).registry.checkout("iris@v1").predict(X))
+    v3 = line(ip, "mm_rollback iris@v1 -m 'tree too simple'")
+    assert v3.number == 3 and v3.parent == "iris@v1" and v3.rollback_of == "iris@v2"
+
+
+def test_commit_any_fitted_estimator(ip):
+    ip.run_cell("from sklearn.linear_model import LogisticRegression\nclf = LogisticRegression(max_iter=300).fit(X, y)")
+    v = line(ip, "mm_commit other --model clf --data X y -m 'fitted elsewhere'")
+    assert v.id == "other@v1" and v.data["rows"] == 150 and v.stage == "train" and v.probe
+
+
+def test_lifecycle_alias_gate_models(ip):
+    ip.run_cell_magic("mm_train", "iris --commit -m good", TRAIN_LOGREG)
+    ip.run_cell_magic("mm_train", "iris --commit -m weak", TRAIN_TREE)
+    gates = line(ip, 'mm_gate iris "accuracy>=0.9"')
+    assert gates.gates == [{"expr": "accuracy >= 0.9", "stage": "deploy"}]
+    check = line(ip, "mm_stage iris@v2 deploy --check")
+    assert not check.results[0].passed and "✘" in check._repr_html_()
+    with pytest.raises(UsageError, match="iris@v2 cannot enter deploy: accuracy >= 0.9"):
+        line(ip, "mm_stage iris@v2 deploy -m try")
+    t = line(ip, "mm_stage iris@v1 deploy -m ship")
+    assert t.path == ["evaluate", "deploy"] and t.actor == "tester@ci"
+    alias = line(ip, "mm_alias iris@v1 production")
+    assert alias.new == 1
+    assert line(ip, "mm_checkout iris@production").version.number == 1
+    assert line(ip, "mm_alias iris production --delete").new is None
+    models = line(ip, "mm_models")
+    assert [m.name for m in models.models] == ["iris"] and models.models[0].stages == {"deploy": 1, "evaluate": 1}
+
+
+@pytest.mark.parametrize(
+    ("magic", "message"),
+    [
+        ("mm_commit iris -m x", "nothing to commit for iris"),
+        ("mm_commit iris", "needs a reason"),
+        ("mm_log nope", "unknown model 'nope'"),
+        ("mm_diff iris@v1 iris@v", "malformed version 'iris@v'"),
+        ("mm_checkout iris@v9", "unknown model 'iris'"),
+        ("mm_gate iris 'accuracy >> 1'", "bad gate expression"),
+        ("mm_log", "required: name"),
+        ("mm_log a b", "unrecognized arguments: b"),
+        ("mm_rollback iris -m x", "say which version"),
+        ("mm_commit iris -m 'unclosed", "check the quotes"),
+    ],
+)
+def test_misuse_is_a_one_line_usage_error(ip, magic, message):
+    with pytest.raises(UsageError) as err:
+        line(ip, magic)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("cell", "args", "message"),
+    [
+        ("x = 1\n", "", "defines no scikit-learn estimator"),
+        (TRAIN_LOGREG + "y = y[:10]\n", "", "X has 150 rows but y has 10"),
+        (TRAIN_LOGREG + "del X\n", "", "no training data found"),
+        (
+            "from sklearn.linear_model import LogisticRegression\nmodel = LogisticRegression(C=-1)\n",
+            "",
+            "fitting LogisticRegression failed: InvalidParameterError",
+        ),
+        ("zz = 1\nraise ValueError('boom')\n", "", "the cell raised ValueError at line 2: boom"),
+        (TRAIN_LOGREG, "--model nothere", "no variable 'nothere'"),
+        (TRAIN_LOGREG, "--data X nothere", "no variable 'nothere'"),
+        (TRAIN_LOGREG, "--from iris@v4", "unknown model 'iris'"),
+        (TRAIN_LOGREG, "--commit", "--commit needs a message"),
+        (TRAIN_LOGREG, "--cv 1", "at least 2 folds"),
+    ],
+)
+def test_training_errors_leave_namespace_and_registry_unchanged(ip, tmp_path, cell, args, message):
+    before = dict(ip.user_ns)
+    with pytest.raises(UsageError) as err:
+        ip.run_cell_magic("mm_train", f"iris {args}".strip(), cell)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert "zz" not in ip.user_ns and "model" not in ip.user_ns
+    assert ip.user_ns["X"] is before["X"] and ip.user_ns["y"] is before["y"]
+    assert ws(tmp_path).registry.models() == []
+    with pytest.raises(UsageError, match="nothing to commit"):
+        line(ip, "mm_commit iris -m x")
+
+
+def test_keyboard_interrupt_records_nothing(ip, tmp_path):
+    ip.user_ns["_stop"] = KeyboardInterrupt
+    cell = "from sklearn.linear_model import LogisticRegression\nmodel = LogisticRegression()\nraise _stop()\n"
+    with pytest.raises(UsageError, match="interrupted: nothing was recorded"):
+        ip.run_cell_magic("mm_train", "iris", cell)
+    assert "model" not in ip.user_ns
+    assert ws(tmp_path).registry.models() == []
+
+
+def test_cell_may_use_magics_and_fit_itself(ip):
+    cell = "%time 1 + 1\nfrom sklearn.linear_model import LogisticRegression\nmodel = LogisticRegression(max_iter=500).fit(X, y)\n"
+    run = ip.run_cell_magic("mm_train", "iris", cell)
+    assert "clone" in run.evaluation["note"] and run.data["rows"] == 150
+
+
+def test_completion_of_names_versions_and_aliases(ip):
+    ip.run_cell_magic("mm_train", "iris --commit -m one", TRAIN_LOGREG)
+    ip.run_cell_magic("mm_train", "iris --commit -m two", TRAIN_TREE)
+    line(ip, "mm_alias iris@v1 production")
+    _, matches = ip.complete("ir", "%mm_log ir")
+    assert "iris" in matches
+    _, matches = ip.complete("iris@", "%mm_diff iris@")
+    assert {"iris@v1", "iris@v2", "iris@production"} <= set(matches)
+
+
+def test_text_fallbacks_are_readable(ip):
+    from IPython.core.formatters import PlainTextFormatter
+
+    ip.run_cell_magic("mm_train", "iris --commit -m one", TRAIN_LOGREG)
+    text = PlainTextFormatter()(line(ip, "mm_log iris"))
+    assert text.startswith("iris: 1 version(s)") and "Version(" not in text
