@@ -291,8 +291,8 @@ class MMMagics(Magics):
         args = _args(self.mm_stage, line)
         lc = self.ws.lifecycle
         if args.check:
-            version, path = lc.plan(args.version, args.stage)
-            return GateList(name=version.id, stage=args.stage, gates=[], results=lc.check(args.version, args.stage))
+            results = lc.check(args.version, args.stage)
+            return GateList(name=self.ws.registry.get(args.version).id, stage=args.stage, gates=[], results=results)
         return lc.transition(args.version, args.stage, args.message, force=args.force)
 
     @magic_arguments()

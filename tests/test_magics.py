@@ -254,7 +254,10 @@ def test_keyboard_interrupt_records_nothing(ip, tmp_path):
 
 
 def test_cell_may_use_magics_and_fit_itself(ip):
-    cell = "%time 1 + 1\nfrom sklearn.linear_model import LogisticRegression\nmodel = LogisticRegression(max_iter=500).fit(X, y)\n"
+    cell = (
+        "%time 1 + 1\nfrom sklearn.linear_model import LogisticRegression\n"
+        "model = LogisticRegression(max_iter=500).fit(X, y)\n"
+    )
     run = ip.run_cell_magic("mm_train", "iris", cell)
     assert "clone" in run.evaluation["note"] and run.data["rows"] == 150
 
