@@ -71,6 +71,8 @@ class GitStore:
         # object); reads keep using GitPython's persistent `git cat-file --batch`, which also sees packs.
         self._loose = LooseObjectDB(str(self.git_dir / "objects"))
         self._trees: OrderedDict[bytes, list[Entry]] = OrderedDict()
+        self._packed: dict[str, str] = {}
+        self._packed_key: tuple[int, int, int] | None = None
 
     @classmethod
     def init(cls, path: Path) -> GitStore:
@@ -97,14 +99,24 @@ class GitStore:
                 return value
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             pass
+        return self._packed_refs().get(ref)
+
+    def _packed_refs(self) -> dict[str, str]:
+        """``packed-refs`` as a dict, re-read only when the file changes (a clone or ``git gc`` packs all tags)."""
+        path = self.git_dir / "packed-refs"
         try:
-            with open(self.git_dir / "packed-refs") as fh:
-                for line in fh:
-                    if line.endswith(f" {ref}\n"):
-                        return line[:40]
+            st = path.stat()
         except FileNotFoundError:
-            pass
-        return None
+            return {}
+        key = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if self._packed_key != key:
+            refs = {}
+            with open(path) as fh:
+                for line in fh:
+                    if len(line) > 41 and line[40] == " " and not line.startswith("#"):
+                        refs[line[41:].rstrip("\n")] = line[:40]
+            self._packed, self._packed_key = refs, key
+        return self._packed
 
     def update_refs(self, updates: Iterable[tuple[str, str, str | None]], *, attempts: int = 200) -> bool:
         """Apply ``(ref, new, old)`` updates as one transaction; ``old=None`` means the ref must not exist yet.

@@ -175,9 +175,6 @@ class Index:
         for number, doc, stage in rows:
             yield number, json.loads(doc), stage
 
-    def count(self, name: str) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM versions WHERE model=?", (name,)).fetchone()[0]
-
     def stage_counts(self, name: str) -> dict[str, int]:
         rows = self._db.execute("SELECT stage, COUNT(*) FROM stages WHERE model=? GROUP BY stage", (name,))
         return dict(rows.fetchall())

@@ -367,7 +367,7 @@ class Registry:
             v = Version.from_doc(doc, stage=stage, aliases=sorted(by_number.get(number, [])))
             v.commit = self._commit_of(spec.name, number)
             versions.append(v)
-        total = self.index.count(spec.name)
+        total = int(mdoc.get("latest", 0))  # versions are never deleted, so no COUNT(*) over the table
         nxt = versions[-1].number if versions and versions[-1].number > 1 and len(versions) == limit else None
         return LogPage(name=spec.name, versions=versions, total=total, next_before=nxt)
 

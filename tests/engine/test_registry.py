@@ -303,3 +303,22 @@ def test_project_repository_head_is_recorded(tmp_path, models, monkeypatch):
     log = subprocess.run(["git", "-C", str(project), "rev-list", "--all"], capture_output=True, text=True).stdout
     assert log.split() == [head.strip()]
     ws.close()
+
+
+def test_packed_tags_still_resolve(ws, models):
+    reg = ws.registry
+    for _ in range(3):
+        reg.commit("m", models["logreg"])
+    loose = {v.number: v.commit for v in reg.log("m").versions}
+    subprocess.run(["git", "-C", str(ws.root), "pack-refs", "--all"], check=True)
+    assert not (ws.git.git_dir / "refs" / "tags" / "m@v1").exists()
+    assert {v.number: v.commit for v in reg.log("m").versions} == loose
+    assert reg.commit("m", models["tree"]).number == 4  # the branch is packed too: CAS still works
+
+
+def test_artifacts_are_readable_by_others(ws, models):
+    import stat
+
+    v = ws.registry.commit("m", models["logreg"])
+    mode = stat.S_IMODE(ws.objects.path(v.sha256).stat().st_mode)
+    assert mode & 0o044 == 0o044
