@@ -69,7 +69,8 @@ def cmd_rollback(args: argparse.Namespace) -> Any:
     spec = parse_spec(args.version)
     if spec.number is None and spec.alias is None:
         raise MMError(f"say which version to roll back to: mm rollback {spec.name}@vN -m WHY")
-    return _ws(args).registry.rollback(spec.name, str(spec)[len(spec.name) + 1 :], args.message)
+    version, deployment = _deployer(args).rollback(spec.name, str(spec)[len(spec.name) + 1 :], args.message)
+    return [version, deployment] if deployment else version
 
 
 def cmd_checkout(args: argparse.Namespace) -> Any:
@@ -143,6 +144,37 @@ def cmd_pull(args: argparse.Namespace) -> Any:
     return _ws(args).registry.pull(args.url, args.artifacts)
 
 
+def _deployer(args: argparse.Namespace) -> Any:
+    from .engine.serving.service import Deployer
+
+    return Deployer(_ws(args))
+
+
+def cmd_deploy(args: argparse.Namespace) -> Any:
+    return _deployer(args).deploy(
+        args.version, docker=args.docker, port=args.port, batch=args.batch, force=args.force, reason=args.message
+    )
+
+
+def cmd_undeploy(args: argparse.Namespace) -> Any:
+    return _deployer(args).undeploy(args.name)
+
+
+def cmd_deployments(args: argparse.Namespace) -> Any:
+    deps = _deployer(args).list()
+    return deps if deps or args.json else "nothing deployed"
+
+
+def cmd_predict(args: argparse.Namespace) -> Any:
+    try:
+        rows = json.loads(args.data)
+    except json.JSONDecodeError as exc:
+        raise MMError(f"DATA must be JSON rows, e.g. '[[5.1, 3.5, 1.4, 0.2]]' ({exc.msg})") from None
+    return _deployer(args).predict(
+        args.name, rows, outputs=("predict", "predict_proba") if args.proba else ("predict",)
+    )
+
+
 def cmd_demo(args: argparse.Namespace) -> Any:
     from .demo import run_demo
 
@@ -212,6 +244,20 @@ def build_parser() -> argparse.ArgumentParser:
         sp = add(name, fn, f"{name} the registry (git) and its artifacts")
         sp.add_argument("url", nargs="?")
         sp.add_argument("artifacts", nargs="?")
+    sp = add("deploy", cmd_deploy, "serve a version over HTTP (V2 and MLflow protocols)")
+    sp.add_argument("version", help="NAME, NAME@vN or NAME@ALIAS")
+    sp.add_argument("--docker", action="store_true", help="run in a Docker container")
+    sp.add_argument("--port", type=int)
+    sp.add_argument("--batch", action="store_true", help="adaptive micro-batching")
+    sp.add_argument("--force", action="store_true", help="deploy even if a gate fails (needs -m)")
+    sp.add_argument("-m", "--message", default="")
+    sp = add("undeploy", cmd_undeploy, "stop a model's server")
+    sp.add_argument("name")
+    add("deployments", cmd_deployments, "list deployments with their live status")
+    sp = add("predict", cmd_predict, "send JSON rows through a deployed model's endpoint")
+    sp.add_argument("name")
+    sp.add_argument("data", help="JSON rows, e.g. '[[5.1, 3.5, 1.4, 0.2]]'")
+    sp.add_argument("--proba", action="store_true")
     sp = add("demo", cmd_demo, "run the quick-start story end to end on a bundled dataset")
     sp.add_argument("--dir", default="mm-demo", help="where to run it (default: ./mm-demo)")
     return p

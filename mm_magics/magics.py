@@ -81,6 +81,7 @@ class MMMagics(Magics):
         self._ws: Workspace | None = None
         self._ws_key: tuple[str | None, str | None] | None = None
         self.runs: dict[str, training.Run] = {}
+        self._deployer: Any = None
 
     # -- helpers ---------------------------------------------------------------------------------------------------
     @property
@@ -276,7 +277,10 @@ class MMMagics(Magics):
         if spec.number is None and spec.alias is None:
             raise UsageError(f"say which version to roll back to: %mm_rollback {spec.name}@vN -m WHY")
         target = self.ws.registry.get(args.version)
-        return self.ws.registry.rollback(spec.name, target.number, args.message)
+        version, deployment = self.deployer.rollback(spec.name, f"v{target.number}", args.message)
+        if deployment is not None:
+            print(f"{spec.name}'s deployment now serves {version.id} at {deployment.url} (switched without downtime)")
+        return version
 
     @magic_arguments()
     @argument("version", help="NAME@vN")
@@ -334,6 +338,70 @@ class MMMagics(Magics):
         else:
             gates = lc.gates(args.name)
         return GateList(name=args.name, stage=args.stage, gates=gates, results=[])
+
+    # -- deployment ----------------------------------------------------------------------------------------------
+    @property
+    def deployer(self) -> Any:
+        from .engine.serving.service import Deployer
+
+        ws = self.ws
+        if self._deployer is None or self._deployer.ws is not ws:
+            self._deployer = Deployer(ws)
+        return self._deployer
+
+    @magic_arguments()
+    @argument("version", help="NAME, NAME@vN or NAME@ALIAS")
+    @argument("--docker", action="store_true", help="run in a Docker container instead of a local process")
+    @argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
+    @argument("--batch", action="store_true", help="adaptive micro-batching (helps under concurrent load)")
+    @argument("--force", action="store_true", help="deploy even if a gate fails (needs -m)")
+    @argument("-m", "--message", default="", help="why (kept in the audit log)")
+    @line_magic
+    @friendly
+    def mm_deploy(self, line: str) -> Any:
+        """Serve a version over HTTP (Open Inference Protocol V2 and MLflow /invocations).
+
+        The version first enters the deploy stage through its gates; a refused gate refuses the deployment.
+        Deploying another version of an already deployed model switches it without dropping a request.
+        """
+        args = _args(self.mm_deploy, line)
+        return self.deployer.deploy(
+            args.version, docker=args.docker, port=args.port, batch=args.batch, force=args.force, reason=args.message
+        )
+
+    @magic_arguments()
+    @argument("name", help="model name")
+    @line_magic
+    @friendly
+    def mm_undeploy(self, line: str) -> Any:
+        """Stop a model's server (process or container) and forget its deployment record."""
+        args = _args(self.mm_undeploy, line)
+        return self.deployer.undeploy(parse_spec(args.name).name)
+
+    @line_magic
+    @friendly
+    def mm_deployments(self, line: str = "") -> Any:
+        """Every deployment with its version, URL and live status (stale when its process is gone)."""
+        from .engine.serving.deployments import DeploymentList
+
+        return DeploymentList(self.deployer.list())
+
+    @magic_arguments()
+    @argument("name", help="deployed model name")
+    @argument("data", nargs="+", help="a variable or expression giving one row or a table of rows (e.g. X.head())")
+    @argument("--proba", action="store_true", help="also ask for predict_proba")
+    @line_magic
+    @friendly
+    def mm_predict(self, line: str) -> Any:
+        """Send rows through the deployed endpoint and show predictions with the latency split."""
+        args = _args(self.mm_predict, line)
+        expr = " ".join(args.data)
+        try:
+            data = self.shell.ev(expr)
+        except Exception as exc:
+            raise UsageError(f"could not evaluate {expr!r}: {type(exc).__name__}: {exc}") from None
+        outputs = ("predict", "predict_proba") if args.proba else ("predict",)
+        return self.deployer.predict(parse_spec(args.name).name, data, outputs=outputs)
 
     @line_magic
     def mm(self, line: str = "") -> None:

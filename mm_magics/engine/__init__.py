@@ -25,7 +25,16 @@ from .errors import (
 from .fingerprint import fingerprint, schema_of
 from .records import Version, VersionDiff
 from .specs import parse_spec
-from .workspace import Workspace
+
+
+def __getattr__(name: str) -> object:
+    """``Workspace`` loads on first use (PEP 562): a serving container imports the app without git at all."""
+    if name == "Workspace":
+        from .workspace import Workspace
+
+        return Workspace
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ArtifactCorruptError",

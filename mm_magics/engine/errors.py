@@ -82,3 +82,9 @@ class ConcurrencyError(MMError):
 
 class RemoteError(MMError):
     """Pushing to or pulling from a remote failed."""
+
+
+class DeploymentError(MMError):
+    """A deployment could not be started, reached, switched or stopped."""
+
+    status = 503

@@ -1,0 +1,124 @@
+"""Deployment records: which version serves where, kept as run-time state (``.mm/run/deployments/``, not git).
+
+One JSON file per model, written atomically, so a kernel restart, another kernel or the ``mm`` command all see
+the same picture. A record whose process or container is gone is reported as stale, never silently trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..atomic import atomic_write_text
+from ..records import _Rich
+
+
+@dataclass(repr=False)
+class Deployment(_Rich):
+    """A running (or once-running) server for one version of one model."""
+
+    name: str
+    version: str  # NAME@vN
+    runner: str  # "local" or "docker"
+    url: str  # base URL, e.g. http://127.0.0.1:8123
+    host: str
+    port: int
+    started: str
+    pid: int | None = None
+    container_id: str | None = None
+    image: str | None = None
+    batch: bool = False
+    log: str | None = None
+    token_required: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+    status: str = "unknown"  # filled in by the runner's health check: running / stale / unhealthy
+
+    def __str__(self) -> str:
+        where = f"pid {self.pid}" if self.runner == "local" else f"container {(self.container_id or '')[:12]}"
+        return f"{self.name}: {self.version} at {self.url} ({self.runner}, {where}, {self.status})"
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Deployment:
+        return cls(**{k: v for k, v in doc.items() if k in cls.__dataclass_fields__})
+
+
+class DeploymentStore:
+    def __init__(self, run_dir: Path) -> None:
+        self.root = Path(run_dir) / "deployments"
+
+    def path(self, name: str) -> Path:
+        return self.root / f"{name}.json"
+
+    def save(self, dep: Deployment) -> None:
+        doc = asdict(dep)
+        doc.pop("status", None)
+        atomic_write_text(self.path(dep.name), json.dumps(doc, indent=2, sort_keys=True) + "\n")
+
+    def get(self, name: str) -> Deployment | None:
+        try:
+            return Deployment.from_dict(json.loads(self.path(name).read_text()))
+        except FileNotFoundError:
+            return None
+        except json.JSONDecodeError:
+            return None
+
+    def all(self) -> list[Deployment]:
+        if not self.root.is_dir():
+            return []
+        out = []
+        for path in sorted(self.root.glob("*.json")):
+            dep = self.get(path.stem)
+            if dep is not None:
+                out.append(dep)
+        return out
+
+    def delete(self, name: str) -> None:
+        self.path(name).unlink(missing_ok=True)
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped by its parent) is not alive
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][:1] != "Z"
+    except (FileNotFoundError, IndexError):
+        return True
+
+
+@dataclass(repr=False)
+class DeploymentList(_Rich):
+    deployments: list[Deployment]
+
+    def __str__(self) -> str:
+        if not self.deployments:
+            return "nothing deployed: %mm_deploy NAME[@vN] starts a server"
+        return "\n".join(str(d) for d in self.deployments)
+
+
+@dataclass(repr=False)
+class Prediction(_Rich):
+    """A prediction made through the real endpoint, with the latency split the server reported."""
+
+    version: str
+    request_id: str | None
+    outputs: dict[str, Any]
+    latency_ms: dict[str, float]
+
+    def __str__(self) -> str:
+        lat = self.latency_ms
+        return (
+            f"{self.version} -> {self.outputs.get('predict', self.outputs)}  (request {self.request_id}; "
+            f"{lat['total']:.1f} ms = processing {lat['processing']:.2f} + queue {lat['queue']:.2f} + "
+            f"server overhead {max(lat['server'] - lat['processing'] - lat['queue'], 0):.2f} + "
+            f"network {lat['network']:.2f})"
+        )

@@ -1,0 +1,194 @@
+"""The local runner: a uvicorn server in its own detached process on 127.0.0.1.
+
+Detached (new session, no inherited stdio) so it outlives a kernel restart; started through ``server.py``, which
+writes a state file only after the model is loaded and health-checked, so "started" here always means "ready".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+
+from ..errors import DeploymentError
+from ..workspace import now_iso
+from .deployments import Deployment, DeploymentStore, pid_alive
+
+if TYPE_CHECKING:
+    from ..records import Version
+    from ..workspace import Workspace
+
+READY_TIMEOUT = 60.0
+
+
+class LocalRunner:
+    def __init__(self, workspace: Workspace) -> None:
+        self.ws = workspace
+        self.store = DeploymentStore(workspace.run_dir)
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    def start(
+        self,
+        version: Version,
+        *,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        batch: bool = False,
+        token: str | None = None,
+        admin_token: str | None = None,
+    ) -> Deployment:
+        run = self.store.root
+        run.mkdir(parents=True, exist_ok=True)
+        stamp = f"{version.name}-{int(time.time() * 1000)}"
+        state_file = run / f"{stamp}.state.json"
+        log_file = run / f"{version.name}.log"
+        cmd = [
+            sys.executable,
+            "-m",
+            "mm_magics.engine.serving.server",
+            "--workspace",
+            str(self.ws.root),
+            "--version",
+            version.id,
+            "--host",
+            host,
+            "--port",
+            str(port or 0),
+            "--state-file",
+            str(state_file),
+            "--feedback-file",
+            str(run / f"{version.name}.feedback.jsonl"),
+        ]
+        if batch:
+            cmd.append("--batch")
+        secrets_dir = self.ws.run_dir / "secrets"
+        if token:
+            cmd += ["--token-file", str(_write_secret(secrets_dir / "token", token))]
+        if admin_token:
+            cmd += ["--admin-token-file", str(_write_secret(secrets_dir / "admin-token", admin_token))]
+        with open(log_file, "ab") as log:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+                cwd=str(self.ws.root),
+            )
+        self._children[proc.pid] = proc
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not state_file.exists():
+            if proc.poll() is not None:
+                raise DeploymentError(
+                    f"the server for {version.id} exited with status {proc.returncode} before it was ready: "
+                    f"{_tail(log_file)} (full log: {log_file})"
+                )
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise DeploymentError(
+                    f"the server for {version.id} was not ready after {READY_TIMEOUT:.0f}s: see {log_file}"
+                )
+            time.sleep(0.02)
+        state = json.loads(state_file.read_text())
+        state_file.unlink(missing_ok=True)
+        url = f"http://{host}:{state['port']}"
+        _wait_ready(url, deadline)
+        return Deployment(
+            name=version.name,
+            version=version.id,
+            runner="local",
+            url=url,
+            host=host,
+            port=int(state["port"]),
+            started=now_iso(),
+            pid=proc.pid,
+            batch=batch,
+            log=str(log_file),
+            token_required=bool(token),
+        )
+
+    def stop(self, dep: Deployment, timeout: float = 10.0) -> None:
+        if not pid_alive(dep.pid):
+            return
+        assert dep.pid is not None
+        os.kill(dep.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while pid_alive(dep.pid) and time.monotonic() < deadline:
+            self._reap(dep.pid)
+            time.sleep(0.02)
+        if pid_alive(dep.pid):
+            os.kill(dep.pid, signal.SIGKILL)
+        self._reap(dep.pid)
+
+    def _reap(self, pid: int) -> None:
+        proc = self._children.get(pid)
+        if proc is not None and proc.poll() is not None:
+            self._children.pop(pid, None)
+
+    def status(self, dep: Deployment) -> str:
+        if dep.pid:
+            self._reap(dep.pid)
+        if not pid_alive(dep.pid):
+            return "stale"
+        try:
+            ok = httpx.get(f"{dep.url}/v2/health/ready", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        return "running" if ok else "unhealthy"
+
+    def swap(self, dep: Deployment, version: Version, admin_token: str) -> None:
+        """Load ``version`` into the running server; it only takes traffic once loaded and health-checked."""
+        try:
+            resp = httpx.post(
+                f"{dep.url}/mm/v1/load",
+                json={"version": version.id},
+                headers={"Authorization": f"Bearer {admin_token}"},
+                timeout=120,
+            )
+        except httpx.HTTPError as exc:
+            raise DeploymentError(f"could not reach {dep.name}'s server at {dep.url} ({exc}): redeploy it") from None
+        if resp.status_code != 200:
+            raise DeploymentError(f"{dep.url} refused {version.id}: {_error_text(resp)}")
+
+
+def _wait_ready(url: str, deadline: float) -> None:
+    while True:
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise DeploymentError(f"{url} did not become ready in time")
+        time.sleep(0.02)
+
+
+def _write_secret(path: Path, value: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value)
+    return path
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except FileNotFoundError:
+        return "(no log)"
+    return " | ".join(text[-lines:])
+
+
+def _error_text(resp: httpx.Response) -> str:
+    try:
+        return str(resp.json().get("error", resp.text))
+    except ValueError:
+        return resp.text[:200]

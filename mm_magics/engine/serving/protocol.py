@@ -1,0 +1,254 @@
+"""Request parsing and validation for the two wire protocols we speak.
+
+* Open Inference Protocol V2 (KServe / MLServer / Triton): tensors with name, shape, datatype, data.
+* MLflow scoring: ``dataframe_split``, ``dataframe_records``, ``instances`` or ``inputs``, and CSV.
+
+Both become one table of rows checked against the schema captured at training time. Every problem raises
+:class:`BadRequest` with an HTTP status and a message naming the fix, so bad input never becomes a 5xx.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: V2 datatypes and the numpy dtype each maps to.
+V2_DTYPES = {
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+    "BYTES": np.object_,
+}
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The input contract of one version, from the schema recorded at training time."""
+
+    n_features: int | None
+    feature_names: list[str] | None
+    dtypes: dict[str, str]
+
+    @classmethod
+    def from_version(cls, schema: dict[str, Any]) -> Schema:
+        return cls(schema.get("n_features"), schema.get("feature_names"), dict(schema.get("dtypes") or {}))
+
+    @property
+    def columns(self) -> list[str]:
+        if self.feature_names:
+            return list(self.feature_names)
+        return [f"x{i}" for i in range(self.n_features or 0)]
+
+    def numeric(self, column: str) -> bool:
+        kind = self.dtypes.get(column, "float64")
+        return kind.startswith(("float", "int", "uint", "bool"))
+
+    def v2_inputs(self) -> list[dict[str, Any]]:
+        return [{"name": "input-0", "datatype": "FP64", "shape": [-1, self.n_features or -1]}]
+
+
+def v2_datatype(arr: np.ndarray) -> str:
+    kind = arr.dtype.kind
+    if kind == "b":
+        return "BOOL"
+    if kind in "iu":
+        return "INT64" if kind == "i" else "UINT64"
+    if kind == "f":
+        return "FP64"
+    return "BYTES"
+
+
+def _check_rows(n: int, max_rows: int) -> None:
+    if n < 1:
+        raise BadRequest(422, "the request has no rows: send at least one row of features")
+    if n > max_rows:
+        raise BadRequest(413, f"the request has {n} rows, over the limit of {max_rows}: split it into smaller batches")
+
+
+def _frame(rows: Any, schema: Schema, columns: list[str] | None, max_rows: int) -> pd.DataFrame:
+    """Rows (list of lists) + optional column names -> a frame with exactly the schema's columns, in order."""
+    if not isinstance(rows, list):
+        raise BadRequest(422, "data must be a list of rows (e.g. [[5.1, 3.5, 1.4, 0.2]])")
+    _check_rows(len(rows), max_rows)
+    if rows and not isinstance(rows[0], (list, tuple)):
+        rows = [rows] if schema.n_features and len(rows) == schema.n_features and len(rows) > 1 else [[r] for r in rows]
+    width = {len(r) if isinstance(r, (list, tuple)) else -1 for r in rows}
+    if len(width) != 1 or -1 in width:
+        raise BadRequest(422, "every row must be a list with the same number of values")
+    n_cols = width.pop()
+    if columns is None:
+        expected = schema.n_features
+        if expected is not None and n_cols != expected:
+            raise BadRequest(
+                422,
+                f"each row has {n_cols} values but the model expects {expected} features"
+                f"{' (' + ', '.join(schema.columns) + ')' if schema.feature_names else ''}",
+            )
+        columns = schema.columns
+    elif len(columns) != n_cols:
+        raise BadRequest(422, f"{len(columns)} column names but rows have {n_cols} values")
+    frame = pd.DataFrame(rows, columns=[str(c) for c in columns])
+    return _conform(frame, schema)
+
+
+def _conform(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    expected = schema.columns
+    if schema.feature_names or set(frame.columns) != set(expected):
+        missing = [c for c in expected if c not in frame.columns]
+        extra = [c for c in frame.columns if c not in expected]
+        if missing or extra:
+            parts = [
+                f"missing feature(s): {', '.join(missing)}" if missing else "",
+                f"unknown feature(s): {', '.join(extra)}" if extra else "",
+            ]
+            raise BadRequest(422, f"{'; '.join(p for p in parts if p)}; the model expects {', '.join(expected)}")
+        frame = frame[expected]
+    for col in expected:
+        if schema.numeric(col):
+            try:
+                frame[col] = pd.to_numeric(frame[col], errors="raise").astype("float64")
+            except (TypeError, ValueError):
+                bad = next((v for v in frame[col] if not _is_number(v)), None)
+                raise BadRequest(422, f"feature {col!r} must be numeric, got {bad!r}") from None
+    return frame
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)) or value is None
+
+
+def from_v2(body: Any, schema: Schema, max_rows: int) -> tuple[pd.DataFrame, list[str]]:
+    """Parse a V2 inference request into a frame and the requested outputs."""
+    if not isinstance(body, dict):
+        raise BadRequest(400, 'a V2 inference request is a JSON object with an "inputs" list')
+    inputs = body.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise BadRequest(422, '"inputs" must be a non-empty list of tensors {name, shape, datatype, data}')
+    tensors = []
+    for i, t in enumerate(inputs):
+        if not isinstance(t, dict):
+            raise BadRequest(422, f"inputs[{i}] must be an object with name, shape, datatype and data")
+        missing = [k for k in ("name", "shape", "datatype", "data") if k not in t]
+        if missing:
+            raise BadRequest(422, f"inputs[{i}] lacks {', '.join(missing)}")
+        if t["datatype"] not in V2_DTYPES:
+            raise BadRequest(
+                422, f"inputs[{i}].datatype {t['datatype']!r} is not a V2 datatype ({', '.join(V2_DTYPES)})"
+            )
+        shape = t["shape"]
+        if not (isinstance(shape, list) and shape and all(isinstance(d, int) and d >= 0 for d in shape)):
+            raise BadRequest(422, f"inputs[{i}].shape must be a list of non-negative integers, e.g. [2, 4]")
+        flat = _flatten(t["data"], f"inputs[{i}].data")
+        if math.prod(shape) != len(flat):
+            raise BadRequest(422, f"inputs[{i}] has {len(flat)} values but shape {shape} needs {math.prod(shape)}")
+        tensors.append((str(t["name"]), shape, flat))
+    if len(tensors) == 1 and len(tensors[0][1]) == 2:
+        _, (n, k), flat = tensors[0]
+        _check_rows(n, max_rows)
+        rows = [flat[r * k : (r + 1) * k] for r in range(n)]
+        frame = _frame(rows, schema, None, max_rows)
+    elif len(tensors) == 1 and len(tensors[0][1]) == 1 and (schema.n_features or 0) > 1:
+        frame = _frame([tensors[0][2]], schema, None, max_rows)
+    else:  # one tensor per feature (columnar), matched by name
+        lengths = {math.prod(s) for _, s, _ in tensors}
+        if len(lengths) != 1:
+            raise BadRequest(422, "columnar inputs (one tensor per feature) must all have the same length")
+        n = lengths.pop()
+        _check_rows(n, max_rows)
+        frame = _conform(pd.DataFrame({name: flat for name, _, flat in tensors}), schema)
+    outputs = []
+    for o in body.get("outputs") or []:
+        name = o.get("name") if isinstance(o, dict) else None
+        if name not in ("predict", "predict_proba"):
+            raise BadRequest(422, f'unknown output {name!r}: ask for "predict" or "predict_proba"')
+        outputs.append(name)
+    return frame, outputs or ["predict"]
+
+
+def _flatten(data: Any, where: str) -> list[Any]:
+    if not isinstance(data, list):
+        raise BadRequest(422, f"{where} must be a list")
+    return _flatten_ordered(data)
+
+
+def _flatten_ordered(data: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for value in data:
+        if isinstance(value, list):
+            out.extend(_flatten_ordered(value))
+        else:
+            out.append(value)
+    return out
+
+
+def from_mlflow(body: Any, schema: Schema, max_rows: int) -> pd.DataFrame:
+    """Parse an MLflow scoring request (JSON) into a frame."""
+    if not isinstance(body, dict):
+        raise BadRequest(
+            400,
+            "an MLflow request is a JSON object with one of dataframe_split, dataframe_records, instances or inputs",
+        )
+    keys = [k for k in ("dataframe_split", "dataframe_records", "instances", "inputs") if k in body]
+    if len(keys) != 1:
+        raise BadRequest(422, "send exactly one of dataframe_split, dataframe_records, instances or inputs")
+    key, value = keys[0], body[keys[0]]
+    if key == "dataframe_split":
+        if not isinstance(value, dict) or "data" not in value:
+            raise BadRequest(422, 'dataframe_split must be {"columns": [...], "data": [[...], ...]}')
+        return _frame(value["data"], schema, value.get("columns"), max_rows)
+    if key == "dataframe_records" or (isinstance(value, list) and value and isinstance(value[0], dict)):
+        if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
+            raise BadRequest(422, f"{key} must be a list of {{column: value}} objects")
+        _check_rows(len(value), max_rows)
+        return _conform(pd.DataFrame.from_records(value), schema)
+    if isinstance(value, dict):  # columnar {"col": [values]}
+        try:
+            frame = pd.DataFrame(value)
+        except ValueError as exc:
+            raise BadRequest(422, f"{key}: columns must be lists of equal length ({exc})") from None
+        _check_rows(len(frame), max_rows)
+        return _conform(frame, schema)
+    return _frame(value, schema, None, max_rows)
+
+
+def from_csv(text: str, schema: Schema, max_rows: int) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(io.StringIO(text))
+    except Exception as exc:
+        raise BadRequest(
+            400, f"CSV could not be parsed ({exc}): send a header row and comma-separated values"
+        ) from None
+    _check_rows(len(frame), max_rows)
+    return _conform(frame, schema)
+
+
+def to_jsonable(arr: Any) -> list[Any]:
+    values = np.asarray(arr)
+    if values.dtype.kind in "fc":
+        return (
+            [None if not math.isfinite(v) else v for v in values.astype(float).ravel().tolist()]
+            if values.ndim == 1
+            else values.astype(float).tolist()
+        )
+    return values.tolist()

@@ -1,0 +1,121 @@
+"""Server process entry point: ``python -m mm_magics.engine.serving.server``.
+
+Binds its socket itself (port 0 picks a free one), loads and health-checks the model, *then* writes a state file
+with its pid and port and starts answering: whoever started it knows it is ready as soon as the file appears.
+Off loopback it refuses to start without a bearer token. uvicorn handles SIGTERM with a graceful shutdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .app import BundleSource, Settings, WorkspaceSource, create_app, identity
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _read_secret(path: str | None) -> str | None:
+    if not path:
+        return None
+    return Path(path).read_text().strip() or None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mm-serve", description="Serve one model version over HTTP (V2 + MLflow).")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--workspace", help="workspace directory to load versions from")
+    src.add_argument("--bundle", help="bundle directory with version.json, artifact.skops, trusted.json")
+    p.add_argument("--version", help="NAME@vN to serve (with --workspace)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    p.add_argument("--batch", action="store_true", help="adaptive micro-batching")
+    p.add_argument("--max-batch", type=int, default=64)
+    p.add_argument("--max-delay-ms", type=float, default=0.0)
+    p.add_argument("--token-file", help="bearer token required on every request (mandatory off loopback)")
+    p.add_argument("--admin-token-file", help="token for swapping versions over HTTP (/mm/v1/load)")
+    p.add_argument("--state-file", help="written once the server is ready: pid, host, port, version")
+    p.add_argument("--feedback-file", help="append ground-truth feedback here as JSON lines")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    import uvicorn
+
+    args = build_parser().parse_args(argv)
+    token = _read_secret(args.token_file)
+    if not is_loopback(args.host) and not token:
+        print(f"mm-serve: refusing to listen on {args.host} without a bearer token: pass --token-file", file=sys.stderr)
+        return 2
+    if args.workspace:
+        from ..workspace import Workspace
+
+        if not args.version:
+            print("mm-serve: --workspace needs --version NAME@vN", file=sys.stderr)
+            return 2
+        source: Any = WorkspaceSource(Workspace.open(args.workspace, create=False))
+        spec = args.version
+    else:
+        source = BundleSource(Path(args.bundle))
+        name, number = identity(json.loads((Path(args.bundle) / "version.json").read_text()))
+        spec = f"{name}@v{number}"
+    settings = Settings(
+        batch=args.batch,
+        max_batch=args.max_batch,
+        max_delay_ms=args.max_delay_ms,
+        token=token,
+        admin_token=_read_secret(args.admin_token_file),
+        on_feedback=_feedback_writer(args.feedback_file),
+    )
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    app = create_app(source, [spec], settings)
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    if args.state_file:
+        from ..atomic import atomic_write_text
+
+        state = {"pid": os.getpid(), "host": args.host, "port": port, "version": spec, "ready": time.time()}
+        atomic_write_text(Path(args.state_file), json.dumps(state) + "\n")
+    print(f"mm-serve: {spec} on http://{args.host}:{port}", flush=True)
+    server.run(sockets=[sock])
+    return 0
+
+
+def _feedback_writer(path: str | None) -> Any:
+    if not path:
+        return None
+    target = Path(path)
+
+    def write(name: str, ids: list[str], labels: list[Any]) -> None:
+        lines = "".join(
+            json.dumps({"t": time.time(), "model": name, "id": i, "label": y}) + "\n"
+            for i, y in zip(ids, labels, strict=True)
+        )
+        with open(target, "a") as fh:
+            fh.write(lines)
+
+    return write
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""Deployments as one engine service: deploy, undeploy, list, predict, switch (rollback) — for every face.
+
+Deploying moves the version into the *deploy* stage through its lifecycle gates first: a refused gate refuses the
+deployment. Switching what a deployment serves loads and health-checks the new version before it takes traffic
+(in-process for local servers, start-new-then-stop-old for containers), so a rollback drops no request.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import numpy as np
+
+from ..errors import DeploymentError, MMError
+from ..lifecycle import SERVING
+from ..workspace import now_iso
+from .deployments import Deployment, DeploymentStore, Prediction
+from .local import LocalRunner, _error_text
+from .server import is_loopback
+
+if TYPE_CHECKING:
+    from ..records import Version
+    from ..workspace import Workspace
+
+
+class Deployer:
+    def __init__(self, workspace: Workspace) -> None:
+        self.ws = workspace
+        self.store = DeploymentStore(workspace.run_dir)
+        self.local = LocalRunner(workspace)
+        self._docker: Any = None
+        self._http = httpx.Client(timeout=30)  # keep-alive: %mm_predict measures the model, not TCP set-up
+
+    def docker(self) -> Any:
+        if self._docker is None:
+            from .docker_runner import DockerRunner
+
+            base = self.ws.local_config.get("docker_base_image") or self.ws.config.get("docker_base_image")
+            self._docker = DockerRunner(self.ws, base_image=base) if base else DockerRunner(self.ws)
+        return self._docker
+
+    def _runner(self, dep: Deployment) -> Any:
+        return self.docker() if dep.runner == "docker" else self.local
+
+    def secret(self, kind: str) -> str:
+        """A per-workspace secret kept in run/secrets (never in git), created on first use."""
+        path = self.ws.run_dir / "secrets" / kind
+        if path.exists():
+            return path.read_text().strip()
+        from .local import _write_secret
+
+        value = secrets.token_urlsafe(32)
+        _write_secret(path, value)
+        return value
+
+    # -- verbs -----------------------------------------------------------------------------------------------------
+    def deploy(
+        self,
+        spec: str,
+        *,
+        docker: bool = False,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        batch: bool = False,
+        force: bool = False,
+        reason: str = "",
+    ) -> Deployment:
+        version = self.ws.registry.get(spec)
+        current = self.get(version.name)
+        if current is not None and current.status == "running":
+            if current.version == version.id:
+                return current
+            if current.runner == ("docker" if docker else "local"):
+                return self.switch(version.name, version.id, reason=reason or f"Deploy {version.id}", force=force)
+            self.undeploy(version.name)
+        self._enter_deploy(version, reason or f"Deploy {version.id}", force)
+        token = self.secret("token") if not is_loopback(host) else None
+        if docker:
+            dep = self.docker().start(version, port=port, batch=batch)
+        else:
+            dep = self.local.start(
+                version, port=port, host=host, batch=batch, token=token, admin_token=self.secret("admin-token")
+            )
+        dep.history.append({"time": now_iso(), "version": version.id, "actor": self.ws.actor, "action": "deploy"})
+        self.store.save(dep)
+        dep.status = "running"
+        return dep
+
+    def _enter_deploy(self, version: Version, reason: str, force: bool) -> None:
+        if version.stage in SERVING:
+            return
+        self.ws.lifecycle.transition(version.id, "deploy", reason, force=force)
+
+    def get(self, name: str) -> Deployment | None:
+        dep = self.store.get(name)
+        if dep is not None:
+            dep.status = self._runner(dep).status(dep)
+        return dep
+
+    def require(self, name: str) -> Deployment:
+        dep = self.get(name)
+        if dep is None:
+            deployed = ", ".join(d.name for d in self.store.all()) or "none"
+            raise DeploymentError(f"{name} is not deployed (deployed: {deployed}): deploy it with %mm_deploy {name}")
+        return dep
+
+    def list(self) -> list[Deployment]:
+        out = []
+        for dep in self.store.all():
+            dep.status = self._runner(dep).status(dep)
+            out.append(dep)
+        return out
+
+    def undeploy(self, name: str) -> Deployment:
+        dep = self.store.get(name)
+        if dep is None:
+            raise DeploymentError(f"{name} is not deployed: nothing to stop (see %mm_deployments)")
+        self._runner(dep).stop(dep)
+        self.store.delete(name)
+        dep.status = "stopped"
+        return dep
+
+    def switch(self, name: str, spec: str, *, reason: str = "", force: bool = False) -> Deployment:
+        """Serve ``spec`` in place of what ``name``'s deployment serves now, without a failed request."""
+        dep = self.require(name)
+        if dep.status != "running":
+            raise DeploymentError(f"{name}'s deployment is {dep.status}: redeploy with %mm_deploy {spec}")
+        version = self.ws.registry.get(spec)
+        if version.name != name:
+            raise DeploymentError(f"{version.id} is not a version of {name}")
+        self.ws.registry.checkout(version.id)  # it must load (hash verified) before anything changes
+        self._enter_deploy(version, reason or f"Switch {name} to {version.id}", force)
+        previous = dep.version
+        if dep.runner == "docker":
+            dep = self.docker().switch(name, version)
+        else:
+            self.local.swap(dep, version, self.secret("admin-token"))
+            dep.version = version.id
+        dep.history.append(
+            {
+                "time": now_iso(),
+                "version": version.id,
+                "previous": previous,
+                "actor": self.ws.actor,
+                "action": "switch",
+                "reason": reason,
+            }
+        )
+        self.store.save(dep)
+        dep.status = "running"
+        return dep
+
+    def rollback(self, name: str, to: str, message: str) -> tuple[Version, Deployment | None]:
+        """Registry rollback (a new version equal to ``to``), then switch the running deployment to it."""
+        new = self.ws.registry.rollback(name, to, message)
+        dep = self.get(name)
+        if dep is None or dep.status != "running":
+            return new, None
+        # a rollback is a deliberate, audited decision: the no-regression gate must not block going back
+        return new, self.switch(name, new.id, reason=message or f"Roll back to {to}", force=True)
+
+    def predict(self, name: str, data: Any, *, outputs: tuple[str, ...] = ("predict",)) -> Prediction:
+        """Send rows through the real endpoint (V2), returning predictions, request id and the latency split."""
+        dep = self.require(name)
+        rows = _rows(data)
+        body = {
+            "inputs": [
+                {"name": "input-0", "shape": [len(rows), len(rows[0]) if rows else 0], "datatype": "FP64", "data": rows}
+            ],
+            "outputs": [{"name": o} for o in outputs],
+        }
+        headers = {"Authorization": f"Bearer {self.secret('token')}"} if dep.token_required else {}
+        start = time.perf_counter()
+        try:
+            resp = self._http.post(f"{dep.url}/v2/models/{name}/infer", json=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise DeploymentError(f"{name} at {dep.url} did not answer ({exc}): check %mm_deployments") from None
+        total = time.perf_counter() - start
+        if resp.status_code != 200:
+            raise DeploymentError(f"{name} refused the request ({resp.status_code}): {_error_text(resp)}")
+        timing = parse_server_timing(resp.headers.get("server-timing", ""))
+        payload = resp.json()
+        result = {o["name"]: o["data"] for o in payload["outputs"]}
+        server_ms = timing.get("total", 0.0)
+        return Prediction(
+            version=f"{name}@v{payload['model_version']}",
+            request_id=resp.headers.get("x-request-id"),
+            outputs=result,
+            latency_ms={
+                "total": total * 1000,
+                "server": server_ms,
+                "queue": timing.get("queue", 0.0),
+                "processing": timing.get("proc", 0.0),
+                "network": max(total * 1000 - server_ms, 0.0),
+            },
+        )
+
+
+def parse_server_timing(header: str) -> dict[str, float]:
+    out = {}
+    for part in header.split(","):
+        name, _, rest = part.strip().partition(";")
+        if rest.startswith("dur="):
+            try:
+                out[name] = float(rest[4:])
+            except ValueError:
+                continue
+    return out
+
+
+def _rows(data: Any) -> list[list[Any]]:
+    if hasattr(data, "to_numpy"):
+        data = data.to_numpy()
+    arr = np.asarray(data, dtype=object)
+    if arr.ndim == 1:
+        arr = arr.reshape(1, -1)
+    if arr.ndim != 2:
+        raise MMError(f"data must be one row or a table of rows, got shape {arr.shape}")
+    return [[_plain(v) for v in row] for row in arr.tolist()]
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
