@@ -17,6 +17,8 @@ from typing import Any
 from .engine.errors import MMError
 
 QUICKSTART = "01_quickstart.ipynb"
+#: What `mm demo` runs, in order, in one workspace: the quick start, then deployment.
+DEMO_NOTEBOOKS = (QUICKSTART, "02_deploy.ipynb")
 MARKER = ".mm-demo"
 
 
@@ -77,25 +79,28 @@ def run_demo(directory: str | Path = "mm-demo") -> str:
             raise MMError(f"{root} already holds a workspace that the demo did not make: pass --dir NEW_DIR")
         shutil.rmtree(workspace)
     (root / MARKER).write_text("made by `mm demo`; safe to delete\n")
-    src = notebook_path(QUICKSTART)
-    started = time.perf_counter()
-    nb = execute_notebook(src, root, env={"MM_HOME": str(workspace)})
-    seconds = time.perf_counter() - started
     import nbformat
 
-    out = root / QUICKSTART
-    nbformat.write(nb, out)
-    code_cells = sum(1 for c in nb.cells if c.cell_type == "code")
+    ran = []
+    for name in DEMO_NOTEBOOKS:
+        src = notebook_path(name)
+        started = time.perf_counter()
+        nb = execute_notebook(src, root, env={"MM_HOME": str(workspace)})
+        out = root / name
+        nbformat.write(nb, out)
+        cells = sum(1 for c in nb.cells if c.cell_type == "code")
+        ran.append(f"ran {name}: {cells} cells on a real kernel in {time.perf_counter() - started:.1f}s, no errors")
     with Workspace.open(workspace) as ws:
         models = ws.registry.models()
         log = ws.registry.log("cancer", limit=10)
+    first = root / QUICKSTART
     lines = [
-        f"ran {src.name}: {code_cells} cells on a real kernel in {seconds:.1f}s, no errors",
+        *ran,
         f"workspace: {workspace}",
         *(f"  {m}" for m in models),
         str(log),
-        f"executed notebook: {out}",
-        f"open it:  jupyter lab {out}",
+        f"executed notebooks: {', '.join(str(root / n) for n in DEMO_NOTEBOOKS)}",
+        f"open them:  jupyter lab {first}",
         f"explore:  mm -C {workspace} diff cancer@v1 cancer@v3   |   git -C {workspace} log --oneline",
     ]
     return "\n".join(lines)

@@ -278,3 +278,36 @@ def test_text_fallbacks_are_readable(ip):
     ip.run_cell_magic("mm_train", "iris --commit -m one", TRAIN_LOGREG)
     text = PlainTextFormatter()(line(ip, "mm_log iris"))
     assert text.startswith("iris: 1 version(s)") and "Version(" not in text
+
+
+def test_deploy_predict_rollback_undeploy(ip, tmp_path):
+    ip.run_cell_magic("mm_train", "iris --commit -m good", TRAIN_LOGREG)
+    ip.run_cell_magic("mm_train", "iris --commit -m weak", TRAIN_TREE)
+    line(ip, 'mm_gate iris "accuracy>=0.9"')
+    with pytest.raises(UsageError, match="iris@v2 cannot enter deploy"):
+        line(ip, "mm_deploy iris@v2")
+    dep = line(ip, "mm_deploy iris@v1 -m 'first release'")
+    try:
+        assert dep.status == "running" and dep.url.startswith("http://127.0.0.1:")
+        pred = line(ip, "mm_predict iris X.head(2)")
+        assert pred.version == "iris@v1" and pred.outputs["predict"] == [0, 0]
+        assert set(pred.latency_ms) == {"total", "server", "queue", "processing", "network"}
+        proba = line(ip, "mm_predict iris X.iloc[[0]] --proba")
+        assert len(proba.outputs["predict_proba"][0]) == 3
+        listing = line(ip, "mm_deployments")
+        assert [d.name for d in listing.deployments] == ["iris"] and "running" in str(listing)
+        line(ip, "mm_deploy iris@v2 --force -m 'try the stump anyway'")
+        assert line(ip, "mm_predict iris X.head(1)").version == "iris@v2"
+        v3 = line(ip, "mm_rollback iris@v1 -m 'stump is bad'")
+        assert line(ip, "mm_predict iris X.head(1)").version == v3.id == "iris@v3"
+        assert ws(tmp_path).lifecycle.stage("iris@v2") == "retire"  # replaced versions leave the serving stages
+        with pytest.raises(UsageError, match="could not evaluate"):
+            line(ip, "mm_predict iris not_a_variable")
+        with pytest.raises(UsageError, match="nope is not deployed"):
+            line(ip, "mm_predict nope X.head(1)")
+    finally:
+        stopped = line(ip, "mm_undeploy iris")
+    assert stopped.status == "stopped"
+    assert line(ip, "mm_deployments").deployments == []
+    with pytest.raises(UsageError, match="not deployed"):
+        line(ip, "mm_undeploy iris")

@@ -22,15 +22,17 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS models (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS versions (
     model TEXT NOT NULL, number INTEGER NOT NULL, doc TEXT NOT NULL, parent TEXT, artifact TEXT,
-    PRIMARY KEY (model, number)
-) WITHOUT ROWID;
+    UNIQUE (model, number)
+);
 CREATE TABLE IF NOT EXISTS stages (
     model TEXT NOT NULL, number INTEGER NOT NULL, stage TEXT NOT NULL, doc TEXT NOT NULL,
-    PRIMARY KEY (model, number)
-) WITHOUT ROWID;
+    UNIQUE (model, number)
+);
 CREATE INDEX IF NOT EXISTS stages_by_stage ON stages (model, stage);
 """
-INDEX_VERSION = "1"
+# Rowid tables with narrow unique indexes, not WITHOUT ROWID: each row holds a multi-kilobyte JSON document, and a
+# page-1 range scan must walk the small index, not every document (SQLite's own advice for large rows).
+INDEX_VERSION = "2"
 
 
 class Index:
@@ -47,6 +49,7 @@ class Index:
                 db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
+                db.execute("PRAGMA mmap_size=268435456")
                 db.executescript(SCHEMA)
                 row = db.execute("SELECT value FROM meta WHERE key='index_version'").fetchone()
                 if row is None:

@@ -211,7 +211,8 @@ def create_app(source: ModelSource, versions: list[str], settings: Settings | No
                     "protocol": protocol_name,
                 }
             )
-        return JSONResponse(body, headers={"X-Request-ID": request_id, "Server-Timing": timing})
+        headers = {"X-Request-ID": request_id, "Server-Timing": timing, "X-Batch-Size": str(result.batch_size)}
+        return JSONResponse(body, headers=headers)
 
     def failed(request_id: str, exc: BadRequest, name: str | None) -> JSONResponse:
         state.errors += 1

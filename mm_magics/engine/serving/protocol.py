@@ -108,11 +108,20 @@ def _frame(rows: Any, schema: Schema, columns: list[str] | None, max_rows: int) 
         columns = schema.columns
     elif len(columns) != n_cols:
         raise BadRequest(422, f"{len(columns)} column names but rows have {n_cols} values")
-    frame = pd.DataFrame(rows, columns=[str(c) for c in columns])
-    return _conform(frame, schema)
+    names = [str(c) for c in columns]
+    if all(schema.numeric(c) for c in schema.columns):
+        # fast path for the common all-numeric schema: one float block, no per-column conversion
+        try:
+            arr = np.asarray(rows, dtype=np.float64)
+        except (TypeError, ValueError):
+            arr = None  # the slow path below names the offending value
+        if arr is not None and arr.ndim == 2:
+            return _conform(pd.DataFrame(arr, columns=names, copy=False), schema, numeric=True)
+    return _conform(pd.DataFrame(rows, columns=names), schema)
 
 
-def _conform(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+def _conform(frame: pd.DataFrame, schema: Schema, *, numeric: bool = False) -> pd.DataFrame:
+    """Exactly the schema's columns, in order, numeric where the schema says so (``numeric``: already float)."""
     expected = schema.columns
     if schema.feature_names or set(frame.columns) != set(expected):
         missing = [c for c in expected if c not in frame.columns]
@@ -123,7 +132,10 @@ def _conform(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
                 f"unknown feature(s): {', '.join(extra)}" if extra else "",
             ]
             raise BadRequest(422, f"{'; '.join(p for p in parts if p)}; the model expects {', '.join(expected)}")
-        frame = frame[expected]
+        if list(frame.columns) != expected:
+            frame = frame[expected]
+    if numeric:
+        return frame
     for col in expected:
         if schema.numeric(col):
             try:

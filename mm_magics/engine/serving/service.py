@@ -135,7 +135,9 @@ class Deployer:
         self._enter_deploy(version, reason or f"Switch {name} to {version.id}", force)
         previous = dep.version
         if dep.runner == "docker":
+            history = dep.history
             dep = self.docker().switch(name, version)
+            dep.history = history
         else:
             self.local.swap(dep, version, self.secret("admin-token"))
             dep.version = version.id
@@ -151,7 +153,18 @@ class Deployer:
         )
         self.store.save(dep)
         dep.status = "running"
+        self._retire_replaced(previous, version.id)
         return dep
+
+    def _retire_replaced(self, previous: str, current: str) -> None:
+        """The version a deployment stopped serving leaves the serving stages, so "deployed" stays true."""
+        if previous == current:
+            return
+        try:
+            if self.ws.registry.get(previous).stage in SERVING:
+                self.ws.lifecycle.transition(previous, "retire", f"Replaced by {current} in the deployment")
+        except MMError:
+            pass  # the switch itself is done and recorded; a lifecycle hiccup must not undo it
 
     def rollback(self, name: str, to: str, message: str) -> tuple[Version, Deployment | None]:
         """Registry rollback (a new version equal to ``to``), then switch the running deployment to it."""
@@ -183,7 +196,7 @@ class Deployer:
             raise DeploymentError(f"{name} refused the request ({resp.status_code}): {_error_text(resp)}")
         timing = parse_server_timing(resp.headers.get("server-timing", ""))
         payload = resp.json()
-        result = {o["name"]: o["data"] for o in payload["outputs"]}
+        result = {o["name"]: np.reshape(o["data"], o["shape"]).tolist() for o in payload["outputs"]}
         server_ms = timing.get("total", 0.0)
         return Prediction(
             version=f"{name}@v{payload['model_version']}",

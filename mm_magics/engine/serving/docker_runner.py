@@ -1,0 +1,757 @@
+"""The Docker runner: one container per deployed version, built and run through the docker SDK.
+
+Why it is shaped this way:
+
+* **No network during builds.** Containers here (and behind many corporate proxies) cannot reach PyPI, so every
+  wheel is downloaded on the host into a cache (``$XDG_CACHE_HOME/mm_magics/wheels``) and put in the build context;
+  builds run with ``network_mode="none"`` and ``pip install --no-index``.
+* **Same packages as at training time.** The model's libraries are pinned to the versions recorded in the version's
+  ``environment["packages"]``; the server's own libraries to the versions installed on the host.
+* **A new version rebuilds one small layer.** Two images: a *runtime* image (base, then a venv with the pinned
+  dependencies, then mm_magics itself as a wheel) tagged by a hash of everything that went into it and shared by
+  every version with that environment; and a *version* image that is the runtime plus one ``COPY`` of the bundle
+  (``version.json``, ``artifact.skops``, ``trusted.json``). Removing a version image never removes the runtime, so
+  redeploys and rollbacks stay fast.
+* **Prompt stop.** Containers run with an init process (``init=True``), so SIGTERM reaches uvicorn, which shuts down
+  gracefully; stop waits a few seconds at most.
+* **Loopback only.** The port is published on 127.0.0.1. Inside the container the server listens on 0.0.0.0, where
+  it insists on a bearer token: the workspace token (``run/secrets/token``) is copied into the container before it
+  starts (never baked into an image), and the record says ``token_required``.
+* **Zero-downtime switch.** Start the new version's container, wait for its health check, point the record at it,
+  let in-flight requests drain, then stop the old one.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import http.client
+import io
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..atomic import atomic_write_text, file_lock
+from ..environment import KEY_PACKAGES, capture_environment
+from ..errors import DeploymentError
+from ..workspace import now_iso
+from .deployments import Deployment, DeploymentStore, pid_alive
+
+if TYPE_CHECKING:
+    from ..records import Version
+    from ..workspace import Workspace
+
+DEFAULT_BASE_IMAGE = "python:3.11-slim"
+LOCAL_BASE_IMAGE = "local/python:3.11"
+BASE_IMAGE_ENV = "MM_DOCKER_BASE_IMAGE"
+SETUP = "bash scripts/setup-docker.sh"
+CONTAINER_PORT = 8080
+TOKEN_DIR = "/run/mm"
+TOKEN_PATH = f"{TOKEN_DIR}/token"
+LABEL = "io.mm-magics"
+RUNTIME_REPO = "mm-magics/runtime"
+#: What the server process imports beyond the model's own packages: the HTTP stack, and GitPython because
+#: ``mm_magics.engine.__init__`` imports the workspace module (which imports ``git``) on the way to the server.
+SERVER_PACKAGES = ("starlette", "uvicorn", "gitpython")
+#: Parts of the package a server never needs (front-end assets, notebooks): left out of the image.
+PACKAGE_EXCLUDES = ("labextension", "example_notebooks", "__pycache__")
+SERVER_CMD = [
+    "/opt/mm/bin/python",
+    "-m",
+    "mm_magics.engine.serving.server",
+    "--bundle",
+    "/bundle",
+    "--host",
+    "0.0.0.0",
+    "--port",
+    str(CONTAINER_PORT),
+    "--token-file",
+    TOKEN_PATH,
+]
+
+RUNTIME_DOCKERFILE = """\
+# mm_magics runtime image: shared by every version whose environment resolves to the same wheels.
+# Stage 1 installs the pinned dependencies offline from the wheels in the build context; only the resulting venv
+# is copied into the final image, so the wheels themselves never end up in it.
+FROM {base} AS deps
+COPY wheels/ /tmp/wheels/
+RUN python3 -m venv /opt/mm \\
+ && /opt/mm/bin/python -m pip install --no-cache-dir --no-index --find-links /tmp/wheels \\
+      -r /tmp/wheels/requirements.txt
+
+FROM {base}
+# (b) the dependencies: changes only when the pinned environment changes
+COPY --from=deps /opt/mm /opt/mm
+# (c) mm_magics itself: changes when mm_magics changes; small
+COPY pkg/ /tmp/mm-pkg/
+RUN /opt/mm/bin/python -m pip install --no-cache-dir --no-index --no-deps /tmp/mm-pkg/*.whl && rm -rf /tmp/mm-pkg
+ENV LANG=C.UTF-8 PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 GIT_PYTHON_REFRESH=quiet PATH=/opt/mm/bin:$PATH
+USER 65534:65534
+EXPOSE {port}
+CMD {cmd}
+"""
+
+VERSION_DOCKERFILE = """\
+# (d) one version of one model: the only layer a new version adds
+FROM {runtime}
+COPY bundle/ /bundle/
+"""
+
+
+@dataclass
+class BuildResult:
+    """What :meth:`DockerRunner.build` did: the image tags, whether the runtime had to be built, and the log."""
+
+    image: str
+    image_id: str
+    runtime: str
+    runtime_built: bool
+    seconds: float
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def cached_steps(self) -> int:
+        return sum(1 for line in self.log if "Using cache" in line)
+
+
+# -- helpers that need no Docker -------------------------------------------------------------------------------
+def cache_root() -> Path:
+    """Host-side cache shared by every workspace on the machine (wheels, the base image tarball)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "mm_magics"
+
+
+def _one_line(text: Any, limit: int = 400) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def requirements_for(version: Version) -> list[str]:
+    """Pinned requirements for serving ``version``: its recorded model packages, plus the server's own.
+
+    The model's packages come from the environment captured at training time (so the container unpickles and
+    predicts exactly as the notebook did); when a version recorded none, the host's versions stand in.
+    """
+    recorded = dict((version.environment or {}).get("packages") or {})
+    if not recorded:
+        recorded = dict(capture_environment()["packages"])
+    pins: dict[str, str | None] = {}
+    for name, ver in recorded.items():
+        if _norm(name) != "mm-magics":
+            pins[_norm(name)] = str(ver)
+    for name in (*KEY_PACKAGES[:6], *SERVER_PACKAGES):  # sklearn, numpy, scipy, pandas, skops, joblib + server
+        if _norm(name) in pins or _norm(name) == "mm-magics":
+            continue
+        try:
+            pins[_norm(name)] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pins[_norm(name)] = None
+    return sorted(f"{name}=={ver}" if ver else name for name, ver in pins.items())
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+class WheelCache:
+    """Wheels for the image, downloaded on the host (which reaches PyPI) and reused across builds.
+
+    Each distinct requirement set gets a manifest of the exact files pip resolved, so a warm build runs no pip at
+    all, and two builds with the same requirements put byte-identical wheels in the context (a Docker cache hit).
+    """
+
+    def __init__(self, root: Path | None = None, *, python_version: str = "3.11", arch: str | None = None) -> None:
+        self.root = Path(root) if root else cache_root() / "wheels"
+        self.python_version = python_version
+        self.arch = arch or platform.machine()
+        # manylinux_2_28 and every older manylinux tag (pip expands downwards): fits Debian bookworm's glibc 2.36
+        self.platform = f"manylinux_2_28_{self.arch}"
+
+    def _pip_args(self) -> list[str]:
+        abi = "cp" + self.python_version.replace(".", "")
+        return [
+            "--only-binary=:all:",
+            "--python-version",
+            self.python_version,
+            "--implementation",
+            "cp",
+            "--abi",
+            abi,
+            "--platform",
+            self.platform,
+        ]
+
+    def resolve(self, requirements: list[str]) -> list[Path]:
+        """The wheel files that satisfy ``requirements`` for the image's Python, downloading what is missing."""
+        key = hashlib.sha256(
+            json.dumps([sorted(requirements), self.python_version, self.platform]).encode()
+        ).hexdigest()[:20]
+        manifest = self.root / "sets" / f"{key}.json"
+        paths = self._from_manifest(manifest)
+        if paths is not None:
+            return paths
+        with file_lock(self.root / ".lock"):
+            paths = self._from_manifest(manifest)
+            if paths is not None:
+                return paths
+            names = self._download(requirements)
+            atomic_write_text(manifest, json.dumps({"requirements": sorted(requirements), "wheels": names}) + "\n")
+        return [self.root / n for n in names]
+
+    def _from_manifest(self, manifest: Path) -> list[Path] | None:
+        try:
+            names = json.loads(manifest.read_text())["wheels"]
+        except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError):
+            return None
+        paths = [self.root / n for n in names]
+        return paths if all(p.is_file() for p in paths) else None
+
+    def _download(self, requirements: list[str]) -> list[str]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="mm-wheels-", dir=self.root) as tmp:
+            base = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "-q", "-d", tmp]
+            # offline first (the cache may already hold everything), then from the index with the cache as a source
+            offline = [*base, "--no-index", "--find-links", str(self.root), *self._pip_args(), *requirements]
+            online = [*base, "--find-links", str(self.root), *self._pip_args(), *requirements]
+            proc = subprocess.run(offline, capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                proc = subprocess.run(online, capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("ERROR")] or proc.stderr.splitlines()
+                raise DeploymentError(
+                    f"could not download wheels for the image ({_one_line(' '.join(errors[-2:]), 300)}): the host "
+                    f"needs PyPI access (or a pip index) and cp{self.python_version.replace('.', '')} "
+                    f"{self.platform} wheels of {' '.join(requirements)}"
+                )
+            names = sorted(os.listdir(tmp))
+            for n in names:
+                target = self.root / n
+                if not target.is_file():
+                    os.replace(os.path.join(tmp, n), target)
+        return names
+
+
+def build_package_wheel(dest: Path) -> Path:
+    """A wheel of the *installed* mm_magics package (editable or not), reproducible byte for byte.
+
+    Built by hand rather than with ``pip wheel``: a pip-installed mm_magics has no source tree to build from, and a
+    build backend could run slow front-end build hooks. Fixed timestamps and sorted entries mean an unchanged
+    package gives an identical wheel, so Docker reuses the layer that installs it.
+    """
+    import mm_magics
+
+    pkg = Path(mm_magics.__file__).resolve().parent
+    version = mm_magics.__version__
+    dist_info = f"mm_magics-{version}.dist-info"
+    entries: list[tuple[str, bytes]] = []
+    for path in sorted(pkg.rglob("*")):
+        rel = path.relative_to(pkg)
+        if not path.is_file() or path.suffix in (".pyc", ".pyo") or any(p in PACKAGE_EXCLUDES for p in rel.parts):
+            continue
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        entries.append((f"mm_magics/{rel.as_posix()}", path.read_bytes()))
+    entries.append(
+        (
+            f"{dist_info}/METADATA",
+            f"Metadata-Version: 2.1\nName: mm_magics\nVersion: {version}\n"
+            "Summary: mm_magics serving runtime (built by the Docker runner from the installed package)\n".encode(),
+        )
+    )
+    entries.append(
+        (
+            f"{dist_info}/WHEEL",
+            b"Wheel-Version: 1.0\nGenerator: mm_magics docker_runner\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
+    )
+    record = []
+    for name, data in entries:
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={digest},{len(data)}")
+    record.append(f"{dist_info}/RECORD,,")
+    entries.append((f"{dist_info}/RECORD", ("\n".join(record) + "\n").encode()))
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / f"mm_magics-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in entries:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, data)
+    return target
+
+
+def write_bundle(ws: Workspace, version: Version, dest: Path) -> Path:
+    """The directory the server loads one version from (see ``BundleSource``); the artifact is hash-verified."""
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "version.json").write_text(json.dumps(version.to_dict(), sort_keys=True))
+    (dest / "artifact.skops").write_bytes(ws.objects.get(version.sha256, label=f"artifact of {version.id}"))
+    (dest / "trusted.json").write_text(json.dumps(list(ws.config.get("trusted_types") or [])))
+    return dest
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def _http_ready(port: int, timeout: float = 2.0) -> bool:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", "/v2/health/ready")
+        return conn.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+def _token_tar(token: str) -> bytes:
+    """A tar holding ``mm/token`` for ``put_archive`` into ``/run``: readable only by the server's user."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        folder = tarfile.TarInfo("mm")
+        folder.type, folder.mode, folder.uid, folder.gid = tarfile.DIRTYPE, 0o500, 65534, 65534
+        tar.addfile(folder)
+        data = token.encode()
+        info = tarfile.TarInfo("mm/token")
+        info.size, info.mode, info.uid, info.gid = len(data), 0o400, 65534, 65534
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+# -- the runner ---------------------------------------------------------------------------------------------------
+class DockerRunner:
+    """Build, run, check, switch and stop version containers on the local Docker engine.
+
+    ``base_image``: the image the runtime is built on. Default: ``$MM_DOCKER_BASE_IMAGE``, else
+    ``python:3.11-slim``. Where no registry is reachable, ``bash scripts/setup-docker.sh`` builds ``local/python:3.11``.
+    """
+
+    def __init__(
+        self,
+        ws: Workspace,
+        base_image: str | None = None,
+        *,
+        ready_timeout: float = 90.0,
+        stop_timeout: float = 5.0,
+        drain: float = 1.0,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        self.ws = ws
+        self.base_image = base_image or os.environ.get(BASE_IMAGE_ENV) or DEFAULT_BASE_IMAGE
+        self.ready_timeout = ready_timeout
+        self.stop_timeout = stop_timeout
+        self.drain = drain
+        self.progress = progress
+        self.store = DeploymentStore(ws.run_dir)
+        self.wheels = WheelCache(python_version="3.11")
+
+    # -- the engine connection ---------------------------------------------------------------------------------
+    @cached_property
+    def client(self) -> Any:
+        """The docker SDK client, connected on first use so constructing a runner never fails or blocks."""
+        try:
+            import docker
+        except ImportError:
+            raise DeploymentError(
+                f"the docker SDK is not installed: pip install 'mm_magics[docker]' (and run `{SETUP}` for the engine)"
+            ) from None
+        with self._errors("connect to the Docker engine"):
+            client = docker.from_env(timeout=120)
+            client.ping()
+        return client
+
+    @contextlib.contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        """Turn any docker SDK or transport error into a one-line :class:`DeploymentError` naming a fix."""
+        try:
+            yield
+        except DeploymentError:
+            raise
+        except Exception as exc:
+            if not _is_docker_error(exc):
+                raise
+            text = _one_line(getattr(exc, "explanation", None) or exc)
+            if _is_unreachable(exc):
+                raise DeploymentError(
+                    f"cannot {action}: the Docker engine is not reachable ({_one_line(text, 160)}): start it with "
+                    f"`{SETUP}` (as root; installs docker.io and starts dockerd) or set DOCKER_HOST"
+                ) from None
+            raise DeploymentError(
+                f"Docker failed to {action}: {text} (check `docker info` and /tmp/dockerd.log; `{SETUP}` sets up "
+                "the engine)"
+            ) from None
+
+    def _say(self, message: str) -> None:
+        if self.progress is not None:
+            self.progress(message)
+
+    # -- images ------------------------------------------------------------------------------------------------
+    def ensure_base_image(self) -> str:
+        """The base image's id, pulling it if missing; a one-line fix when it cannot be had."""
+        import docker.errors
+
+        with self._errors(f"look up the base image {self.base_image}"):
+            try:
+                return self.client.images.get(self.base_image).id
+            except docker.errors.ImageNotFound:
+                pass
+        self._say(f"pulling {self.base_image}")
+        try:
+            return self.client.images.pull(self.base_image).id
+        except Exception as exc:
+            if not _is_docker_error(exc):
+                raise
+            reason = _one_line(getattr(exc, "explanation", None) or exc, 160)
+            raise DeploymentError(
+                f"base image {self.base_image} is missing and cannot be pulled ({reason}): run `{SETUP}` to build "
+                f"{LOCAL_BASE_IMAGE} and use it as the base image (docker_base_image setting or "
+                f"{BASE_IMAGE_ENV}={LOCAL_BASE_IMAGE})"
+            ) from None
+
+    def image_tag(self, version: Version) -> str:
+        """``mm-magics/NAME:vN-HASH``: unique per workspace and artifact, valid for any model name."""
+        repo = re.sub(r"[^a-z0-9]+", "-", version.name.lower()).strip("-") or "model"
+        if repo != version.name:  # names that differ only in case or punctuation must not share a tag
+            repo = f"{repo}-{hashlib.sha256(version.name.encode()).hexdigest()[:6]}"
+        ident = hashlib.sha256(f"{self.ws.root}\0{version.id}\0{version.sha256}".encode()).hexdigest()[:10]
+        return f"mm-magics/{repo}:v{version.number}-{ident}"
+
+    def build(self, version: Version | str) -> BuildResult:
+        """Build (or reuse) the runtime image, then the version image on top of it. Needs no network."""
+        version = self._version(version)
+        start = time.perf_counter()
+        base_id = self.ensure_base_image()
+        runtime, runtime_built, log = self._ensure_runtime(version, base_id)
+        tag = self.image_tag(version)
+        self._say(f"building {tag}")
+        with tempfile.TemporaryDirectory(prefix="mm-docker-") as tmp:
+            ctx = Path(tmp)
+            (ctx / "Dockerfile").write_text(VERSION_DOCKERFILE.format(runtime=runtime))
+            write_bundle(self.ws, version, ctx / "bundle")
+            labels = {
+                f"{LABEL}.model": version.name,
+                f"{LABEL}.version": version.id,
+                f"{LABEL}.sha256": version.sha256,
+                f"{LABEL}.workspace": str(self.ws.root),
+            }
+            image_id, version_log = self._build(ctx, tag, labels)
+        return BuildResult(tag, image_id, runtime, runtime_built, time.perf_counter() - start, log + version_log)
+
+    def _ensure_runtime(self, version: Version, base_id: str) -> tuple[str, bool, list[str]]:
+        import docker.errors
+
+        requirements = requirements_for(version)
+        wheels = self.wheels.resolve(requirements)
+        with tempfile.TemporaryDirectory(prefix="mm-docker-runtime-") as tmp:
+            ctx = Path(tmp)
+            pkg = build_package_wheel(ctx / "pkg")
+            dockerfile = RUNTIME_DOCKERFILE.format(
+                base=self.base_image, port=CONTAINER_PORT, cmd=json.dumps(SERVER_CMD)
+            )
+            key = hashlib.sha256(
+                json.dumps(
+                    [base_id, dockerfile, [w.name for w in wheels], hashlib.sha256(pkg.read_bytes()).hexdigest()]
+                ).encode()
+            ).hexdigest()[:16]
+            tag = f"{RUNTIME_REPO}:{key}"
+            with self._errors(f"look up the runtime image {tag}"):
+                try:
+                    self.client.images.get(tag)
+                    return tag, False, []
+                except docker.errors.ImageNotFound:
+                    pass
+            self._say(f"building the runtime image {tag} ({len(wheels)} wheels; once per environment)")
+            (ctx / "wheels").mkdir()
+            for wheel in wheels:
+                _link_or_copy(wheel, ctx / "wheels" / wheel.name)
+            (ctx / "wheels" / "requirements.txt").write_text("\n".join(requirements) + "\n")
+            (ctx / "Dockerfile").write_text(dockerfile)
+            _, log = self._build(ctx, tag, {f"{LABEL}.runtime": key})
+        return tag, True, log
+
+    def _build(self, ctx: Path, tag: str, labels: dict[str, str]) -> tuple[str, list[str]]:
+        """Build ``ctx`` as ``tag`` with the classic builder and no network; the log lines, or a one-line error."""
+        log: list[str] = []
+        image_id = ""
+        with self._errors(f"build {tag}"):
+            stream = self.client.api.build(
+                path=str(ctx), tag=tag, rm=True, forcerm=True, decode=True, labels=labels, network_mode="none"
+            )
+            for chunk in stream:
+                if "error" in chunk:
+                    tail = " | ".join(line for line in log[-4:] if line)
+                    raise DeploymentError(
+                        f"building {tag} failed: {_one_line(chunk['error'], 300)} (last steps: {_one_line(tail, 300)})"
+                    )
+                text = chunk.get("stream")
+                if text:
+                    for line in text.splitlines():
+                        if line.strip():
+                            log.append(line.rstrip())
+                            if line.startswith("Step "):
+                                self._say(line.strip())
+                aux = chunk.get("aux")
+                if isinstance(aux, dict) and aux.get("ID"):
+                    image_id = aux["ID"]
+            if not image_id:
+                image_id = self.client.images.get(tag).id
+        return image_id, log
+
+    # -- containers ----------------------------------------------------------------------------------------------
+    def start(self, version: Version | str, *, port: int | None = None, batch: bool = False) -> Deployment:
+        """Build the version's image, run it on 127.0.0.1, wait until it answers ready, record and return it."""
+        version = self._version(version)
+        with self._lock(version.name):
+            current = self.store.get(version.name)
+            if current is not None:
+                if current.runner == "docker" and self.status(current) != "stale":
+                    raise DeploymentError(
+                        f"{version.name} already runs {current.version} in a container at {current.url}: switch it "
+                        f"with %mm_rollback / DockerRunner.switch, or stop it with %mm_undeploy {version.name}"
+                    )
+                if current.runner != "docker" and pid_alive(current.pid):
+                    raise DeploymentError(
+                        f"{version.name} is deployed locally ({current.version} at {current.url}): stop it with "
+                        f"%mm_undeploy {version.name} first"
+                    )
+                if current.runner == "docker":  # stale: clear what is left of it
+                    self._remove_container(current.container_id)
+            image = self.build(version).image
+            dep = self._launch(version, image, port=port, batch=batch)
+            self.store.save(dep)
+        dep.status = "running"
+        return dep
+
+    def _launch(self, version: Version, image: str, *, port: int | None, batch: bool) -> Deployment:
+        """Create, arm (token), start and health-check one container; removes it again if it never gets ready."""
+        import docker.errors
+
+        name = f"mm-{image.split('/', 1)[1].split(':')[0]}-v{version.number}-{secrets.token_hex(3)}"
+        labels = {
+            f"{LABEL}.model": version.name,
+            f"{LABEL}.version": version.id,
+            f"{LABEL}.workspace": str(self.ws.root),
+        }
+        command = [*SERVER_CMD, "--batch"] if batch else None
+        with self._errors(f"create a container from {image}"):
+            container = self.client.containers.create(
+                image,
+                command=command,
+                name=name,
+                init=True,
+                labels=labels,
+                ports={f"{CONTAINER_PORT}/tcp": ("127.0.0.1", port)},
+            )
+        try:
+            with self._errors(f"start the container for {version.id}"):
+                container.put_archive("/run", _token_tar(self._token()))
+                try:
+                    container.start()
+                except docker.errors.APIError as exc:
+                    if port and ("allocated" in str(exc) or "address already in use" in str(exc)):
+                        raise DeploymentError(
+                            f"port {port} on 127.0.0.1 is taken: pick another port or leave it out to get a free one"
+                        ) from None
+                    raise
+                container.reload()
+                host_port = int(container.ports[f"{CONTAINER_PORT}/tcp"][0]["HostPort"])
+            self._wait_ready(container, host_port, version)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                container.remove(force=True)
+            raise
+        return Deployment(
+            name=version.name,
+            version=version.id,
+            runner="docker",
+            url=f"http://127.0.0.1:{host_port}",
+            host="127.0.0.1",
+            port=host_port,
+            started=now_iso(),
+            container_id=container.id,
+            image=image,
+            batch=batch,
+            token_required=True,
+        )
+
+    def _wait_ready(self, container: Any, port: int, version: Version) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        next_check = 0.0
+        while not _http_ready(port, timeout=1.0):
+            now = time.monotonic()
+            if now >= next_check:  # ask the engine now and then whether the container died meanwhile
+                next_check = now + 0.5
+                with self._errors(f"inspect the container for {version.id}"):
+                    container.reload()
+                if container.status in ("exited", "dead"):
+                    code = container.attrs.get("State", {}).get("ExitCode")
+                    raise DeploymentError(
+                        f"the container for {version.id} exited (status {code}) before it was ready: "
+                        f"{self._tail(container)}"
+                    )
+            if now > deadline:
+                raise DeploymentError(
+                    f"the container for {version.id} was not ready after {self.ready_timeout:.0f}s: "
+                    f"{self._tail(container)} (raise ready_timeout if the machine is just slow)"
+                )
+            time.sleep(0.05)
+
+    @staticmethod
+    def _tail(container: Any, lines: int = 6) -> str:
+        try:
+            text = container.logs(tail=lines).decode(errors="replace")
+        except Exception:
+            return "(no logs)"
+        return "logs: " + (" | ".join(ln.strip() for ln in text.splitlines() if ln.strip()) or "(empty)")
+
+    def status(self, deployment: Deployment) -> str:
+        """``running`` (container up and ready), ``unhealthy`` (up, not ready) or ``stale`` (gone or exited)."""
+        import docker.errors
+
+        if not deployment.container_id:
+            return "stale"
+        try:
+            container = self.client.containers.get(deployment.container_id)
+        except docker.errors.NotFound:
+            return "stale"
+        except DeploymentError:  # engine unreachable: judge by what answers on the port
+            return "running" if _http_ready(deployment.port) else "stale"
+        except Exception as exc:
+            if not _is_docker_error(exc):
+                raise
+            return "running" if _http_ready(deployment.port) else "stale"
+        if container.status != "running":
+            return "stale"
+        return "running" if _http_ready(deployment.port) else "unhealthy"
+
+    def stop(
+        self, deployment: Deployment | str, keep_image: bool = False, *, timeout: float | None = None
+    ) -> Deployment:
+        """Stop (SIGTERM, then SIGKILL after ``timeout`` s) and remove the container, its image unless
+        ``keep_image``, and the record. A container that is already gone is not an error."""
+        dep = self._record(deployment)
+        with self._lock(dep.name):
+            self._remove_container(dep.container_id, timeout)
+            if not keep_image and dep.image:
+                self._remove_image(dep.image)
+            current = self.store.get(dep.name)
+            if current is not None and current.container_id == dep.container_id:
+                self.store.delete(dep.name)
+        dep.status = "stopped"
+        return dep
+
+    def switch(self, name: str, version: Version | str) -> Deployment:
+        """Serve ``version`` instead of what ``name``'s container serves, without a failed request.
+
+        Start-new-then-stop-old: the new container must answer ready before the record points at it; the old one
+        keeps serving until ``drain`` seconds after that, then stops gracefully (in-flight requests finish).
+        The new container gets a fresh host port (two containers cannot share one), so clients must read the URL
+        from the record, as every mm_magics face does.
+        """
+        version = self._version(version)
+        if version.name != name:
+            raise DeploymentError(f"{version.id} is not a version of {name}: switch {name} to one of its own versions")
+        with self._lock(name):
+            old = self.store.get(name)
+            if old is None or old.runner != "docker":
+                raise DeploymentError(f"{name} has no Docker deployment to switch: deploy it with --docker first")
+            image = self.build(version).image
+            new = self._launch(version, image, port=None, batch=old.batch)
+            new.history = list(old.history)
+            self.store.save(new)
+            time.sleep(self.drain)
+            self._remove_container(old.container_id)
+            if old.image and old.image != new.image:
+                self._remove_image(old.image)
+        new.status = "running"
+        return new
+
+    def _remove_container(self, container_id: str | None, timeout: float | None = None) -> None:
+        import docker.errors
+
+        if not container_id:
+            return
+        with self._errors(f"stop container {container_id[:12]}"):
+            try:
+                container = self.client.containers.get(container_id)
+            except docker.errors.NotFound:
+                return
+            with contextlib.suppress(docker.errors.NotFound):
+                if container.status == "running":
+                    container.stop(timeout=int(self.stop_timeout if timeout is None else timeout))
+                container.remove(force=True)
+
+    def _remove_image(self, image: str) -> None:
+        """Remove a version image; its shared runtime stays. An image still in use is left alone."""
+        import docker.errors
+
+        with self._errors(f"remove image {image}"), contextlib.suppress(docker.errors.ImageNotFound):
+            try:
+                self.client.images.remove(image)
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:  # 409: another container uses it
+                    raise
+                self._say(f"left image {image} in place: {_one_line(exc.explanation, 160)}")
+
+    # -- small helpers --------------------------------------------------------------------------------------------
+    def _version(self, version: Version | str) -> Version:
+        return self.ws.registry.get(version) if isinstance(version, str) else version
+
+    def _record(self, deployment: Deployment | str) -> Deployment:
+        if isinstance(deployment, Deployment):
+            return deployment
+        dep = self.store.get(deployment)
+        if dep is None:
+            raise DeploymentError(f"{deployment} is not deployed: nothing to stop (see %mm_deployments)")
+        return dep
+
+    @contextlib.contextmanager
+    def _lock(self, name: str) -> Iterator[None]:
+        """Serialise start/switch/stop of one model across kernels (two switches must not interleave)."""
+        with file_lock(self.store.root / f".{name}.docker.lock"):
+            yield
+
+    def _token(self) -> str:
+        """The workspace's bearer token (``run/secrets/token``, shared with the local runner), created if needed."""
+        path = self.ws.run_dir / "secrets" / "token"
+        with contextlib.suppress(FileNotFoundError):
+            value = path.read_text().strip()
+            if value:
+                return value
+        from .local import _write_secret
+
+        value = secrets.token_urlsafe(32)
+        _write_secret(path, value)
+        return value
+
+
+def _is_docker_error(exc: BaseException) -> bool:
+    """Errors from the docker SDK or its HTTP transport (requests/urllib3), not bugs in our code."""
+    module = type(exc).__module__ or ""
+    return module.startswith(("docker", "requests", "urllib3")) or isinstance(exc, ConnectionError)
+
+
+def _is_unreachable(exc: BaseException) -> bool:
+    text = str(exc)
+    markers = ("Connection refused", "No such file or directory", "Connection aborted", "Error while fetching server")
+    return any(m in text for m in markers) or type(exc).__name__ in ("ConnectionError", "ConnectTimeout")

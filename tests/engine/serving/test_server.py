@@ -1,0 +1,307 @@
+"""A real server process on 127.0.0.1 and real HTTP clients."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mm_magics.engine.errors import DeploymentError, TransitionError
+from mm_magics.engine.serving.service import Deployer, parse_server_timing
+
+
+def v2_body(rows, outputs=("predict",)):
+    return {
+        "inputs": [{"name": "input-0", "shape": [len(rows), len(rows[0])], "datatype": "FP64", "data": rows}],
+        "outputs": [{"name": o} for o in outputs],
+    }
+
+
+def test_v2_and_mlflow_clients_get_model_predict(served):
+    url, X, model = served["dep"].url, served["X"], served["logreg"]
+    rows = X.iloc[::7].to_numpy().tolist()
+    expected = model.predict(X.iloc[::7]).tolist()
+    with httpx.Client(base_url=url) as client:
+        v2 = client.post("/v2/models/iris/infer", json=v2_body(rows, ("predict", "predict_proba"))).json()
+        assert v2["model_name"] == "iris" and v2["model_version"] == "1"
+        by_name = {o["name"]: o for o in v2["outputs"]}
+        assert by_name["predict"]["data"] == expected and by_name["predict"]["shape"] == [len(rows)]
+        assert np.allclose(
+            np.reshape(by_name["predict_proba"]["data"], by_name["predict_proba"]["shape"]),
+            model.predict_proba(X.iloc[::7]),
+        )
+        pinned = client.post("/v2/models/iris/versions/1/infer", json=v2_body(rows)).json()
+        assert pinned["outputs"][0]["data"] == expected
+        split = {"dataframe_split": {"columns": list(X.columns), "data": rows}}
+        records = {"dataframe_records": X.iloc[::7].to_dict(orient="records")}
+        for body in (split, records, {"instances": rows}, {"inputs": rows}):
+            assert client.post("/invocations", json=body).json() == {"predictions": expected}
+        csv = X.iloc[::7].to_csv(index=False)
+        resp = client.post("/invocations", content=csv, headers={"Content-Type": "text/csv"})
+        assert resp.json() == {"predictions": expected}
+
+
+def test_health_metadata_and_mlflow_endpoints(served):
+    with httpx.Client(base_url=served["dep"].url) as client:
+        assert client.get("/v2/health/live").json() == {"live": True}
+        assert client.get("/v2/health/ready").status_code == 200
+        assert client.get("/v2/models/iris/ready").json()["ready"] is True
+        meta = client.get("/v2/models/iris").json()
+        assert meta["inputs"] == [{"name": "input-0", "datatype": "FP64", "shape": [-1, 4]}]
+        assert meta["parameters"]["feature_names"][0] == "sepal length (cm)"
+        assert {o["name"] for o in meta["outputs"]} == {"predict", "predict_proba"}
+        assert client.get("/v2").json()["name"] == "mm_magics"
+        assert client.get("/ping").status_code == 200 and client.get("/health").status_code == 200
+        assert client.get("/version").text
+
+
+def test_timing_and_request_ids(served):
+    with httpx.Client(base_url=served["dep"].url) as client:
+        resp = client.post("/v2/models/iris/infer", json=v2_body([[5.1, 3.5, 1.4, 0.2]]))
+        timing = parse_server_timing(resp.headers["server-timing"])
+        assert set(timing) == {"queue", "proc", "total"}
+        assert timing["total"] >= timing["proc"] >= 0
+        rid = resp.headers["x-request-id"]
+        assert resp.json()["id"] == rid and len(rid) == 32
+        mine = client.post(
+            "/invocations", json={"instances": [[5.1, 3.5, 1.4, 0.2]]}, headers={"X-Request-ID": "client-abc-1"}
+        )
+        assert mine.headers["x-request-id"] == "client-abc-1"
+    prediction = served["deployer"].predict("iris", served["X"].iloc[:2])
+    lat = prediction.latency_ms
+    assert prediction.outputs["predict"] == [0, 0] and prediction.request_id
+    assert lat["total"] >= lat["server"] and lat["network"] >= 0
+    assert "network" in str(prediction)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status", "text"),
+    [
+        ("post", "/v2/models/iris/infer", {"content": b"{not json"}, 400, "not valid JSON"),
+        (
+            "post",
+            "/v2/models/iris/infer",
+            {"json": {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}]}},
+            422,
+            "expects 4 features",
+        ),
+        ("post", "/v2/models/iris/infer", {"json": v2_body([[1, 2, 3, 4]], ("explain",))}, 422, "unknown output"),
+        ("post", "/v2/models/nope/infer", {"json": v2_body([[1, 2, 3, 4]])}, 404, "not served here"),
+        ("post", "/v2/models/iris/versions/9/infer", {"json": v2_body([[1, 2, 3, 4]])}, 404, "serving iris@v"),
+        (
+            "post",
+            "/invocations",
+            {"content": b"<x/>", "headers": {"Content-Type": "application/xml"}},
+            415,
+            "not supported",
+        ),
+        ("post", "/invocations", {"content": b"x" * (9 * 1024 * 1024)}, 413, "byte limit"),
+        ("post", "/invocations", {"json": {"instances": [[0, 0, 0, 0]] * 10_001}}, 413, "over the limit"),
+        ("post", "/invocations", {"json": {"instances": [["a", 1, 2, 3]]}}, 422, "must be numeric"),
+        ("get", "/v2/models/iris/infer", {}, 405, "check the HTTP method"),
+        ("get", "/nowhere", {}, 404, "served endpoints"),
+        ("post", "/v2/models/iris/feedback", {"json": {"ids": ["a"], "labels": []}}, 422, "one label per"),
+        ("post", "/mm/v1/load", {"json": {"version": "iris@v2"}}, 401, "admin token"),
+    ],
+)
+def test_bad_requests_get_4xx_json(served, method, path, kwargs, status, text):
+    resp = httpx.request(method, served["dep"].url + path, timeout=30, **kwargs)
+    assert resp.status_code == status
+    assert text in resp.json()["error"]
+
+
+payloads = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=5),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12,
+)
+v2_like = st.fixed_dictionaries(
+    {
+        "inputs": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "name": st.text(max_size=5),
+                    "shape": st.lists(st.integers(-2, 5), max_size=3),
+                    "datatype": st.sampled_from(["FP64", "INT64", "BYTES", "BOOL", "nope"]),
+                    "data": payloads,
+                }
+            ),
+            max_size=3,
+        )
+    }
+)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@given(body=payloads | v2_like, path=st.sampled_from(["/v2/models/iris/infer", "/invocations"]))
+def test_fuzzed_payloads_never_5xx(served, body, path):
+    resp = httpx.post(served["dep"].url + path, json=body, timeout=30)
+    assert resp.status_code < 500, resp.text
+    if resp.status_code != 200:
+        assert "error" in resp.json()
+
+
+def test_server_survives_the_fuzz(served):
+    assert httpx.get(served["dep"].url + "/v2/health/ready").status_code == 200
+    status = httpx.get(served["dep"].url + "/mm/v1/status").json()
+    assert status["requests"] > 0 and status["errors"] > 0
+
+
+def test_feedback_is_accepted(served):
+    url = served["dep"].url
+    rid = httpx.post(url + "/invocations", json={"instances": [[5.1, 3.5, 1.4, 0.2]]}).headers["x-request-id"]
+    resp = httpx.post(url + "/v2/models/iris/feedback", json={"ids": [rid], "labels": [0]})
+    assert resp.json() == {"accepted": 1}
+    resp = httpx.post(url + "/v2/models/iris/feedback", json={"feedback": [{"id": rid, "label": 0}]})
+    assert resp.json() == {"accepted": 1}
+    lines = (served["ws"].run_dir / "deployments" / "iris.feedback.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1])["id"] == rid
+
+
+def test_rollback_under_load_loses_nothing(served):
+    """A client hammers the endpoint while the deployment switches v1 -> v2 -> back (rollback): zero errors."""
+    deployer, url = served["deployer"], served["dep"].url
+    stop = threading.Event()
+    results: list[tuple[int, str]] = []
+    row = served["X"].iloc[[60]].to_numpy().tolist()
+
+    def client() -> None:
+        with httpx.Client(base_url=url, timeout=30) as c:
+            deadline = time.monotonic() + 60
+            while not stop.is_set() and time.monotonic() < deadline and len(results) < 20_000:
+                resp = c.post("/v2/models/iris/infer", json=v2_body(row))
+                results.append((resp.status_code, resp.json().get("model_version", "")))
+
+    threads = [threading.Thread(target=client) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    deployer.switch("iris", "iris@v2", reason="try the tree", force=True)
+    time.sleep(0.3)
+    version, dep = deployer.rollback("iris", "v1", "tree misbehaves: back to logreg")
+    time.sleep(0.3)
+    stop.set()
+    for t in threads:
+        t.join()
+    statuses = {s for s, _ in results}
+    served_versions = [v for _, v in results]
+    assert statuses == {200}, f"{len(results)} requests, statuses {statuses}"
+    assert {"1", "2", str(version.number)} <= set(served_versions)
+    assert dep.version == version.id and deployer.get("iris").version == version.id
+    assert version.rollback_of == "iris@v2" and version.parent == "iris@v1"
+    history = [h["action"] for h in deployer.get("iris").history]
+    assert history == ["deploy", "switch", "switch"]
+
+
+def test_refused_gate_refuses_deployment(served):
+    ws, deployer = served["ws"], served["deployer"]
+    ws.registry.commit(
+        "weak",
+        served["tree"],
+        message="weak",
+        metrics={"accuracy": 0.5},
+        schema=served["ws"].registry.get("iris@v1").schema,
+    )
+    ws.lifecycle.set_gates("weak", ["accuracy >= 0.9"])
+    with pytest.raises(TransitionError, match="weak@v1 cannot enter deploy"):
+        deployer.deploy("weak@v1")
+    assert deployer.get("weak") is None
+
+
+def test_killed_server_is_detected_as_stale(served):
+    ws, deployer = served["ws"], served["deployer"]
+    ws.registry.commit(
+        "victim", served["logreg"], message="v", metrics={"accuracy": 0.99}, schema=ws.registry.get("iris@v1").schema
+    )
+    dep = deployer.deploy("victim")
+    assert deployer.get("victim").status == "running"
+    os.kill(dep.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while deployer.get("victim").status != "stale" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert {d.name: d.status for d in deployer.list()}["victim"] == "stale"
+    with pytest.raises(DeploymentError, match="stale"):
+        deployer.switch("victim", "victim@v1")
+    fresh = deployer.deploy("victim")  # redeploying replaces the stale record
+    assert fresh.status == "running" and fresh.pid != dep.pid
+    deployer.undeploy("victim")
+    with pytest.raises(DeploymentError, match="not deployed"):
+        deployer.undeploy("victim")
+
+
+def test_batching_groups_concurrent_requests_and_never_holds_a_lone_one(served):
+    ws = served["ws"]
+    ws.registry.commit(
+        "batched", served["logreg"], message="b", metrics={"accuracy": 0.99}, schema=ws.registry.get("iris@v1").schema
+    )
+    deployer = Deployer(ws)
+    dep = deployer.deploy("batched", batch=True)
+    try:
+        body = v2_body([[5.1, 3.5, 1.4, 0.2]])
+        with httpx.Client(base_url=dep.url) as client:
+            lone = [client.post("/v2/models/batched/infer", json=body) for _ in range(5)]
+        assert {r.headers["x-batch-size"] for r in lone} == {"1"}
+
+        def one(_: int) -> httpx.Response:
+            return httpx.post(dep.url + "/v2/models/batched/infer", json=body, timeout=30)
+
+        with ThreadPoolExecutor(32) as pool:
+            responses = list(pool.map(one, range(256)))
+        assert {r.status_code for r in responses} == {200}
+        assert all(r.json()["outputs"][0]["data"] == [0] for r in responses)
+        assert max(int(r.headers["x-batch-size"]) for r in responses) > 1
+    finally:
+        deployer.undeploy("batched")
+
+
+def test_token_is_required_off_loopback_and_enforced(served, tmp_path):
+    env = {**os.environ}
+    off = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mm_magics.engine.serving.server",
+            "--workspace",
+            str(served["ws"].root),
+            "--version",
+            "iris@v1",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert off.returncode == 2 and "without a bearer token" in off.stderr
+    ws = served["ws"]
+    ws.registry.commit(
+        "secured", served["logreg"], message="s", metrics={"accuracy": 0.99}, schema=ws.registry.get("iris@v1").schema
+    )
+    deployer = Deployer(ws)
+    dep = deployer.local.start(ws.registry.get("secured"), token="s3cret-token")
+    try:
+        body = v2_body([[5.1, 3.5, 1.4, 0.2]])
+        assert httpx.post(dep.url + "/v2/models/secured/infer", json=body).status_code == 401
+        bad = httpx.post(dep.url + "/v2/models/secured/infer", json=body, headers={"Authorization": "Bearer no"})
+        assert bad.status_code == 401 and "bearer token" in bad.json()["error"]
+        ok = httpx.post(
+            dep.url + "/v2/models/secured/infer", json=body, headers={"Authorization": "Bearer s3cret-token"}
+        )
+        assert ok.status_code == 200
+        assert httpx.get(dep.url + "/v2/health/ready").status_code == 200  # probes stay open
+    finally:
+        deployer.local.stop(dep)
