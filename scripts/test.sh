@@ -7,4 +7,10 @@ cd "$(dirname "$0")/.."
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 python3 -m pip install -q -e ".[test,dev]" 2>&1 | grep -v -E "^WARNING: (Location|Running pip as)" || true
 
+# Debian packages and real servers: a Docker engine with a local base image (no registry is reachable here)
+if [ "$(id -u)" = 0 ]; then
+    bash scripts/setup-docker.sh
+fi
+export MM_DOCKER_BASE_IMAGE="${MM_DOCKER_BASE_IMAGE:-local/python:3.11}"
+
 exec python3 -m pytest "$@"

@@ -37,3 +37,28 @@ def test_quickstart_tells_the_whole_story(tmp_path):
         assert log.versions[0].rollback_of == "cancer@v4" and log.versions[0].aliases == ["production"]
         assert ws.lifecycle.stage("cancer@v3") == "deploy"
         assert ws.lifecycle.stage("cancer@v4") == "evaluate"
+
+
+def test_deploy_notebook_serves_rolls_back_and_cleans_up(tmp_path):
+    import shutil
+    import subprocess
+
+    nb = execute_notebook(
+        next(p for p in NOTEBOOKS if p.name == "02_deploy.ipynb"),
+        tmp_path,
+        env={"MM_HOME": str(tmp_path / ".mm")},
+        timeout=600,
+    )
+    text = "\n".join(
+        o.get("text", "") + o.get("data", {}).get("text/plain", "")
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+    )
+    assert "switched without downtime" in text and "wine@v3 -> [0, 0, 0]" in text
+    docker = shutil.which("docker") and subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+    if docker:
+        assert "(docker, container" in text
+    with Workspace.open(tmp_path / ".mm", create=False) as ws:
+        assert not (ws.run_dir / "deployments" / "wine.json").exists()  # the notebook undeploys at the end
+        assert ws.lifecycle.stage("wine@v2") == "retire"

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..atomic import atomic_write_text, file_lock
-from ..environment import KEY_PACKAGES, capture_environment
+from ..environment import capture_environment
 from ..errors import DeploymentError
 from ..workspace import now_iso
 from .deployments import Deployment, DeploymentStore, pid_alive
@@ -66,9 +66,12 @@ TOKEN_DIR = "/run/mm"
 TOKEN_PATH = f"{TOKEN_DIR}/token"
 LABEL = "io.mm-magics"
 RUNTIME_REPO = "mm-magics/runtime"
-#: What the server process imports beyond the model's own packages: the HTTP stack, and GitPython because
-#: ``mm_magics.engine.__init__`` imports the workspace module (which imports ``git``) on the way to the server.
-SERVER_PACKAGES = ("starlette", "uvicorn", "gitpython")
+#: What loading and running a scikit-learn model needs, when the version's recorded environment lacks one.
+MODEL_PACKAGES = ("scikit-learn", "numpy", "scipy", "pandas", "skops", "joblib", "threadpoolctl")
+#: What the server process imports beyond the model's own packages: the HTTP stack. The bundle path of
+#: ``mm_magics.engine.serving.server`` imports neither GitPython nor networkx (the engine imports the workspace
+#: lazily), so the image has no git and no registry code; the Docker tests fail fast if that ever changes.
+SERVER_PACKAGES = ("starlette", "uvicorn")
 #: Parts of the package a server never needs (front-end assets, notebooks): left out of the image.
 PACKAGE_EXCLUDES = ("labextension", "example_notebooks", "__pycache__")
 SERVER_CMD = [
@@ -101,7 +104,7 @@ COPY --from=deps /opt/mm /opt/mm
 # (c) mm_magics itself: changes when mm_magics changes; small
 COPY pkg/ /tmp/mm-pkg/
 RUN /opt/mm/bin/python -m pip install --no-cache-dir --no-index --no-deps /tmp/mm-pkg/*.whl && rm -rf /tmp/mm-pkg
-ENV LANG=C.UTF-8 PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 GIT_PYTHON_REFRESH=quiet PATH=/opt/mm/bin:$PATH
+ENV LANG=C.UTF-8 PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PATH=/opt/mm/bin:$PATH
 USER 65534:65534
 EXPOSE {port}
 CMD {cmd}
@@ -155,7 +158,7 @@ def requirements_for(version: Version) -> list[str]:
     for name, ver in recorded.items():
         if _norm(name) != "mm-magics":
             pins[_norm(name)] = str(ver)
-    for name in (*KEY_PACKAGES[:6], *SERVER_PACKAGES):  # sklearn, numpy, scipy, pandas, skops, joblib + server
+    for name in (*MODEL_PACKAGES, *SERVER_PACKAGES):
         if _norm(name) in pins or _norm(name) == "mm-magics":
             continue
         try:
@@ -376,7 +379,7 @@ class DockerRunner:
                 f"the docker SDK is not installed: pip install 'mm_magics[docker]' (and run `{SETUP}` for the engine)"
             ) from None
         with self._errors("connect to the Docker engine"):
-            client = docker.from_env(timeout=120)
+            client = docker.from_env(timeout=300)
             client.ping()
         return client
 
@@ -468,11 +471,8 @@ class DockerRunner:
             dockerfile = RUNTIME_DOCKERFILE.format(
                 base=self.base_image, port=CONTAINER_PORT, cmd=json.dumps(SERVER_CMD)
             )
-            key = hashlib.sha256(
-                json.dumps(
-                    [base_id, dockerfile, [w.name for w in wheels], hashlib.sha256(pkg.read_bytes()).hexdigest()]
-                ).encode()
-            ).hexdigest()[:16]
+            deps = hashlib.sha256(json.dumps([base_id, dockerfile, [w.name for w in wheels]]).encode()).hexdigest()
+            key = hashlib.sha256(f"{deps}\0{hashlib.sha256(pkg.read_bytes()).hexdigest()}".encode()).hexdigest()[:16]
             tag = f"{RUNTIME_REPO}:{key}"
             with self._errors(f"look up the runtime image {tag}"):
                 try:
@@ -486,8 +486,18 @@ class DockerRunner:
                 _link_or_copy(wheel, ctx / "wheels" / wheel.name)
             (ctx / "wheels" / "requirements.txt").write_text("\n".join(requirements) + "\n")
             (ctx / "Dockerfile").write_text(dockerfile)
-            _, log = self._build(ctx, tag, {f"{LABEL}.runtime": key})
+            _, log = self._build(ctx, tag, {f"{LABEL}.runtime": key, f"{LABEL}.deps": deps[:16]})
+        self._untag_older_runtimes(tag, deps[:16])
         return tag, True, log
+
+    def _untag_older_runtimes(self, keep: str, deps: str) -> None:
+        """Drop the tags of runtimes with the same dependencies but an older mm_magics (one per code change while
+        developing). Only the tag goes: images built on them keep their layers, and the shared venv layer stays."""
+        with contextlib.suppress(Exception):
+            for image in self.client.images.list(name=RUNTIME_REPO, filters={"label": f"{LABEL}.deps={deps}"}):
+                for tag in image.tags:
+                    if tag != keep:
+                        self.client.api.remove_image(tag)
 
     def _build(self, ctx: Path, tag: str, labels: dict[str, str]) -> tuple[str, list[str]]:
         """Build ``ctx`` as ``tag`` with the classic builder and no network; the log lines, or a one-line error."""
@@ -524,7 +534,7 @@ class DockerRunner:
         with self._lock(version.name):
             current = self.store.get(version.name)
             if current is not None:
-                if current.runner == "docker" and self.status(current) != "stale":
+                if current.runner == "docker" and self.status(current) == "running":
                     raise DeploymentError(
                         f"{version.name} already runs {current.version} in a container at {current.url}: switch it "
                         f"with %mm_rollback / DockerRunner.switch, or stop it with %mm_undeploy {version.name}"
@@ -534,8 +544,10 @@ class DockerRunner:
                         f"{version.name} is deployed locally ({current.version} at {current.url}): stop it with "
                         f"%mm_undeploy {version.name} first"
                     )
-                if current.runner == "docker":  # stale: clear what is left of it
-                    self._remove_container(current.container_id)
+                if current.runner == "docker":  # stale or unhealthy: replace it, clearing what is left of it
+                    self._remove_container(current.container_id, timeout=1)
+                    if current.image and current.image != self.image_tag(version):
+                        self._remove_image(current.image)
             image = self.build(version).image
             dep = self._launch(version, image, port=port, batch=batch)
             self.store.save(dep)
@@ -640,7 +652,7 @@ class DockerRunner:
             if not _is_docker_error(exc):
                 raise
             return "running" if _http_ready(deployment.port) else "stale"
-        if container.status != "running":
+        if container.status not in ("running", "paused", "restarting"):  # created, exited, dead, removing
             return "stale"
         return "running" if _http_ready(deployment.port) else "unhealthy"
 
@@ -753,5 +765,5 @@ def _is_docker_error(exc: BaseException) -> bool:
 
 def _is_unreachable(exc: BaseException) -> bool:
     text = str(exc)
-    markers = ("Connection refused", "No such file or directory", "Connection aborted", "Error while fetching server")
+    markers = ("Connection refused", "Connection aborted", "Error while fetching server", "Cannot connect to")
     return any(m in text for m in markers) or type(exc).__name__ in ("ConnectionError", "ConnectTimeout")

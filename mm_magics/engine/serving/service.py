@@ -71,9 +71,10 @@ class Deployer:
         version = self.ws.registry.get(spec)
         current = self.get(version.name)
         if current is not None and current.status == "running":
-            if current.version == version.id:
+            same_runner = current.runner == ("docker" if docker else "local")
+            if current.version == version.id and same_runner:
                 return current
-            if current.runner == ("docker" if docker else "local"):
+            if same_runner:
                 return self.switch(version.name, version.id, reason=reason or f"Deploy {version.id}", force=force)
             self.undeploy(version.name)
         self._enter_deploy(version, reason or f"Deploy {version.id}", force)

@@ -1,0 +1,291 @@
+"""The Docker runner against a real Docker engine: real image builds, real containers, real HTTP on 127.0.0.1.
+
+Skipped only when no engine is reachable *and* ``CI`` is unset; in CI a missing engine fails (``.ci/run`` runs
+``scripts/setup-docker.sh``). Base image: ``$MM_DOCKER_BASE_IMAGE``, else ``local/python:3.11`` when present, else
+``python:3.11-slim``. The first run on a machine builds the shared runtime image (about a minute); later runs reuse it.
+Deselect with ``-m "not docker"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from mm_magics.engine.errors import DeploymentError, MMError
+from mm_magics.engine.serving.deployments import DeploymentStore
+from mm_magics.engine.serving.docker_runner import LABEL, DockerRunner
+
+from ...conftest import commit_kwargs
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
+
+
+# -- fixtures ------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def docker_client() -> Any:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=60)
+        client.ping()
+    except Exception as exc:
+        reason = f"no Docker engine reachable ({' '.join(str(exc).split())[:200]}): run bash scripts/setup-docker.sh"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set, so a missing engine is a failure: {reason}")
+        pytest.skip(reason)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_client: Any) -> str:
+    import docker.errors
+
+    if os.environ.get("MM_DOCKER_BASE_IMAGE"):
+        return os.environ["MM_DOCKER_BASE_IMAGE"]
+    try:
+        docker_client.images.get("local/python:3.11")
+        return "local/python:3.11"
+    except docker.errors.ImageNotFound:
+        return "python:3.11-slim"
+
+
+@pytest.fixture
+def runner(ws, base_image: str, docker_client: Any):
+    """A runner on the test's workspace; afterwards every container and version image of that workspace goes."""
+    yield DockerRunner(ws, base_image, drain=1.0)
+    label = f"{LABEL}.workspace={ws.root}"
+    for container in docker_client.containers.list(all=True, filters={"label": label}):
+        container.remove(force=True)
+    for image in docker_client.images.list(filters={"label": label}):
+        docker_client.images.remove(image.id, force=True)
+
+
+@pytest.fixture
+def two_versions(ws, iris, models):
+    """iris@v1 (logistic regression) and iris@v2 (a tree), committed with the same environment."""
+    X, y = iris
+    v1 = ws.registry.commit("iris", models["logreg"], message="logreg", **commit_kwargs(X, y))
+    v2 = ws.registry.commit("iris", models["tree"], message="tree", parent="iris@v1", **commit_kwargs(X, y, 0.93))
+    return v1, v2
+
+
+# -- a tiny real HTTP client ---------------------------------------------------------------------------------------
+def _token(ws) -> str:
+    return (ws.run_dir / "secrets" / "token").read_text().strip()
+
+
+def post(url: str, body: dict, token: str | None, timeout: float = 10.0) -> tuple[int, dict]:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def v2_body(X) -> dict:
+    return {"inputs": [{"name": "input-0", "shape": list(X.shape), "datatype": "FP64", "data": X.values.tolist()}]}
+
+
+# -- tests ---------------------------------------------------------------------------------------------------------
+def test_build_run_and_predict_over_both_protocols(ws, runner, docker_client, iris, models, two_versions):
+    X, _ = iris
+    v1, _ = two_versions
+    started = time.perf_counter()
+    dep = runner.start(v1)
+    status, body = post(f"{dep.url}/v2/models/iris/infer", v2_body(X.iloc[:3]), _token(ws))
+    first_request = time.perf_counter() - started
+    print(f"start -> first successful request: {first_request:.2f}s")  # informational; tests never assert timings
+    assert status == 200, body
+
+    record = DeploymentStore(ws.run_dir).get("iris")
+    assert record is not None and record.container_id == dep.container_id
+    assert (record.runner, record.host, record.version) == ("docker", "127.0.0.1", "iris@v1")
+    assert record.token_required
+    assert dep.url == f"http://127.0.0.1:{dep.port}"
+    container = docker_client.containers.get(dep.container_id)
+    assert container.labels[f"{LABEL}.version"] == "iris@v1"
+    assert container.attrs["HostConfig"]["Init"] is True
+    assert container.ports["8080/tcp"][0]["HostIp"] == "127.0.0.1"
+    assert runner.status(dep) == "running"
+
+    expected = models["logreg"].predict(X).tolist()
+    status, body = post(f"{dep.url}/v2/models/iris/infer", v2_body(X), _token(ws))
+    assert status == 200, body
+    assert body["model_version"] == "1"
+    assert body["outputs"][0]["data"] == expected
+
+    split = {"dataframe_split": {"columns": list(X.columns), "data": X.values.tolist()}}
+    status, body = post(f"{dep.url}/invocations", split, _token(ws))
+    assert status == 200, body
+    assert body["predictions"] == expected
+
+    # listening on 0.0.0.0 inside the container means the server insists on the workspace token
+    status, body = post(f"{dep.url}/v2/models/iris/infer", v2_body(X.iloc[:1]), None)
+    assert status == 401, body
+
+
+def test_a_new_version_rebuilds_only_the_last_layer(runner, docker_client, two_versions):
+    v1, v2 = two_versions
+    first = runner.build(v1)
+    second = runner.build(v2)
+    assert not second.runtime_built and second.runtime == first.runtime
+    # the build log: FROM the shared runtime, then one COPY of the bundle; nothing else runs
+    steps = [line for line in second.log if line.startswith("Step ")]
+    assert "FROM mm-magics/runtime:" in steps[0] and "COPY bundle/" in steps[1], steps
+    assert not any(" RUN " in s for s in steps), steps
+
+    one, two = (docker_client.images.get(b.image_id) for b in (first, second))
+    layers1, layers2 = one.attrs["RootFS"]["Layers"], two.attrs["RootFS"]["Layers"]
+    runtime_layers = docker_client.images.get(first.runtime).attrs["RootFS"]["Layers"]
+    assert layers1[:-1] == layers2[:-1] == runtime_layers, "the versions must share every layer but the last"
+    assert len(layers1) == len(layers2) == len(runtime_layers) + 1
+    assert layers1[-1] != layers2[-1]
+    top = next(h for h in two.history() if h["Size"] > 0)  # newest filesystem layer: the bundle, and it is small
+    assert "COPY" in top["CreatedBy"] and top["Size"] < 5_000_000, top
+
+    # building the same version again is a full cache hit
+    again = runner.build(v2)
+    assert again.image_id == second.image_id and again.cached_steps >= 1
+
+
+def test_stop_is_prompt_and_removes_container_image_and_record(ws, runner, docker_client, two_versions):
+    import docker.errors
+
+    v1, v2 = two_versions
+    dep = runner.start(v1)
+    started = time.perf_counter()
+    # a generous kill timeout: finishing well inside it proves SIGTERM reached the server (init=True)
+    runner.stop("iris", timeout=30)
+    elapsed = time.perf_counter() - started
+    print(f"stop took {elapsed:.2f}s")
+    assert elapsed < 10
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.containers.get(dep.container_id)
+    with pytest.raises(docker.errors.ImageNotFound):
+        docker_client.images.get(dep.image)
+    assert DeploymentStore(ws.run_dir).get("iris") is None
+    docker_client.images.get(runner.build(v1).runtime)  # the shared runtime stays for the next deploy
+
+    kept = runner.start(v2)
+    runner.stop(kept, keep_image=True)
+    docker_client.images.get(kept.image)
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.containers.get(kept.container_id)
+    with pytest.raises(DeploymentError, match="not deployed"):
+        runner.stop("iris")
+
+
+def test_killed_or_removed_containers_are_stale(ws, runner, docker_client, two_versions):
+    v1, _ = two_versions
+    dep = runner.start(v1)
+    container = docker_client.containers.get(dep.container_id)
+
+    container.pause()
+    assert runner.status(dep) == "unhealthy"
+    container.unpause()
+    assert runner.status(dep) == "running"
+
+    container.kill()
+    assert runner.status(dep) == "stale"
+
+    again = runner.start(v1)  # a stale record is replaced, its leftovers removed
+    assert again.container_id != dep.container_id and runner.status(again) == "running"
+    with pytest.raises(DeploymentError, match="already runs"):
+        runner.start(v1)
+    docker_client.containers.get(again.container_id).remove(force=True)
+    assert runner.status(again) == "stale"
+    runner.stop("iris")  # stopping a stale deployment cleans up without complaint
+    assert DeploymentStore(ws.run_dir).get("iris") is None
+
+
+def test_switch_under_load_drops_no_request(ws, runner, docker_client, iris, two_versions):
+    X, _ = iris
+    v1, v2 = two_versions
+    first = runner.start(v1)
+    store, token, body = DeploymentStore(ws.run_dir), _token(ws), v2_body(X.iloc[:2])
+    errors: list[str] = []
+    seen: list[str] = []
+    done = threading.Event()
+
+    def client() -> None:
+        deadline = time.monotonic() + 120
+        while len(seen) + len(errors) < 20_000 and time.monotonic() < deadline:
+            url = store.get("iris").url  # resolve the URL from the record for every request
+            assert url.startswith("http://127.0.0.1:")
+            try:
+                status, payload = post(f"{url}/v2/models/iris/infer", body, token, timeout=10)
+            except Exception as exc:
+                errors.append(f"{url}: {type(exc).__name__}: {exc}")
+                continue
+            if status != 200:
+                errors.append(f"{url}: {status} {payload}")
+            else:
+                seen.append(payload["model_version"])
+            if done.is_set() and seen[-5:] == ["2"] * 5:
+                break
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    while len(seen) < 20 and thread.is_alive():
+        time.sleep(0.01)
+    new = runner.switch("iris", v2)
+    time.sleep(0.5)
+    done.set()
+    thread.join(150)
+    assert not thread.is_alive()
+
+    assert errors == []
+    assert seen[0] == "1" and seen[-1] == "2" and seen.index("2") > 0
+    assert "1" not in seen[seen.index("2") :], "once the new version answers, the old one never does again"
+    print(f"{len(seen)} requests during the switch, none failed")
+    record = store.get("iris")
+    assert (record.version, record.container_id, record.url) == ("iris@v2", new.container_id, new.url)
+    import docker.errors
+
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.containers.get(first.container_id)
+    assert runner.status(new) == "running"
+
+
+def test_container_that_never_gets_ready_is_removed_with_its_logs(ws, runner, docker_client, two_versions):
+    v1, _ = two_versions
+    broken = dataclasses.replace(v1, schema={**v1.schema, "n_features": 7, "feature_names": None})
+    with pytest.raises(DeploymentError) as info:
+        runner.start(broken)
+    message = str(info.value)
+    assert "\n" not in message and "iris@v1" in message and "logs:" in message, message
+    assert docker_client.containers.list(all=True, filters={"label": f"{LABEL}.workspace={ws.root}"}) == []
+    assert DeploymentStore(ws.run_dir).get("iris") is None
+
+
+def test_missing_base_image_names_the_fix(ws, docker_client, two_versions):
+    v1, _ = two_versions
+    runner = DockerRunner(ws, "mm-magics-test/no-such-base:0")
+    with pytest.raises(MMError) as info:
+        runner.build(v1)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "bash scripts/setup-docker.sh" in message and "local/python:3.11" in message, message
+
+
+def test_unreachable_engine_names_the_fix(ws, two_versions, monkeypatch):
+    v1, _ = two_versions
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    runner = DockerRunner(ws, "local/python:3.11")
+    with pytest.raises(DeploymentError) as info:
+        runner.build(v1)
+    message = str(info.value)
+    assert "\n" not in message and "bash scripts/setup-docker.sh" in message, message
