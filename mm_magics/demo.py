@@ -63,8 +63,8 @@ def execute_notebook(src: Path, workdir: Path, *, timeout: int = 600, env: dict[
         try:
             client.execute()
         except CellExecutionError as exc:
-            lines = [ln for ln in str(exc).splitlines() if ln.strip()]
-            raise MMError(f"{src.name} failed: {lines[-1] if lines else exc}") from None
+            where = f"cell {client.code_cells_executed}" if hasattr(client, "code_cells_executed") else "a cell"
+            raise MMError(f"{src.name} failed at {where}: {exc.ename}: {exc.evalue}".splitlines()[0]) from None
     return nb
 
 

@@ -11,18 +11,23 @@ import functools
 import os
 import shlex
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Float, Int, Unicode
 
-from .engine import training
 from .engine.errors import MMError
 from .engine.records import CheckedOut, CommittedRun, GateList, ModelList
 from .engine.specs import parse_spec
-from .engine.workspace import Workspace
+
+if TYPE_CHECKING:
+    from .engine.training import Run
+    from .engine.workspace import Workspace
+
+# Everything heavy (scikit-learn, skops, pandas, git) is imported inside the magics that need it, so that
+# `%load_ext mm_magics` stays instant and a notebook that never trains pays nothing.
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -80,7 +85,7 @@ class MMMagics(Magics):
         super().__init__(shell=shell, **kwargs)
         self._ws: Workspace | None = None
         self._ws_key: tuple[str | None, str | None] | None = None
-        self.runs: dict[str, training.Run] = {}
+        self.runs: dict[str, Run] = {}
         self._deployer: Any = None
 
     # -- helpers ---------------------------------------------------------------------------------------------------
@@ -89,6 +94,8 @@ class MMMagics(Magics):
         """The workspace, reopened when the setting, MM_HOME or the working directory changes."""
         key = (self.workspace, os.environ.get("MM_HOME") or os.getcwd())
         if self._ws is None or key != self._ws_key:
+            from .engine.workspace import Workspace
+
             if self._ws is not None:
                 self._ws.close()
             self._ws = Workspace.open(self.workspace)
@@ -147,6 +154,8 @@ class MMMagics(Magics):
         GridSearchCV/RandomizedSearchCV record best params, best score and the CV table.
         Commit the run with %mm_commit NAME -m MSG, or pass --commit -m MSG.
         """
+        from .engine import training
+
         args = _args(self.mm_train, line)
         name = parse_spec(args.name).name if "@" not in args.name else None
         if name is None or name != args.name:
@@ -186,7 +195,7 @@ class MMMagics(Magics):
             return CommittedRun(run=run, version=version)
         return run
 
-    def _commit_run(self, run: training.Run, message: str) -> Any:
+    def _commit_run(self, run: Run, message: str) -> Any:
         version = self.ws.registry.commit(run.name, run.model, message=message, **run.commit_fields())
         self.runs.pop(run.name, None)
         return version
@@ -203,6 +212,8 @@ class MMMagics(Magics):
     @friendly
     def mm_commit(self, line: str) -> Any:
         """Commit the last %%mm_train run of NAME (or --model VAR) as a new version; prints NAME@vN and its sha."""
+        from .engine import training
+
         args = _args(self.mm_commit, line)
         if not args.message.strip():
             raise UsageError(f'a version needs a reason: %mm_commit {args.name} -m "what changed and why"')
@@ -213,7 +224,7 @@ class MMMagics(Magics):
             fields: dict[str, Any] = {"parent": reg.get(args.parent).id if args.parent else None}
             if args.data:
                 X, y, *_ = training.find_data(self.ns, tuple(args.data))
-                from .engine.fingerprint import fingerprint, schema_of
+                from .engine.fingerprints import fingerprint, schema_of
 
                 fields.update(data=fingerprint(X, y), schema=schema_of(X), probe_data=X)
             return reg.commit(args.name, self.ns[args.model_var], message=args.message, **fields)

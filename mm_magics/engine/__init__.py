@@ -22,17 +22,19 @@ from .errors import (
     WorkspaceError,
     WorkspaceFormatError,
 )
-from .fingerprint import fingerprint, schema_of
 from .records import Version, VersionDiff
 from .specs import parse_spec
 
+# Heavier parts load on first use (PEP 562): `%load_ext` stays instant, and a serving container imports the app
+# without git at all.
+_LAZY = {"Workspace": ".workspace", "fingerprint": ".fingerprints", "schema_of": ".fingerprints"}
+
 
 def __getattr__(name: str) -> object:
-    """``Workspace`` loads on first use (PEP 562): a serving container imports the app without git at all."""
-    if name == "Workspace":
-        from .workspace import Workspace
+    if name in _LAZY:
+        import importlib
 
-        return Workspace
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -33,7 +33,7 @@ from .errors import (
     UnknownModelError,
     UnknownVersionError,
 )
-from .fingerprint import estimator_params, jsonable
+from .fingerprints import estimator_params, jsonable
 from .gitstore import BRANCH
 from .index import Index
 from .records import (

@@ -17,8 +17,6 @@ import zipfile
 from collections.abc import Iterable
 from typing import Any
 
-import skops.io as sio
-
 from .errors import ArtifactCorruptError, UntrustedTypesError
 
 FORMAT = "skops"
@@ -109,15 +107,22 @@ def canonicalize(data: bytes) -> bytes:
     return out.getvalue()
 
 
+def _skops() -> Any:
+    """skops.io, imported on first use: importing it scans every scikit-learn estimator (~2 s)."""
+    import skops.io as sio
+
+    return sio
+
+
 def dumps(model: Any) -> bytes:
     """Serialize ``model`` with skops into canonical bytes (same model, same bytes)."""
-    return canonicalize(sio.dumps(model))
+    return canonicalize(_skops().dumps(model))
 
 
 def untrusted_types(data: bytes) -> list[str]:
     """The types in ``data`` that skops does not trust by default."""
     try:
-        return sorted(sio.get_untrusted_types(data=data))
+        return sorted(_skops().get_untrusted_types(data=data))
     except Exception as exc:  # skops raises a variety of errors on a damaged archive
         raise ArtifactCorruptError(f"artifact is not a readable skops archive ({exc}); re-commit the model") from None
 
@@ -135,6 +140,6 @@ def loads(data: bytes, *, trusted: Iterable[str] = (), label: str = "artifact") 
             f"`mm trust {' '.join(unknown)}` (or workspace.registry.trust([...])) and load again"
         )
     try:
-        return sio.loads(data, trusted=sorted(allowed))
+        return _skops().loads(data, trusted=sorted(allowed))
     except Exception as exc:
         raise ArtifactCorruptError(f"{label} could not be loaded by skops ({type(exc).__name__}: {exc})") from None

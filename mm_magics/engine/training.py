@@ -18,7 +18,7 @@ import numpy as np
 
 from .environment import capture_environment
 from .errors import MMError
-from .fingerprint import estimator_params, fingerprint, jsonable, schema_of
+from .fingerprints import estimator_params, fingerprint, jsonable, schema_of
 from .registry import task_of
 
 _MISSING = object()

@@ -60,6 +60,17 @@ def default_actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+def _initialized(root: Path) -> bool:
+    """A workspace is usable once its first commit is on the branch (not merely once ``.git`` exists)."""
+    git_dir = root / ".git"
+    if (git_dir / "refs" / "heads" / "main").is_file():
+        return True
+    try:
+        return " refs/heads/main\n" in (git_dir / "packed-refs").read_text()
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
 def find_root(start: Path | None = None) -> Path | None:
     """The nearest ``.mm/`` at or above ``start``, like git finds ``.git``."""
     here = Path(start or os.getcwd()).resolve()
@@ -96,10 +107,10 @@ class Workspace:
         root = Path(path).expanduser() if path is not None else find_root()
         if root is None:
             root = Path(os.getcwd()) / DIRNAME
-        if not (root / ".git").is_dir():
-            if not create:
-                raise WorkspaceError(f"no workspace at {root}: run `mm init` there or set MM_HOME") from None
-            cls.create(root)
+        if not _initialized(root):
+            if not create and not (root / ".git").is_dir():
+                raise WorkspaceError(f"no workspace at {root}: run `mm init` there or set MM_HOME")
+            cls.create(root)  # takes the init lock: waits for a concurrent creator to finish its first commit
         return cls(root, actor=actor)
 
     @classmethod

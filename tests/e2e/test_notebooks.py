@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -40,9 +41,6 @@ def test_quickstart_tells_the_whole_story(tmp_path):
 
 
 def test_deploy_notebook_serves_rolls_back_and_cleans_up(tmp_path):
-    import shutil
-    import subprocess
-
     nb = execute_notebook(
         next(p for p in NOTEBOOKS if p.name == "02_deploy.ipynb"),
         tmp_path,
@@ -56,9 +54,10 @@ def test_deploy_notebook_serves_rolls_back_and_cleans_up(tmp_path):
         for o in c.outputs
     )
     assert "switched without downtime" in text and "wine@v3 -> [0, 0, 0]" in text
-    docker = shutil.which("docker") and subprocess.run(["docker", "info"], capture_output=True).returncode == 0
-    if docker:
+    if "Docker engine ready" in text:
         assert "(docker, container" in text
+    elif os.environ.get("CI"):
+        raise AssertionError("CI must exercise the notebook's Docker part: " + text[-300:])
     with Workspace.open(tmp_path / ".mm", create=False) as ws:
         assert not (ws.run_dir / "deployments" / "wine.json").exists()  # the notebook undeploys at the end
         assert ws.lifecycle.stage("wine@v2") == "retire"

@@ -70,6 +70,11 @@ class Served:
     def id(self) -> str:
         return f"{self.name}@v{self.number}"
 
+    @property
+    def profile(self) -> dict[str, Any]:
+        """The training data's per-feature reference profile (for drift)."""
+        return (self.doc.get("data") or {}).get("profile") or {}
+
 
 def health_check(model: Any, schema: Schema) -> None:
     """Predict on one neutral row before a version takes traffic: a model that cannot predict never goes live."""
@@ -186,7 +191,13 @@ def create_app(source: ModelSource, versions: list[str], settings: Settings | No
             ) from None
 
     def finish(
-        request_id: str, served: Served, result: Result, t0: float, body: dict[str, Any], protocol_name: str, rows: int
+        request_id: str,
+        served: Served,
+        result: Result,
+        t0: float,
+        body: dict[str, Any],
+        protocol_name: str,
+        frame: pd.DataFrame,
     ) -> JSONResponse:
         total = time.perf_counter() - t0
         # queue: waiting for the model (micro-batching); proc: the predict call; total: all server time, so
@@ -207,8 +218,12 @@ def create_app(source: ModelSource, versions: list[str], settings: Settings | No
                     "proc_s": result.proc_s,
                     "total_s": total,
                     "batch_size": result.batch_size,
-                    "rows": rows,
+                    "rows": len(frame),
                     "protocol": protocol_name,
+                    # references only: the recorder converts them on its own thread, off the request path
+                    "frame": frame,
+                    "outputs": result.outputs,
+                    "profile": served.profile,
                 }
             )
         headers = {"X-Request-ID": request_id, "Server-Timing": timing, "X-Batch-Size": str(result.batch_size)}
@@ -255,7 +270,7 @@ def create_app(source: ModelSource, versions: list[str], settings: Settings | No
         payload = {"model_name": served.name, "model_version": str(served.number), "id": request_id, "outputs": out}
         if isinstance(body, dict) and body.get("id"):
             payload["parameters"] = {"client_id": str(body["id"])[:64]}
-        return finish(request_id, served, result, t0, payload, "v2", len(frame))
+        return finish(request_id, served, result, t0, payload, "v2", frame)
 
     async def invocations(request: Request) -> Response:
         t0 = time.perf_counter()
@@ -273,7 +288,7 @@ def create_app(source: ModelSource, versions: list[str], settings: Settings | No
         except BadRequest as exc:
             return failed(request_id, exc, next(iter(state.models), None))
         payload = {"predictions": protocol.to_jsonable(result.outputs["predict"])}
-        return finish(request_id, served, result, t0, payload, "mlflow", len(frame))
+        return finish(request_id, served, result, t0, payload, "mlflow", frame)
 
     async def metadata(request: Request) -> Response:
         try:

@@ -63,8 +63,10 @@ class LocalRunner:
             str(port or 0),
             "--state-file",
             str(state_file),
-            "--feedback-file",
-            str(run / f"{version.name}.feedback.jsonl"),
+            "--metrics-db",
+            str(self.ws.run_dir / "metrics.sqlite"),
+            "--deployment",
+            version.name,
         ]
         if batch:
             cmd.append("--batch")

@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--admin-token-file", help="token for swapping versions over HTTP (/mm/v1/load)")
     p.add_argument("--state-file", help="written once the server is ready: pid, host, port, version")
     p.add_argument("--feedback-file", help="append ground-truth feedback here as JSON lines")
+    p.add_argument("--metrics-db", help="record every request, its inputs summary and feedback in this SQLite store")
+    p.add_argument("--deployment", help="deployment name recorded with each request")
     return p
 
 
@@ -73,13 +75,15 @@ def main(argv: list[str] | None = None) -> int:
         source = BundleSource(Path(args.bundle))
         name, number = identity(json.loads((Path(args.bundle) / "version.json").read_text()))
         spec = f"{name}@v{number}"
+    recorder = _recorder(args, source)
     settings = Settings(
         batch=args.batch,
         max_batch=args.max_batch,
         max_delay_ms=args.max_delay_ms,
         token=token,
         admin_token=_read_secret(args.admin_token_file),
-        on_feedback=_feedback_writer(args.feedback_file),
+        on_feedback=recorder.feedback if recorder else _feedback_writer(args.feedback_file),
+        on_request=recorder.record if recorder else None,
     )
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -97,8 +101,31 @@ def main(argv: list[str] | None = None) -> int:
         state = {"pid": os.getpid(), "host": args.host, "port": port, "version": spec, "ready": time.time()}
         atomic_write_text(Path(args.state_file), json.dumps(state) + "\n")
     print(f"mm-serve: {spec} on http://{args.host}:{port}", flush=True)
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    finally:
+        if recorder is not None:
+            recorder.close()  # flush what is queued before the process exits
     return 0
+
+
+def _recorder(args: argparse.Namespace, source: Any) -> Any:
+    """The request recorder (embedded store, plus the InfluxDB sink when configured), or None."""
+    if not args.metrics_db:
+        return None
+    from ..monitoring.recorder import Recorder
+    from ..monitoring.store import SQLiteStore
+
+    store = SQLiteStore(Path(args.metrics_db))
+    sink = None
+    try:
+        from ..monitoring.influx import InfluxSink
+
+        local = source.ws.local_config if isinstance(source, WorkspaceSource) else {}
+        sink = InfluxSink.from_config(local, Path(args.metrics_db).parent / "influx-spool")
+    except ImportError:  # influxdb-client is an optional extra
+        sink = None
+    return Recorder(store, sink=sink, deployment=args.deployment)
 
 
 def _feedback_writer(path: str | None) -> Any:

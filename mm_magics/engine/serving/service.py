@@ -42,6 +42,15 @@ class Deployer:
             self._docker = DockerRunner(self.ws, base_image=base) if base else DockerRunner(self.ws)
         return self._docker
 
+    def docker_available(self) -> tuple[bool, str]:
+        """Whether ``--docker`` can work here: an engine answers and the base image is present (or pullable)."""
+        try:
+            runner = self.docker()
+            runner.ensure_base_image()
+        except MMError as exc:
+            return False, str(exc)
+        return True, f"Docker engine ready, base image {runner.base_image}"
+
     def _runner(self, dep: Deployment) -> Any:
         return self.docker() if dep.runner == "docker" else self.local
 

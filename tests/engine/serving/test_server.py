@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mm_magics.engine.errors import DeploymentError, TransitionError
+from mm_magics.engine.monitoring.store import SQLiteStore
 from mm_magics.engine.serving.service import Deployer, parse_server_timing
 
 
@@ -165,8 +166,16 @@ def test_feedback_is_accepted(served):
     assert resp.json() == {"accepted": 1}
     resp = httpx.post(url + "/v2/models/iris/feedback", json={"feedback": [{"id": rid, "label": 0}]})
     assert resp.json() == {"accepted": 1}
-    lines = (served["ws"].run_dir / "deployments" / "iris.feedback.jsonl").read_text().splitlines()
-    assert json.loads(lines[-1])["id"] == rid
+    store = SQLiteStore(served["ws"].run_dir / "metrics.sqlite")
+    deadline = time.monotonic() + 10  # the server's recorder writes off the request path, a few times a second
+    while time.monotonic() < deadline:
+        joined = store.joined_feedback("iris", 0)
+        if rid in set(joined["request_id"]):
+            break
+        time.sleep(0.1)
+    row = joined[joined["request_id"] == rid].iloc[-1]
+    assert json.loads(row["prediction"]) == [0] and json.loads(row["label"]) == 0
+    store.close()
 
 
 def test_rollback_under_load_loses_nothing(served):

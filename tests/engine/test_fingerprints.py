@@ -1,7 +1,7 @@
 import numpy as np
 import pandas as pd
 
-from mm_magics.engine.fingerprint import content_hash, estimator_params, fingerprint, jsonable, schema_of
+from mm_magics.engine.fingerprints import content_hash, estimator_params, fingerprint, jsonable, schema_of
 
 
 def test_hash_tracks_content(iris):

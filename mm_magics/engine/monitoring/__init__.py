@@ -1,0 +1,1 @@
+"""Monitoring: metric stores (embedded SQLite, InfluxDB sink), the request recorder, drift, quality, alerts."""

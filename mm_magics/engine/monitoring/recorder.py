@@ -1,0 +1,150 @@
+"""The request recorder: everything a server wants to remember, written off the request path.
+
+The request handler only appends a small dict of references (the parsed frame, the outputs) to a deque — no
+conversion, no I/O, no lock. A daemon thread wakes a few times a second, turns the batch into rows, updates the
+per-minute drift counts and reservoirs, writes one SQLite transaction, and hands the same batch to the InfluxDB
+sink when one is configured. A slow disk or a dead InfluxDB therefore never delays a response.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from .drift import Reference, Reservoir, reference
+from .store import SQLiteStore
+
+MAX_LOGGED_ROWS = 16  # predictions kept per request (enough to join feedback for typical small requests)
+
+
+class Recorder:
+    def __init__(
+        self, store: SQLiteStore, *, sink: Any = None, deployment: str | None = None, interval: float = 0.25
+    ) -> None:
+        self.store = store
+        self.sink = sink
+        self.deployment = deployment
+        self.interval = interval
+        self._queue: deque[tuple[str, Any]] = deque()
+        self._refs: dict[tuple[str, int], dict[str, Reference]] = {}
+        self._reservoirs: dict[tuple[str, int, str, int], Reservoir] = {}
+        self._stop = threading.Event()
+        self._flushed = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="mm-recorder", daemon=True)
+        self._thread.start()
+        self.recorded = 0
+        self.last_error: str | None = None
+
+    # -- called on the request path: O(1), no I/O ------------------------------------------------------------------
+    def record(self, rec: dict[str, Any]) -> None:
+        self._queue.append(("request", rec))
+
+    def feedback(self, model: str, ids: list[str], labels: list[Any]) -> None:
+        self._queue.append(("feedback", (model, ids, labels, time.time())))
+
+    # -- the background side ---------------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._safe_flush()
+        self._safe_flush()
+
+    def _safe_flush(self) -> None:
+        try:
+            self.flush()
+        except Exception as exc:  # never let the recorder thread die: keep the reason for %mm_monitor
+            self.last_error = f"{type(exc).__name__}: {exc}"
+
+    def flush(self) -> int:
+        batch = []
+        while self._queue:
+            batch.append(self._queue.popleft())
+        if not batch:
+            return 0
+        requests, sink_records = [], []
+        bins: dict[tuple[str, int, str, int], list[int]] = {}
+        for kind, item in batch:
+            if kind == "feedback":
+                model, ids, labels, t = item
+                self.store.write_feedback(model, zip(ids, labels, strict=True), t)
+                continue
+            row = self._request_row(item)
+            requests.append(row)
+            sink_records.append({"kind": "request", **{k: v for k, v in row.items() if k != "prediction"}})
+            if item.get("frame") is not None and item.get("status") == 200:
+                self._drift(item, bins)
+        self.store.write_requests(requests)
+        samples = {k: (r.sample, r.seen) for k, r in self._reservoirs.items() if k[3] in {b[3] for b in bins}}
+        self.store.write_drift(bins, samples)
+        self._prune_reservoirs()
+        if self.sink is not None and sink_records:
+            self.sink.write(sink_records)
+        self.recorded += len(requests)
+        return len(batch)
+
+    def _request_row(self, rec: dict[str, Any]) -> dict[str, Any]:
+        row = {
+            k: rec.get(k)
+            for k in (
+                "time",
+                "model",
+                "version",
+                "request_id",
+                "status",
+                "total_s",
+                "queue_s",
+                "proc_s",
+                "batch_size",
+                "rows",
+                "error",
+            )
+        }
+        row["deployment"] = self.deployment
+        outputs = rec.get("outputs")
+        if outputs is not None and "predict" in outputs:
+            pred = np.asarray(outputs["predict"])[:MAX_LOGGED_ROWS]
+            row["prediction"] = [v.item() if hasattr(v, "item") else v for v in pred]
+        return row
+
+    def _drift(self, rec: dict[str, Any], bins: dict[tuple[str, int, str, int], list[int]]) -> None:
+        model, version = rec["model"], int(rec["version"])
+        refs = self._refs.get((model, version))
+        if refs is None:
+            profile = rec.get("profile") or {}
+            refs = {f: r for f, p in profile.items() if (r := reference(p)) is not None}
+            self._refs[(model, version)] = refs
+        if not refs:
+            return
+        frame = rec["frame"]
+        minute = int(rec["time"] // 60)
+        for feature, ref in refs.items():
+            if feature not in frame.columns:
+                continue
+            values = frame[feature].tolist()
+            key = (model, version, feature, minute)
+            counts = ref.counts(values)
+            prev = bins.get(key)
+            bins[key] = counts if prev is None else [a + b for a, b in zip(prev, counts, strict=True)]
+            if ref.kind == "numeric":
+                res = self._reservoirs.get(key)
+                if res is None:
+                    res = self._reservoirs[key] = Reservoir()
+                for v in values:
+                    with contextlib.suppress(TypeError, ValueError):
+                        res.add(float(v))
+
+    def _prune_reservoirs(self) -> None:
+        current = int(time.time() // 60)
+        for key in [k for k in self._reservoirs if k[3] < current - 1]:
+            del self._reservoirs[key]
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+        if self.sink is not None:
+            with contextlib.suppress(Exception):
+                self.sink.close()

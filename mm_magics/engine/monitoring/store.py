@@ -1,0 +1,304 @@
+"""Metric stores: one interface, an embedded SQLite backend (the default) — MLflow's abstract-store pattern.
+
+The embedded store lives in the workspace's run state (``.mm/run/metrics.sqlite``, never in git). It runs in WAL
+mode so the server process can write while a kernel reads, takes writes in batches (one transaction per flush, so
+ingest is hundreds of thousands of points a second), and keeps a month of traffic small: raw requests are kept for
+``raw_days`` and folded into per-minute rollups (counts, errors, latency sums and a log-bucket histogram) that are
+kept for ``rollup_days``. Drift is stored the same way: per-minute bin counts and bounded reservoir samples, so a
+drift query never touches the full history.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    t REAL NOT NULL, model TEXT NOT NULL, version INTEGER, deployment TEXT, request_id TEXT, status INTEGER,
+    total_ms REAL, queue_ms REAL, proc_ms REAL, batch INTEGER, rows INTEGER, prediction TEXT, error TEXT
+);
+CREATE INDEX IF NOT EXISTS requests_by_time ON requests (model, t);
+CREATE INDEX IF NOT EXISTS requests_by_id ON requests (request_id);
+CREATE TABLE IF NOT EXISTS feedback (t REAL NOT NULL, model TEXT NOT NULL, request_id TEXT NOT NULL, label TEXT);
+CREATE INDEX IF NOT EXISTS feedback_by_model ON feedback (model, t);
+CREATE TABLE IF NOT EXISTS probes (
+    t REAL NOT NULL, model TEXT NOT NULL, request_id TEXT, total_ms REAL, server_ms REAL, network_ms REAL
+);
+CREATE INDEX IF NOT EXISTS probes_by_model ON probes (model, t);
+CREATE TABLE IF NOT EXISTS rollups (
+    minute INTEGER NOT NULL, model TEXT NOT NULL, version INTEGER, count INTEGER, errors INTEGER,
+    total_ms REAL, queue_ms REAL, proc_ms REAL, hist TEXT, PRIMARY KEY (model, version, minute)
+);
+CREATE TABLE IF NOT EXISTS drift_bins (
+    minute INTEGER NOT NULL, model TEXT NOT NULL, version INTEGER NOT NULL, feature TEXT NOT NULL,
+    counts TEXT NOT NULL, PRIMARY KEY (model, version, feature, minute)
+);
+CREATE TABLE IF NOT EXISTS drift_samples (
+    minute INTEGER NOT NULL, model TEXT NOT NULL, version INTEGER NOT NULL, feature TEXT NOT NULL,
+    sample TEXT NOT NULL, seen INTEGER NOT NULL, PRIMARY KEY (model, version, feature, minute)
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY, model TEXT NOT NULL, version INTEGER, rule TEXT NOT NULL, severity TEXT,
+    message TEXT, opened REAL NOT NULL, resolved REAL, value REAL
+);
+CREATE INDEX IF NOT EXISTS alerts_open ON alerts (model, resolved);
+"""
+
+#: Latency histogram buckets (ms): log-spaced, so percentiles from rollups are within ~10 % of the truth.
+HIST_EDGES = [0.05 * (1.2**i) for i in range(80)]
+
+
+def hist_bucket(ms: float) -> int:
+    if ms <= HIST_EDGES[0]:
+        return 0
+    return min(int(math.log(ms / 0.05, 1.2)) + 1, len(HIST_EDGES))
+
+
+class MetricStore(ABC):
+    """What monitoring needs from a metric backend; the notebook always reads from the embedded one."""
+
+    @abstractmethod
+    def write_requests(self, records: list[dict[str, Any]]) -> None: ...
+
+    @abstractmethod
+    def write_feedback(self, model: str, pairs: Iterable[tuple[str, Any]], t: float | None = None) -> None: ...
+
+    @abstractmethod
+    def requests(self, model: str, since: float, until: float | None = None) -> pd.DataFrame: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class SQLiteStore(MetricStore):
+    def __init__(self, path: Path, *, raw_days: float = 7.0, rollup_days: float = 90.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.raw_days = raw_days
+        self.rollup_days = rollup_days
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _tx(self, fn: Any, *args: Any) -> Any:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                out = fn(*args)
+                self._db.execute("COMMIT")
+                return out
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    # -- writes (batched: one transaction per call) ------------------------------------------------------------
+    def write_requests(self, records: list[dict[str, Any]]) -> None:
+        rows = [
+            (
+                r["time"],
+                r["model"],
+                r.get("version"),
+                r.get("deployment"),
+                r.get("request_id"),
+                r.get("status"),
+                _ms(r.get("total_s")),
+                _ms(r.get("queue_s")),
+                _ms(r.get("proc_s")),
+                r.get("batch_size"),
+                r.get("rows"),
+                json.dumps(r["prediction"]) if r.get("prediction") is not None else None,
+                r.get("error"),
+            )
+            for r in records
+        ]
+        if rows:
+            self._tx(self._db.executemany, "INSERT INTO requests VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+
+    def write_feedback(self, model: str, pairs: Iterable[tuple[str, Any]], t: float | None = None) -> None:
+        now = t or time.time()
+        rows = [(now, model, str(rid), json.dumps(label)) for rid, label in pairs]
+        if rows:
+            self._tx(self._db.executemany, "INSERT INTO feedback VALUES (?,?,?,?)", rows)
+
+    def write_probes(self, model: str, probes: list[dict[str, float | str]]) -> None:
+        rows = [(p["t"], model, p.get("request_id"), p["total_ms"], p["server_ms"], p["network_ms"]) for p in probes]
+        if rows:
+            self._tx(self._db.executemany, "INSERT INTO probes VALUES (?,?,?,?,?,?)", rows)
+
+    def write_drift(
+        self,
+        bins: dict[tuple[str, int, str, int], list[int]],
+        samples: dict[tuple[str, int, str, int], tuple[list[float], int]],
+    ) -> None:
+        """Merge per-minute bin counts and replace per-minute reservoirs (keys: model, version, feature, minute)."""
+
+        def apply() -> None:
+            for (model, version, feature, minute), counts in bins.items():
+                row = self._db.execute(
+                    "SELECT counts FROM drift_bins WHERE model=? AND version=? AND feature=? AND minute=?",
+                    (model, version, feature, minute),
+                ).fetchone()
+                if row:
+                    old = json.loads(row[0])
+                    counts = [a + b for a, b in zip(old, counts, strict=False)] if len(old) == len(counts) else counts
+                self._db.execute(
+                    "INSERT OR REPLACE INTO drift_bins VALUES (?,?,?,?,?)",
+                    (minute, model, version, feature, json.dumps(counts)),
+                )
+            for (model, version, feature, minute), (sample, seen) in samples.items():
+                self._db.execute(
+                    "INSERT OR REPLACE INTO drift_samples VALUES (?,?,?,?,?,?)",
+                    (minute, model, version, feature, json.dumps(sample), seen),
+                )
+
+        if bins or samples:
+            self._tx(apply)
+
+    def open_alert(
+        self, model: str, version: int | None, rule: str, severity: str, message: str, value: float | None
+    ) -> bool:
+        """Open an alert unless the same rule is already open for this model; True when a new one was opened."""
+
+        def apply() -> bool:
+            row = self._db.execute(
+                "SELECT id FROM alerts WHERE model=? AND rule=? AND resolved IS NULL", (model, rule)
+            ).fetchone()
+            if row:
+                self._db.execute("UPDATE alerts SET message=?, value=? WHERE id=?", (message, value, row[0]))
+                return False
+            self._db.execute(
+                "INSERT INTO alerts (model, version, rule, severity, message, opened, value) VALUES (?,?,?,?,?,?,?)",
+                (model, version, rule, severity, message, time.time(), value),
+            )
+            return True
+
+        return self._tx(apply)
+
+    def resolve_alert(self, model: str, rule: str) -> None:
+        self._tx(
+            self._db.execute,
+            "UPDATE alerts SET resolved=? WHERE model=? AND rule=? AND resolved IS NULL",
+            (time.time(), model, rule),
+        )
+
+    # -- reads --------------------------------------------------------------------------------------------------
+    def _frame(self, sql: str, args: tuple[Any, ...]) -> pd.DataFrame:
+        with self._lock:
+            cur = self._db.execute(sql, args)
+            cols = [d[0] for d in cur.description]
+            return pd.DataFrame(cur.fetchall(), columns=cols)
+
+    def requests(self, model: str, since: float, until: float | None = None) -> pd.DataFrame:
+        return self._frame(
+            "SELECT * FROM requests WHERE model=? AND t>=? AND t<? ORDER BY t", (model, since, until or 2e10)
+        )
+
+    def joined_feedback(self, model: str, since: float) -> pd.DataFrame:
+        """Predictions joined to their ground truth by request id (the newest label wins)."""
+        return self._frame(
+            "SELECT r.t, r.version, r.request_id, r.prediction, f.label, f.t AS labelled FROM feedback f "
+            "JOIN requests r ON r.request_id = f.request_id AND r.model = f.model "
+            "WHERE f.model=? AND r.t>=? ORDER BY r.t",
+            (model, since),
+        )
+
+    def probes(self, model: str, since: float) -> pd.DataFrame:
+        return self._frame("SELECT * FROM probes WHERE model=? AND t>=? ORDER BY t", (model, since))
+
+    def drift(self, model: str, version: int, since: float) -> tuple[dict[str, list[int]], dict[str, list[float]]]:
+        """Bin counts summed and reservoir samples pooled over the minutes since ``since``, per feature."""
+        minute = int(since // 60)
+        counts: dict[str, list[int]] = {}
+        samples: dict[str, list[float]] = {}
+        with self._lock:
+            for feature, raw in self._db.execute(
+                "SELECT feature, counts FROM drift_bins WHERE model=? AND version=? AND minute>=?",
+                (model, version, minute),
+            ):
+                c = json.loads(raw)
+                prev = counts.get(feature)
+                counts[feature] = c if prev is None else [a + b for a, b in zip(prev, c, strict=False)]
+            for feature, raw in self._db.execute(
+                "SELECT feature, sample FROM drift_samples WHERE model=? AND version=? AND minute>=?",
+                (model, version, minute),
+            ):
+                samples.setdefault(feature, []).extend(json.loads(raw))
+        return counts, samples
+
+    def alerts(self, model: str, *, open_only: bool = True) -> pd.DataFrame:
+        where = " AND resolved IS NULL" if open_only else ""
+        return self._frame(f"SELECT * FROM alerts WHERE model=?{where} ORDER BY opened DESC", (model,))
+
+    def rollups(self, model: str, since: float) -> pd.DataFrame:
+        return self._frame(
+            "SELECT * FROM rollups WHERE model=? AND minute>=? ORDER BY minute", (model, int(since // 60))
+        )
+
+    # -- retention ------------------------------------------------------------------------------------------------
+    def compact(self, now: float | None = None) -> dict[str, int]:
+        """Fold raw requests older than ``raw_days`` into per-minute rollups, and drop what is past retention."""
+        now = now or time.time()
+        raw_cut = now - self.raw_days * 86400
+        roll_cut = int((now - self.rollup_days * 86400) // 60)
+
+        def apply() -> dict[str, int]:
+            old = self._db.execute(
+                "SELECT model, version, CAST(t / 60 AS INTEGER), status, total_ms, queue_ms, proc_ms FROM requests "
+                "WHERE t < ?",
+                (raw_cut,),
+            ).fetchall()
+            groups: dict[tuple[str, int, int], list[Any]] = {}
+            for model, version, minute, status, total, queue, proc in old:
+                g = groups.setdefault((model, version, minute), [0, 0, 0.0, 0.0, 0.0, {}])
+                g[0] += 1
+                g[1] += 1 if (status or 200) >= 400 else 0
+                g[2] += total or 0.0
+                g[3] += queue or 0.0
+                g[4] += proc or 0.0
+                if total is not None:
+                    b = str(hist_bucket(total))
+                    g[5][b] = g[5].get(b, 0) + 1
+            for (model, version, minute), (count, errors, tot, que, pro, hist) in groups.items():
+                row = self._db.execute(
+                    "SELECT count, errors, total_ms, queue_ms, proc_ms, hist FROM rollups "
+                    "WHERE model=? AND version=? AND minute=?",
+                    (model, version, minute),
+                ).fetchone()
+                if row:
+                    count, errors = count + row[0], errors + row[1]
+                    tot, que, pro = tot + row[2], que + row[3], pro + row[4]
+                    for k, v in json.loads(row[5]).items():
+                        hist[k] = hist.get(k, 0) + v
+                self._db.execute(
+                    "INSERT OR REPLACE INTO rollups VALUES (?,?,?,?,?,?,?,?,?)",
+                    (minute, model, version, count, errors, tot, que, pro, json.dumps(hist)),
+                )
+            deleted = self._db.execute("DELETE FROM requests WHERE t < ?", (raw_cut,)).rowcount
+            self._db.execute("DELETE FROM feedback WHERE t < ?", (raw_cut,))
+            self._db.execute("DELETE FROM probes WHERE t < ?", (raw_cut,))
+            self._db.execute("DELETE FROM drift_samples WHERE minute < ?", (int(raw_cut // 60),))
+            self._db.execute("DELETE FROM drift_bins WHERE minute < ?", (roll_cut,))
+            self._db.execute("DELETE FROM rollups WHERE minute < ?", (roll_cut,))
+            return {"folded": len(old), "deleted": deleted, "rollups": len(groups)}
+
+        return self._tx(apply)
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000.0
