@@ -175,6 +175,43 @@ def cmd_predict(args: argparse.Namespace) -> Any:
     )
 
 
+def cmd_monitor(args: argparse.Namespace) -> Any:
+    import time
+
+    from .engine.monitoring.live import Monitor, parse_duration
+
+    ws = _ws(args)
+    monitor, deployer = Monitor(ws), _deployer(args)
+    if args.frame:
+        return monitor.frame(args.name, args.window).to_string(max_rows=50)
+    while True:
+        snap = monitor.snapshot(args.name, args.window, deployment=deployer.get(args.name))
+        if not args.watch:
+            return snap
+        print("\033[2J\033[H" + str(snap), flush=True)
+        time.sleep(parse_duration(args.watch))
+
+
+def cmd_probe(args: argparse.Namespace) -> Any:
+    from .engine.monitoring.live import Monitor
+
+    probes = _deployer(args).probe(args.name, args.n)
+    Monitor(_ws(args)).store.write_probes(args.name, probes)
+    net = sorted(p["network_ms"] for p in probes)
+    return f"{args.name}: {len(probes)} probes, median network time {net[len(net) // 2]:.2f} ms (recorded)"
+
+
+def cmd_feedback(args: argparse.Namespace) -> Any:
+    from .engine.monitoring.live import Monitor
+
+    try:
+        ids, labels = json.loads(args.ids), json.loads(args.labels)
+    except json.JSONDecodeError as exc:
+        raise MMError(f"--ids and --labels take JSON lists ({exc.msg})") from None
+    count = Monitor(_ws(args)).record_feedback(args.name, [str(i) for i in ids], labels)
+    return f"recorded feedback for {count} request(s) of {args.name}"
+
+
 def cmd_demo(args: argparse.Namespace) -> Any:
     from .demo import run_demo
 
@@ -258,6 +295,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("name")
     sp.add_argument("data", help="JSON rows, e.g. '[[5.1, 3.5, 1.4, 0.2]]'")
     sp.add_argument("--proba", action="store_true")
+    sp = add("monitor", cmd_monitor, "live serving metrics: rate, latency split, errors, quality, drift, alerts")
+    sp.add_argument("name")
+    sp.add_argument("--window", default="5m")
+    sp.add_argument("--watch", help="refresh every so often (e.g. 2s) until Ctrl-C")
+    sp.add_argument("--frame", action="store_true", help="print the raw request log of the window")
+    sp = add("probe", cmd_probe, "timed requests: record network time for the latency split")
+    sp.add_argument("name")
+    sp.add_argument("-n", type=int, default=20)
+    sp = add("feedback", cmd_feedback, "record ground-truth labels for logged requests")
+    sp.add_argument("name")
+    sp.add_argument("--ids", required=True, help="JSON list of request ids")
+    sp.add_argument("--labels", required=True, help="JSON list of true labels, one per id")
     sp = add("demo", cmd_demo, "run the quick-start story end to end on a bundled dataset")
     sp.add_argument("--dir", default="mm-demo", help="where to run it (default: ./mm-demo)")
     return p

@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import os
 import shlex
+import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +57,25 @@ def _args(fn: Callable[..., Any], line: str) -> Any:
         raise UsageError(f"{exc}; see %{fn.__name__}? for usage".replace("\n", " ")) from None
 
 
+def _as_list(value: Any) -> list[Any]:
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [v.item() if hasattr(v, "item") else v for v in value]
+    return [value]
+
+
+def _sink_state(ws: Any) -> dict[str, Any] | None:
+    """The InfluxDB sink's state as the server last reported it (written beside the metric store)."""
+    import json
+
+    path = ws.run_dir / "influx-state.json"
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
 def _cell_line(exc: BaseException) -> str:
     """ " at line N" of the user's cell where the exception started, if it started there."""
     tb, line = exc.__traceback__, None
@@ -87,6 +108,9 @@ class MMMagics(Magics):
         self._ws_key: tuple[str | None, str | None] | None = None
         self.runs: dict[str, Run] = {}
         self._deployer: Any = None
+        self._monitor: Any = None
+        self._monitors: dict[str, tuple[threading.Thread, threading.Event]] = {}
+        self._last_predictions: dict[str, Any] = {}
 
     # -- helpers ---------------------------------------------------------------------------------------------------
     @property
@@ -406,13 +430,138 @@ class MMMagics(Magics):
     def mm_predict(self, line: str) -> Any:
         """Send rows through the deployed endpoint and show predictions with the latency split."""
         args = _args(self.mm_predict, line)
-        expr = " ".join(args.data)
+        data = self._eval(" ".join(args.data))
+        outputs = ("predict", "predict_proba") if args.proba else ("predict",)
+        name = parse_spec(args.name).name
+        prediction = self.deployer.predict(name, data, outputs=outputs)
+        self._last_predictions[name] = prediction
+        return prediction
+
+    # -- monitoring ----------------------------------------------------------------------------------------------
+    @property
+    def monitor(self) -> Any:
+        from .engine.monitoring.live import Monitor
+
+        ws = self.ws
+        if self._monitor is None or self._monitor.ws is not ws:
+            self._monitor = Monitor(ws)
+        return self._monitor
+
+    def _snapshot(self, monitor: Any, deployer: Any, name: str, window: str) -> Any:
+        dep = deployer.get(name)
+        return monitor.snapshot(name, window, deployment=dep, sink=_sink_state(monitor.ws))
+
+    @magic_arguments()
+    @argument("name", help="deployed model name")
+    @argument("--window", default="5m", help="sliding window (e.g. 30s, 5m, 1h)")
+    @argument("--refresh", help="update the display every so often (e.g. 2s) from a background thread")
+    @argument("--for", dest="duration", default="10m", help="with --refresh: stop updating after this long")
+    @argument("--stop", action="store_true", help="stop a refreshing monitor of this model")
+    @line_magic
+    @friendly
+    def mm_monitor(self, line: str) -> Any:
+        """Live serving metrics: request rate, latency split, errors, live quality vs training, drift, alerts.
+
+        With --refresh the display updates in place until --for elapses, the magic is re-run for this model, or
+        --stop; the updater is a daemon thread that never blocks the kernel or its shutdown.
+        """
+        from .engine.monitoring.live import parse_duration
+
+        args = _args(self.mm_monitor, line)
+        name = parse_spec(args.name).name
+        self._stop_monitor(name)
+        if args.stop:
+            print(f"stopped monitoring {name}")
+            return None
+        snap = self._snapshot(self.monitor, self.deployer, name, args.window)
+        if not args.refresh or not hasattr(self.shell, "kernel"):
+            return snap
+        every = max(parse_duration(args.refresh), 0.5)
+        deadline = time.monotonic() + parse_duration(args.duration)
+        from IPython.display import display
+
+        handle = display(snap, display_id=True)
+        stop = threading.Event()
+        root = self.ws.root
+
+        def loop() -> None:
+            from .engine.monitoring.live import Monitor
+            from .engine.serving.service import Deployer
+            from .engine.workspace import Workspace
+
+            with Workspace.open(root) as ws:  # its own connections: SQLite handles are not shared across threads
+                monitor, deployer = Monitor(ws), Deployer(ws)
+                while not stop.wait(every) and time.monotonic() < deadline:
+                    try:
+                        handle.update(self._snapshot(monitor, deployer, name, args.window))
+                    except Exception as exc:  # show the problem in place, keep the kernel untouched
+                        handle.update({"text/plain": f"monitor stopped: {exc}"}, raw=True)
+                        return
+                monitor.close()
+
+        thread = threading.Thread(target=loop, name=f"mm-monitor-{name}", daemon=True)
+        self._monitors[name] = (thread, stop)
+        thread.start()
+        return None
+
+    def _stop_monitor(self, name: str) -> None:
+        current = self._monitors.pop(name, None)
+        if current is not None:
+            thread, stop = current
+            stop.set()
+            thread.join(5)
+
+    @magic_arguments()
+    @argument("name", help="deployed model name")
+    @argument("y_true", nargs="+", help="expression giving the true labels (one per row, or one per request id)")
+    @argument("--ids", help="expression giving the request ids (default: the last %%mm_predict of NAME)")
+    @line_magic
+    @friendly
+    def mm_feedback(self, line: str) -> Any:
+        """Join ground-truth labels to logged predictions (by request id) for live accuracy, precision, recall, F1."""
+        args = _args(self.mm_feedback, line)
+        name = parse_spec(args.name).name
+        labels = _as_list(self._eval(" ".join(args.y_true)))
+        if args.ids:
+            ids = [str(i) for i in _as_list(self._eval(args.ids))]
+            count = self.monitor.record_feedback(name, ids, labels)
+        else:
+            last = self._last_predictions.get(name)
+            if last is None:
+                raise UsageError(
+                    f"no request ids to attach labels to: run %mm_predict {name} DATA first, or pass --ids"
+                )
+            rows = len(last.outputs.get("predict", []))
+            if rows != len(labels):
+                raise UsageError(f"the last %mm_predict of {name} had {rows} rows but {len(labels)} labels were given")
+            count = self.monitor.record_feedback(name, [last.request_id], [labels])
+        print(f"recorded {len(labels)} label(s) for {name} on {count} request(s)")
+        return None
+
+    @magic_arguments()
+    @argument("name", help="deployed model name")
+    @argument("-n", type=int, default=20, help="how many timed requests")
+    @line_magic
+    @friendly
+    def mm_probe(self, line: str) -> Any:
+        """Send timed requests and record network time (client total minus the server's Server-Timing total)."""
+        args = _args(self.mm_probe, line)
+        name = parse_spec(args.name).name
+        probes = self.deployer.probe(name, args.n)
+        self.monitor.store.write_probes(name, probes)
+        net = sorted(p["network_ms"] for p in probes)
+        tot = sorted(p["total_ms"] for p in probes)
+        print(
+            f"{name}: {len(probes)} probes, median client {tot[len(tot) // 2]:.2f} ms of which network "
+            f"{net[len(net) // 2]:.2f} ms (recorded for %mm_monitor)"
+        )
+        return None
+
+    def _eval(self, expr: str) -> Any:
         try:
-            data = self.shell.ev(expr)
+            return self.shell.ev(expr)
         except Exception as exc:
             raise UsageError(f"could not evaluate {expr!r}: {type(exc).__name__}: {exc}") from None
-        outputs = ("predict", "predict_proba") if args.proba else ("predict",)
-        return self.deployer.predict(parse_spec(args.name).name, data, outputs=outputs)
 
     @line_magic
     def mm(self, line: str = "") -> None:
@@ -454,6 +603,12 @@ VERSION_MAGICS = (
     "%mm_gate",
     "%mm_commit",
     "%%mm_train",
+    "%mm_deploy",
+    "%mm_undeploy",
+    "%mm_predict",
+    "%mm_monitor",
+    "%mm_feedback",
+    "%mm_probe",
 )
 
 
@@ -475,6 +630,8 @@ def unload(ipython: Any) -> None:
     for kind in ("line", "cell"):
         for name in magics.magics[kind]:
             ipython.magics_manager.magics[kind].pop(name, None)
+    for name in list(magics._monitors):
+        magics._stop_monitor(name)
     ipython.configurables[:] = [c for c in ipython.configurables if c is not magics]
     if magics._ws is not None:
         magics._ws.close()

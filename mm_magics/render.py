@@ -245,3 +245,70 @@ def _gates(g: Any) -> str:
 @renders("CommittedRun")
 def _committed(c: Any) -> str:
     return _run(c.run) + f"<div>committed <b>{e(c.version.id)}</b> <code>{e((c.version.commit or '')[:8])}</code></div>"
+
+
+def sparkline(values: list[float], width: int = 140, height: int = 24, color: str = "#0969da") -> str:
+    """An inline SVG line: readable at a glance, no JavaScript, survives a saved notebook."""
+    if not values:
+        return ""
+    top = max(values) or 1.0
+    step = width / max(len(values) - 1, 1)
+    points = " ".join(f"{i * step:.1f},{height - 2 - (v / top) * (height - 4):.1f}" for i, v in enumerate(values))
+    return (
+        f"<svg width='{width}' height='{height}' style='vertical-align:middle'>"
+        f"<polyline fill='none' stroke='{color}' stroke-width='1.5' points='{points}'/></svg>"
+    )
+
+
+@renders("Snapshot")
+def _snapshot(s: Any) -> str:
+    err = f"{s.error_rate:.1%}" if s.error_rate is not None else "—"
+    out = [
+        f"<b>{e(s.name)}</b> <span class='dim'>{e(s.version or 'not deployed')} · last {s.window_s:.0f}s</span>",
+        f"<div>{s.requests} requests · {s.rate_per_s:.2f}/s {sparkline(s.series.get('requests', []))} · "
+        f"errors {err} · p95 {sparkline(s.series.get('p95_ms', []), color='#bf8700')}</div>",
+    ]
+    if s.latency_ms:
+        rows = [(e(k), num(v["p50"]), num(v["p95"]), num(v["p99"])) for k, v in s.latency_ms.items()]
+        out.append(table(["latency (ms)", "p50", "p95", "p99"], rows))
+    if s.quality:
+        rows = [
+            (
+                f"<code>{e(k)}</code>",
+                num(v),
+                num(s.training.get(k, "")),
+                signed(v - s.training[k], _lower(k)) if k in s.training else "",
+            )
+            for k, v in s.quality.items()
+        ]
+        out.append(
+            f"<div>live quality on {s.labelled} labelled predictions</div>"
+            + table(["metric", "live", "training", "Δ"], rows)
+        )
+    else:
+        out.append("<div class='dim'>no ground truth yet: <code>%mm_feedback NAME y_true</code></div>")
+    if s.drift:
+        rows = []
+        for f, d in sorted(s.drift.items(), key=lambda kv: -(kv[1].get("psi") or 0)):
+            value = d.get("psi")
+            cls = "bad" if value is not None and value > 0.2 else ("dim" if value is None or value < 0.1 else "")
+            ks_p = d.get("ks_p")
+            rows.append(
+                (
+                    e(f),
+                    f"<span class='{cls}'>{num(value) if value is not None else '—'}</span>",
+                    num(ks_p) if ks_p is not None else "—",
+                    num(int(d.get("n") or 0)),
+                )
+            )
+        out.append(
+            "<details><summary>drift per feature (PSI > 0.2 is a significant shift)</summary>"
+            + table(["feature", "PSI", "KS p-value", "rows"], rows)
+            + "</details>"
+        )
+    for a in s.alerts:
+        out.append(f"<div class='bad'>⚠ {e(a['rule'])}: {e(a['message'])}</div>")
+    if s.sink:
+        state = "connected" if s.sink.get("connected") else "<span class='bad'>unreachable</span>"
+        out.append(f"<div class='dim'>InfluxDB sink: {state}, {s.sink.get('spooled', 0)} points spooled</div>")
+    return "".join(out)

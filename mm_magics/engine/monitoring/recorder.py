@@ -9,13 +9,16 @@ sink when one is configured. A slow disk or a dead InfluxDB therefore never dela
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_write_text
 from .drift import Reference, Reservoir, reference
 from .store import SQLiteStore
 
@@ -24,7 +27,13 @@ MAX_LOGGED_ROWS = 16  # predictions kept per request (enough to join feedback fo
 
 class Recorder:
     def __init__(
-        self, store: SQLiteStore, *, sink: Any = None, deployment: str | None = None, interval: float = 0.25
+        self,
+        store: SQLiteStore,
+        *,
+        sink: Any = None,
+        deployment: str | None = None,
+        interval: float = 0.25,
+        state_file: Path | None = None,
     ) -> None:
         self.store = store
         self.sink = sink
@@ -39,6 +48,8 @@ class Recorder:
         self._thread.start()
         self.recorded = 0
         self.last_error: str | None = None
+        self.state_file = state_file
+        self._state_written = 0.0
 
     # -- called on the request path: O(1), no I/O ------------------------------------------------------------------
     def record(self, rec: dict[str, Any]) -> None:
@@ -84,7 +95,16 @@ class Recorder:
         if self.sink is not None and sink_records:
             self.sink.write(sink_records)
         self.recorded += len(requests)
+        self._publish_state()
         return len(batch)
+
+    def _publish_state(self) -> None:
+        """Let %mm_monitor show whether InfluxDB is reachable and how much is spooled (at most once a second)."""
+        if self.sink is None or self.state_file is None or time.time() - self._state_written < 1.0:
+            return
+        self._state_written = time.time()
+        with contextlib.suppress(OSError):
+            atomic_write_text(self.state_file, json.dumps(self.sink.state(), default=str), durable=False)
 
     def _request_row(self, rec: dict[str, Any]) -> dict[str, Any]:
         row = {

@@ -125,7 +125,8 @@ def _recorder(args: argparse.Namespace, source: Any) -> Any:
         sink = InfluxSink.from_config(local, Path(args.metrics_db).parent / "influx-spool")
     except ImportError:  # influxdb-client is an optional extra
         sink = None
-    return Recorder(store, sink=sink, deployment=args.deployment)
+    state = Path(args.metrics_db).parent / "influx-state.json"
+    return Recorder(store, sink=sink, deployment=args.deployment, state_file=state)
 
 
 def _feedback_writer(path: str | None) -> Any:

@@ -185,6 +185,25 @@ class Deployer:
         # a rollback is a deliberate, audited decision: the no-regression gate must not block going back
         return new, self.switch(name, new.id, reason=message or f"Roll back to {to}", force=True)
 
+    def probe(self, name: str, n: int = 20) -> list[dict[str, Any]]:
+        """Timed single-row requests: network time = client total - the server's ``Server-Timing`` total."""
+        dep = self.require(name)
+        rows = probe_rows(self.ws.registry.get(dep.version), self.ws.registry, n)
+        out = []
+        for i in range(n):
+            p = self.predict(name, [rows[i % len(rows)]])
+            lat = p.latency_ms
+            out.append(
+                {
+                    "t": time.time(),
+                    "request_id": p.request_id,
+                    "total_ms": lat["total"],
+                    "server_ms": lat["server"],
+                    "network_ms": lat["network"],
+                }
+            )
+        return out
+
     def predict(self, name: str, data: Any, *, outputs: tuple[str, ...] = ("predict",)) -> Prediction:
         """Send rows through the real endpoint (V2), returning predictions, request id and the latency split."""
         dep = self.require(name)
@@ -220,6 +239,15 @@ class Deployer:
                 "network": max(total * 1000 - server_ms, 0.0),
             },
         )
+
+
+def probe_rows(version: Any, registry: Any, n: int) -> list[list[Any]]:
+    """Rows to probe a deployment with: the version's probe sample if kept, else neutral zeros of the right width."""
+    sample = registry.probe_data(version.id) if version.probe else None
+    if sample is not None and len(sample):
+        return _rows(sample[: max(n, 1)] if not hasattr(sample, "iloc") else sample.iloc[: max(n, 1)])
+    width = int((version.schema or {}).get("n_features") or 1)
+    return [[0.0] * width]
 
 
 def parse_server_timing(header: str) -> dict[str, float]:

@@ -1,0 +1,351 @@
+"""The live picture of a deployed model, computed from the embedded store over a sliding window.
+
+Request rate, latency percentiles with their split (processing, queue, server overhead, and network time where a
+client reported it through probes), error rate, live quality from ground-truth feedback beside the training-time
+evaluation, drift per feature, and alerts — for ``%mm_monitor``, ``mm monitor`` and custom plots (``frame``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import MMError
+from ..records import _Rich
+from .drift import PSI_SIGNIFICANT, ks, psi, reference
+from .store import SQLiteStore
+
+if TYPE_CHECKING:
+    from ..workspace import Workspace
+
+#: Default alert rules; a model overrides them in model.json ("alerts") through Monitor.set_rules.
+DEFAULT_RULES = {
+    "latency_p99_ms": 500.0,  # p99 of server time above this
+    "error_rate": 0.05,  # share of requests answered with an error
+    "quality_drop": 0.05,  # live accuracy (or R²) below the training evaluation by more than this
+    "psi": PSI_SIGNIFICANT,  # any feature's PSI above this
+    "min_requests": 20,  # don't judge rates on fewer requests
+    "min_feedback": 20,  # don't judge quality on fewer labels
+}
+
+
+def parse_duration(text: str | float | int) -> float:
+    """'5m' -> 300.0; accepts s, m, h, d suffixes or plain seconds."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    t = str(text).strip().lower()
+    try:
+        if t and t[-1] in units:
+            return float(t[:-1]) * units[t[-1]]
+        return float(t)
+    except ValueError:
+        raise MMError(f"bad duration {text!r}: write a number with s, m, h or d (e.g. 5m, 30s)") from None
+
+
+@dataclass(repr=False)
+class Snapshot(_Rich):
+    """Everything %mm_monitor shows, as plain data."""
+
+    name: str
+    version: str | None
+    window_s: float
+    at: float
+    requests: int
+    rate_per_s: float
+    error_rate: float | None
+    latency_ms: dict[str, dict[str, float]]
+    quality: dict[str, float]
+    training: dict[str, float]
+    labelled: int
+    drift: dict[str, dict[str, float | None]]
+    alerts: list[dict[str, Any]]
+    sink: dict[str, Any] | None = None
+    deployment: dict[str, Any] | None = None
+    series: dict[str, list[float]] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        lines = [f"{self.name} ({self.version or 'not deployed'}) — last {self.window_s:.0f}s"]
+        err = f"{self.error_rate:.1%}" if self.error_rate is not None else "n/a"
+        lines.append(f"  traffic: {self.requests} requests, {self.rate_per_s:.2f}/s, errors {err}")
+        for part, stats in self.latency_ms.items():
+            p50, p95, p99 = stats["p50"], stats["p95"], stats["p99"]
+            lines.append(f"  latency {part:<10} p50 {p50:.2f}  p95 {p95:.2f}  p99 {p99:.2f} ms")
+        if self.quality:
+            q = ", ".join(
+                f"{k} {v:.3f}" + (f" (train {self.training[k]:.3f})" if k in self.training else "")
+                for k, v in self.quality.items()
+            )
+            lines.append(f"  quality on {self.labelled} labelled: {q}")
+        else:
+            lines.append("  quality: no feedback yet (%mm_feedback NAME y_true)")
+        drifted = {f: d for f, d in self.drift.items() if (d.get("psi") or 0) > 0}
+        if drifted:
+            top = sorted(drifted.items(), key=lambda kv: -(kv[1].get("psi") or 0))[:5]
+            lines.append("  drift (PSI): " + ", ".join(f"{f} {d['psi']:.3f}" for f, d in top))
+        for a in self.alerts:
+            lines.append(f"  ALERT {a['rule']}: {a['message']}")
+        if self.sink:
+            lines.append(
+                f"  influx: {'connected' if self.sink.get('connected') else 'DOWN'}, "
+                f"{self.sink.get('spooled', 0)} spooled"
+            )
+        return "\n".join(lines)
+
+
+class Monitor:
+    def __init__(self, workspace: Workspace) -> None:
+        self.ws = workspace
+        self.store = SQLiteStore(workspace.run_dir / "metrics.sqlite")
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- settings -----------------------------------------------------------------------------------------------
+    def rules(self, name: str) -> dict[str, float]:
+        return {**DEFAULT_RULES, **(self.ws.registry.model_doc(name).get("alerts") or {})}
+
+    def set_rules(self, name: str, message: str = "", **rules: float) -> dict[str, float]:
+        unknown = sorted(set(rules) - set(DEFAULT_RULES))
+        if unknown:
+            raise MMError(f"unknown alert rule(s) {', '.join(unknown)}: known rules are {', '.join(DEFAULT_RULES)}")
+        self.ws.registry.update_model(
+            name,
+            lambda doc: doc.setdefault("alerts", {}).update(rules),
+            message or f"Set alert rules of {name}: {rules}",
+            "alerts",
+        )
+        return self.rules(name)
+
+    # -- data ---------------------------------------------------------------------------------------------------
+    def frame(self, name: str, window: str | float = "1h") -> pd.DataFrame:
+        """Raw request log of the window as a DataFrame (time as datetimes), for custom plots."""
+        df = self.store.requests(name, time.time() - parse_duration(window))
+        if not df.empty:
+            df["time"] = pd.to_datetime(df["t"], unit="s")
+        return df
+
+    def record_feedback(self, name: str, ids: list[str], labels: list[Any]) -> int:
+        if len(ids) != len(labels):
+            raise MMError(f"{len(ids)} request ids but {len(labels)} labels: give one label per request")
+        self.store.write_feedback(name, zip(ids, labels, strict=True))
+        return len(ids)
+
+    # -- the snapshot -------------------------------------------------------------------------------------------
+    def snapshot(
+        self,
+        name: str,
+        window: str | float = "5m",
+        *,
+        evaluate_alerts: bool = True,
+        deployment: Any = None,
+        sink: dict[str, Any] | None = None,
+    ) -> Snapshot:
+        window_s = parse_duration(window)
+        now = time.time()
+        since = now - window_s
+        version = deployment.version if deployment is not None else None
+        reqs = self.store.requests(name, since)
+        n = len(reqs)
+        ok = reqs[reqs["status"] == 200] if n else reqs
+        latency = _latency(ok, self.store.probes(name, since))
+        error_rate = float((reqs["status"] != 200).mean()) if n else None
+        number = int(version.split("@v")[1]) if version else (int(ok["version"].max()) if len(ok) else None)
+        vdoc = self.ws.registry.get(f"{name}@v{number}") if number else None
+        training = {k: v for k, v in (vdoc.metrics if vdoc else {}).items() if isinstance(v, (int, float))}
+        joined = self.store.joined_feedback(name, since)
+        if number is not None and not joined.empty:
+            joined = joined[joined["version"] == number]  # live quality of the version serving now
+        quality, labelled = _quality(joined, vdoc.task if vdoc else None)
+        drift = self._drift(name, number, since, vdoc) if number else {}
+        series = _series(reqs, since, now)
+        snap = Snapshot(
+            name=name,
+            version=f"{name}@v{number}" if number else None,
+            window_s=window_s,
+            at=now,
+            requests=n,
+            rate_per_s=n / window_s if window_s else 0.0,
+            error_rate=error_rate,
+            latency_ms=latency,
+            quality=quality,
+            training={k: training[k] for k in quality if k in training},
+            labelled=labelled,
+            drift=drift,
+            alerts=[],
+            sink=sink,
+            deployment=deployment.to_dict() if deployment is not None else None,
+            series=series,
+        )
+        if evaluate_alerts:
+            self._alerts(snap, vdoc)
+        snap.alerts = self.store.alerts(name).to_dict(orient="records")
+        if vdoc is not None and vdoc.stage == "deploy" and n:
+            # the version is now watched in production: the lifecycle moves it to maintain
+            self.ws.lifecycle.transition(vdoc.id, "maintain", "Monitoring started: live traffic recorded")
+        return snap
+
+    def _drift(self, name: str, number: int, since: float, vdoc: Any) -> dict[str, dict[str, float | None]]:
+        counts, samples = self.store.drift(name, number, since)
+        profile = (vdoc.data or {}).get("profile") or {}
+        out: dict[str, dict[str, float | None]] = {}
+        for feature, c in counts.items():
+            ref = reference(profile.get(feature, {}))
+            if ref is None or len(c) != ref.bins:
+                continue
+            value = psi(ref.expected, c)
+            test = ks(ref, samples.get(feature, []))
+            out[feature] = {
+                "psi": value,
+                "ks": test[0] if test else None,
+                "ks_p": test[1] if test else None,
+                "n": float(sum(c)),
+            }
+        return out
+
+    def _alerts(self, snap: Snapshot, vdoc: Any) -> None:
+        rules = self.rules(snap.name)
+        version = int(snap.version.split("@v")[1]) if snap.version else None
+        retrain = f"retrain with %%mm_train {snap.name} --from {snap.version}" if snap.version else "retrain"
+        checks: list[tuple[str, bool, str, float | None]] = []
+        enough = snap.requests >= rules["min_requests"]
+        p99 = snap.latency_ms.get("server", {}).get("p99")
+        checks.append(
+            (
+                "latency_p99_ms",
+                enough and p99 is not None and p99 > rules["latency_p99_ms"],
+                f"p99 server latency {p99 or 0:.1f} ms > {rules['latency_p99_ms']:.0f} ms: scale out, enable "
+                "--batch, or use a lighter model",
+                p99,
+            )
+        )
+        er = snap.error_rate
+        checks.append(
+            (
+                "error_rate",
+                enough and er is not None and er > rules["error_rate"],
+                f"error rate {er or 0:.1%} > {rules['error_rate']:.0%}: check client payloads against the "
+                "schema (%mm_monitor shows the errors)",
+                er,
+            )
+        )
+        key = "accuracy" if "accuracy" in snap.quality else ("r2" if "r2" in snap.quality else None)
+        if key and key in snap.training and snap.labelled >= rules["min_feedback"]:
+            drop = snap.training[key] - snap.quality[key]
+            checks.append(
+                (
+                    "quality_drop",
+                    drop > rules["quality_drop"],
+                    f"live {key} {snap.quality[key]:.3f} is {drop:.3f} below training "
+                    f"{snap.training[key]:.3f}: {retrain}",
+                    drop,
+                )
+            )
+        worst = max(
+            ((f, d["psi"]) for f, d in snap.drift.items() if d.get("psi") is not None),
+            key=lambda fd: fd[1],
+            default=(None, None),
+        )
+        if worst[0] is not None:
+            checks.append(
+                (
+                    "psi",
+                    worst[1] > rules["psi"],
+                    f"feature {worst[0]} drifted (PSI {worst[1]:.2f} > {rules['psi']:.2f}): inspect the "
+                    f"inputs, then {retrain} on fresh data",
+                    worst[1],
+                )
+            )
+        for rule, firing, message, value in checks:
+            if firing:
+                self.store.open_alert(snap.name, version, rule, "warning", message, value)
+            else:
+                self.store.resolve_alert(snap.name, rule)
+
+
+def _percentiles(values: pd.Series) -> dict[str, float]:
+    arr = values.dropna().to_numpy(dtype=float)
+    if not len(arr):
+        return {"p50": 0.0, "p95": 0.0, "p99": 0.0}
+    p50, p95, p99 = np.percentile(arr, [50, 95, 99])
+    return {"p50": float(p50), "p95": float(p95), "p99": float(p99)}
+
+
+def _latency(ok: pd.DataFrame, probes: pd.DataFrame) -> dict[str, dict[str, float]]:
+    if ok.empty:
+        return {}
+    out = {
+        "server": _percentiles(ok["total_ms"]),
+        "processing": _percentiles(ok["proc_ms"]),
+        "queue": _percentiles(ok["queue_ms"]),
+        "overhead": _percentiles(ok["total_ms"] - ok["proc_ms"] - ok["queue_ms"]),
+    }
+    if not probes.empty:
+        out["network"] = _percentiles(probes["network_ms"])
+        out["client"] = _percentiles(probes["total_ms"])
+    return out
+
+
+def _quality(joined: pd.DataFrame, task: str | None) -> tuple[dict[str, float], int]:
+    """Live metrics from predictions joined to their labels (row by row for multi-row requests)."""
+    if joined.empty:
+        return {}, 0
+    joined = joined.drop_duplicates("request_id", keep="last")
+    y_true, y_pred = [], []
+    for pred, label in zip(joined["prediction"], joined["label"], strict=True):
+        if pred is None or label is None:
+            continue
+        p, t = json.loads(pred), json.loads(label)
+        t = t if isinstance(t, list) else [t]
+        if len(t) != len(p):
+            continue
+        y_pred.extend(p)
+        y_true.extend(t)
+    if not y_true:
+        return {}, 0
+    from sklearn import metrics as skm
+
+    if task == "regression":
+        yt, yp = np.asarray(y_true, float), np.asarray(y_pred, float)
+        return {
+            "mae": float(skm.mean_absolute_error(yt, yp)),
+            "rmse": float(np.sqrt(skm.mean_squared_error(yt, yp))),
+            "r2": float(skm.r2_score(yt, yp)) if len(yt) > 1 else float("nan"),
+        }, len(yt)
+    yt, yp = [_label(v) for v in y_true], [_label(v) for v in y_pred]
+    labels = sorted(set(yt) | set(yp))
+    out = {"accuracy": float(skm.accuracy_score(yt, yp))}
+    if len(labels) == 2:
+        pos = labels[-1]
+        out["precision"] = float(skm.precision_score(yt, yp, pos_label=pos, zero_division=0))
+        out["recall"] = float(skm.recall_score(yt, yp, pos_label=pos, zero_division=0))
+        out["f1"] = float(skm.f1_score(yt, yp, pos_label=pos, zero_division=0))
+    else:
+        out["f1_macro"] = float(skm.f1_score(yt, yp, average="macro", zero_division=0))
+    return out, len(yt)
+
+
+def _label(value: Any) -> str:
+    """Compare labels by value: 1, 1.0 and "1" are one class; "setosa" stays itself."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
+
+
+def _series(reqs: pd.DataFrame, since: float, now: float, buckets: int = 30) -> dict[str, list[float]]:
+    """Per-bucket request counts and p95 server latency: the data behind sparklines."""
+    if reqs.empty:
+        return {"requests": [0.0] * buckets, "p95_ms": [0.0] * buckets}
+    width = max((now - since) / buckets, 1e-9)
+    idx = np.clip(((reqs["t"].to_numpy() - since) // width).astype(int), 0, buckets - 1)
+    counts = np.bincount(idx, minlength=buckets).astype(float)
+    p95 = [
+        float(np.percentile(reqs["total_ms"].to_numpy()[idx == b], 95)) if (idx == b).any() else 0.0
+        for b in range(buckets)
+    ]
+    return {"requests": counts.tolist(), "p95_ms": p95}

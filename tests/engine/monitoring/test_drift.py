@@ -1,0 +1,39 @@
+import numpy as np
+import pandas as pd
+
+from mm_magics.engine.fingerprints import fingerprint
+from mm_magics.engine.monitoring.drift import Reservoir, ks, psi, reference
+
+
+def _profile():
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame({"x": rng.normal(0, 1, 5000), "c": rng.choice(["a", "b", "c"], 5000, p=[0.6, 0.3, 0.1])})
+    return train, fingerprint(train)["profile"]
+
+
+def test_shifted_feature_is_detected_and_a_resample_stays_quiet():
+    train, profile = _profile()
+    ref = reference(profile["x"])
+    rng = np.random.default_rng(1)
+    same = rng.choice(train["x"].to_numpy(), 2000)
+    shifted = rng.normal(1.0, 1, 2000)
+    assert psi(ref.expected, ref.counts(list(same))) < 0.1
+    assert psi(ref.expected, ref.counts(list(shifted))) > 0.2
+    assert ks(ref, list(same[:256]))[1] > 0.01
+    assert ks(ref, list(shifted[:256]))[1] < 1e-6
+
+
+def test_categorical_psi():
+    _, profile = _profile()
+    ref = reference(profile["c"])
+    assert ref.kind == "categorical" and ref.bins == 4  # three categories and "other"
+    assert psi(ref.expected, ref.counts(["a"] * 60 + ["b"] * 30 + ["c"] * 10)) < 0.05
+    assert psi(ref.expected, ref.counts(["c"] * 60 + ["z"] * 40)) > 1.0
+
+
+def test_reservoir_is_bounded_and_uniform():
+    r = Reservoir(100, seed=0)
+    for i in range(10_000):
+        r.add(float(i))
+    assert len(r.sample) == 100 and r.seen == 10_000
+    assert 3000 < np.mean(r.sample) < 7000

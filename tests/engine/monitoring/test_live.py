@@ -1,0 +1,120 @@
+"""Monitoring end to end: a real server records requests; feedback, drift and alerts come out of the store."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+from mm_magics.engine import Workspace, fingerprint, schema_of
+from mm_magics.engine.errors import MMError
+from mm_magics.engine.monitoring.live import Monitor, parse_duration
+from mm_magics.engine.serving.service import Deployer
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    ws = Workspace.open(tmp_path_factory.mktemp("mon") / ".mm")
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    X = X.sample(frac=1, random_state=0)  # shuffled, so any slice is a fair resample of the training data
+    y = y.loc[X.index]
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    ws.registry.commit(
+        "iris",
+        model,
+        message="v1",
+        metrics={"accuracy": 0.97},
+        schema=schema_of(X),
+        data=fingerprint(X, y),
+        probe_data=X,
+    )
+    deployer = Deployer(ws)
+    dep = deployer.deploy("iris")
+    monitor = Monitor(ws)
+    yield {"ws": ws, "deployer": deployer, "dep": dep, "monitor": monitor, "X": X, "y": y, "model": model}
+    deployer.undeploy("iris")
+    monitor.close()
+    ws.close()
+
+
+def send(url, frame):
+    ids = []
+    with httpx.Client(base_url=url) as client:
+        for i in range(len(frame)):
+            resp = client.post("/invocations", json={"instances": frame.iloc[[i]].to_numpy().tolist()})
+            assert resp.status_code == 200
+            ids.append(resp.headers["x-request-id"])
+    return ids
+
+
+def wait_for(monitor, n, timeout=10):
+    deadline = time.monotonic() + timeout
+    while len(monitor.store.requests("iris", 0)) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_requests_feedback_quality_and_quiet_drift(live):
+    X, y, monitor = live["X"], live["y"], live["monitor"]
+    ids = send(live["dep"].url, X.iloc[:120])
+    wait_for(monitor, 120)
+    labels = y.iloc[:120].tolist()
+    labels[:12] = [(v + 1) % 3 for v in labels[:12]]  # ten percent of the ground truth disagrees
+    monitor.record_feedback("iris", ids, labels)
+    snap = monitor.snapshot("iris", "10m", deployment=live["deployer"].get("iris"))
+    assert snap.requests == 120 and snap.error_rate == 0 and snap.version == "iris@v1"
+    expected = (live["model"].predict(X.iloc[:120]) == labels).mean()
+    assert snap.quality["accuracy"] == pytest.approx(expected) and snap.labelled == 120
+    assert snap.training["accuracy"] == 0.97
+    assert set(snap.latency_ms) >= {"server", "processing", "queue", "overhead"}
+    assert max(d["psi"] for d in snap.drift.values()) < 0.2  # a resample of the training data is no drift
+    assert not [a for a in snap.alerts if a["rule"] == "psi"]
+    assert live["ws"].lifecycle.stage("iris@v1") == "maintain"  # watched in production now
+    assert "iris (iris@v1)" in str(snap) and "<svg" in snap._repr_html_()
+
+
+def test_drifted_batch_raises_a_psi_alert_that_says_what_to_do(live):
+    monitor = live["monitor"]
+    drifted = live["X"].iloc[:80].copy()
+    drifted["petal length (cm)"] += 4.0
+    before = len(monitor.store.requests("iris", 0))
+    send(live["dep"].url, drifted)
+    wait_for(monitor, before + 80)
+    snap = monitor.snapshot("iris", "10m", deployment=live["deployer"].get("iris"))
+    assert snap.drift["petal length (cm)"]["psi"] > 0.2
+    assert snap.drift["petal length (cm)"]["ks_p"] < 1e-3
+    alert = next(a for a in snap.alerts if a["rule"] == "psi")
+    assert "petal length (cm)" in alert["message"] and "%%mm_train iris --from iris@v1" in alert["message"]
+
+
+def test_errors_probes_and_the_frame(live):
+    monitor, url = live["monitor"], live["dep"].url
+    for _ in range(5):
+        assert httpx.post(url + "/invocations", json={"instances": [[1, 2]]}).status_code == 422
+    probes = live["deployer"].probe("iris", 5)
+    monitor.store.write_probes("iris", probes)
+    time.sleep(0.6)
+    snap = monitor.snapshot("iris", "10m", deployment=live["deployer"].get("iris"))
+    assert 0 < snap.error_rate < 0.1 and "network" in snap.latency_ms
+    frame = monitor.frame("iris", "10m")
+    assert {"time", "total_ms", "status", "version"} <= set(frame.columns) and (frame["status"] == 422).sum() == 5
+
+
+def test_alert_rules_are_configurable_and_audited(live):
+    monitor = live["monitor"]
+    rules = monitor.set_rules("iris", latency_p99_ms=0.001, min_requests=1)
+    assert rules["latency_p99_ms"] == 0.001
+    snap = monitor.snapshot("iris", "10m", deployment=live["deployer"].get("iris"))
+    assert any(a["rule"] == "latency_p99_ms" for a in snap.alerts)
+    assert live["ws"].registry.history("iris")[0].action == "alerts"
+    with pytest.raises(MMError, match="unknown alert rule"):
+        monitor.set_rules("iris", nonsense=1)
+    monitor.set_rules("iris", latency_p99_ms=500)
+
+
+def test_durations():
+    assert parse_duration("5m") == 300 and parse_duration("2s") == 2 and parse_duration(90) == 90
+    with pytest.raises(MMError, match="bad duration"):
+        parse_duration("soon")

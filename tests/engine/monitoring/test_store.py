@@ -1,0 +1,85 @@
+import sqlite3
+import threading
+import time
+
+from mm_magics.engine.monitoring.store import SQLiteStore
+
+
+def records(n, t0=None, model="m"):
+    t0 = t0 or time.time()
+    return [
+        {
+            "time": t0 + i * 0.001,
+            "model": model,
+            "version": 1,
+            "request_id": f"r{i}",
+            "status": 200 if i % 10 else 422,
+            "total_s": 0.002,
+            "queue_s": 0.0001,
+            "proc_s": 0.001,
+            "batch_size": 1,
+            "rows": 1,
+            "prediction": [i % 3],
+        }
+        for i in range(n)
+    ]
+
+
+def test_write_and_read_back(tmp_path):
+    store = SQLiteStore(tmp_path / "m.sqlite")
+    store.write_requests(records(100))
+    df = store.requests("m", 0)
+    assert len(df) == 100 and (df["status"] == 422).sum() == 10
+    assert df["total_ms"].iloc[0] == 2.0 and df["prediction"].iloc[1] == "[1]"
+    store.write_feedback("m", [("r1", 1), ("r2", 0), ("nope", 5)])
+    joined = store.joined_feedback("m", 0)
+    assert sorted(joined["request_id"]) == ["r1", "r2"]  # feedback for unknown requests joins nothing
+
+
+def test_wal_lets_a_reader_read_while_a_writer_writes(tmp_path):
+    path = tmp_path / "m.sqlite"
+    writer = SQLiteStore(path)
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    stop = threading.Event()
+    errors = []
+
+    def write():
+        while not stop.is_set():
+            try:
+                writer.write_requests(records(200))
+            except Exception as exc:  # pragma: no cover - surfaced below
+                errors.append(exc)
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    reader = SQLiteStore(path)  # another connection, as the kernel has beside the server process
+    counts = []
+    for _ in range(20):
+        counts.append(len(reader.requests("m", 0)))
+        time.sleep(0.01)
+    stop.set()
+    thread.join()
+    assert not errors and counts == sorted(counts) and counts[-1] > 0
+
+
+def test_retention_folds_old_requests_into_rollups(tmp_path):
+    store = SQLiteStore(tmp_path / "m.sqlite", raw_days=1, rollup_days=30)
+    now = time.time()
+    store.write_requests(records(500, t0=now - 3 * 86400))  # three days old: past raw retention
+    store.write_requests(records(50, t0=now - 60))
+    report = store.compact(now)
+    assert report == {"folded": 500, "deleted": 500, "rollups": report["rollups"]} and report["rollups"] >= 1
+    assert len(store.requests("m", 0)) == 50
+    rollups = store.rollups("m", 0)
+    assert rollups["count"].sum() == 500 and rollups["errors"].sum() == 50
+    store.compact(now + 40 * 86400)  # a month later everything is past retention
+    assert store.rollups("m", 0).empty and store.requests("m", 0).empty
+
+
+def test_alerts_open_once_and_resolve(tmp_path):
+    store = SQLiteStore(tmp_path / "m.sqlite")
+    assert store.open_alert("m", 1, "psi", "warning", "x drifted", 0.3) is True
+    assert store.open_alert("m", 1, "psi", "warning", "x drifted more", 0.4) is False
+    assert list(store.alerts("m")["message"]) == ["x drifted more"]
+    store.resolve_alert("m", "psi")
+    assert store.alerts("m").empty and len(store.alerts("m", open_only=False)) == 1
