@@ -185,6 +185,7 @@ def cmd_monitor(args: argparse.Namespace) -> Any:
     if args.frame:
         return monitor.frame(args.name, args.window).to_string(max_rows=50)
     while True:
+        deployer.flush_metrics(args.name)
         snap = monitor.snapshot(args.name, args.window, deployment=deployer.get(args.name))
         if not args.watch:
             return snap

@@ -448,6 +448,7 @@ class MMMagics(Magics):
         return self._monitor
 
     def _snapshot(self, monitor: Any, deployer: Any, name: str, window: str) -> Any:
+        deployer.flush_metrics(name)
         dep = deployer.get(name)
         return monitor.snapshot(name, window, deployment=dep, sink=_sink_state(monitor.ws))
 

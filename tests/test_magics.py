@@ -311,3 +311,32 @@ def test_deploy_predict_rollback_undeploy(ip, tmp_path):
     assert line(ip, "mm_deployments").deployments == []
     with pytest.raises(UsageError, match="not deployed"):
         line(ip, "mm_undeploy iris")
+
+
+def test_monitor_feedback_probe(ip, tmp_path):
+    ip.run_cell_magic("mm_train", "iris --commit -m good", TRAIN_LOGREG)
+    line(ip, "mm_deploy iris@v1")
+    try:
+        pred = line(ip, "mm_predict iris X.head(5)")
+        with pytest.raises(UsageError, match="had 5 rows but 3 labels"):
+            line(ip, "mm_feedback iris y.head(3)")
+        line(ip, "mm_feedback iris y.head(5)")
+        assert pred.request_id
+        line(ip, "mm_probe iris -n 3")
+        import time
+
+        deadline = time.monotonic() + 10
+        snap = line(ip, "mm_monitor iris --window 10m")
+        while snap.requests < 4 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            snap = line(ip, "mm_monitor iris --window 10m")
+        assert snap.requests >= 4 and "network" in snap.latency_ms
+        assert snap.quality["accuracy"] == 1.0 and snap.labelled == 5
+        assert "iris (iris@v1)" in str(snap)
+        with pytest.raises(UsageError, match="bad duration"):
+            line(ip, "mm_monitor iris --window soon")
+        ip.user_ns["two_ids"] = ["a", "b"]
+        with pytest.raises(UsageError, match="2 request ids but 1 labels"):
+            line(ip, "mm_feedback iris [0] --ids two_ids")
+    finally:
+        line(ip, "mm_undeploy iris")

@@ -61,3 +61,23 @@ def test_deploy_notebook_serves_rolls_back_and_cleans_up(tmp_path):
     with Workspace.open(tmp_path / ".mm", create=False) as ws:
         assert not (ws.run_dir / "deployments" / "wine.json").exists()  # the notebook undeploys at the end
         assert ws.lifecycle.stage("wine@v2") == "retire"
+
+
+def test_monitor_notebook_sees_drift_and_alerts(tmp_path):
+    nb = execute_notebook(
+        next(p for p in NOTEBOOKS if p.name == "03_monitor.ipynb"),
+        tmp_path,
+        env={"MM_HOME": str(tmp_path / ".mm")},
+        timeout=600,
+    )
+    text = "\n".join(
+        o.get("text", "") + o.get("data", {}).get("text/plain", "")
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+    )
+    assert "ALERT psi: feature mean radius drifted" in text
+    assert "quality on 150 labelled" in text and "cancer@v2 ->" in text
+    with Workspace.open(tmp_path / ".mm", create=False) as ws:
+        assert ws.registry.get("cancer@v2").parent == "cancer@v1"
+        assert ws.lifecycle.stage("cancer@v1") == "retire"  # replaced in production by the retrained version

@@ -43,7 +43,7 @@ class Recorder:
         self._refs: dict[tuple[str, int], dict[str, Reference]] = {}
         self._reservoirs: dict[tuple[str, int, str, int], Reservoir] = {}
         self._stop = threading.Event()
-        self._flushed = threading.Event()
+        self._flush_lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="mm-recorder", daemon=True)
         self._thread.start()
         self.recorded = 0
@@ -71,6 +71,11 @@ class Recorder:
             self.last_error = f"{type(exc).__name__}: {exc}"
 
     def flush(self) -> int:
+        """Write everything queued so far; safe from any thread (one flush at a time)."""
+        with self._flush_lock:
+            return self._flush()
+
+    def _flush(self) -> int:
         batch = []
         while self._queue:
             batch.append(self._queue.popleft())

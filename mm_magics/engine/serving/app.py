@@ -54,6 +54,7 @@ class Settings:
     admin_token: str | None = None  # for /mm/v1/load; None disables model swaps over HTTP
     on_request: Callable[[dict[str, Any]], None] | None = None  # monitoring hook, called off the hot path
     on_feedback: Callable[[str, list[str], list[Any]], None] | None = None
+    on_flush: Callable[[], Any] | None = None  # make recorded metrics durable now (%mm_monitor asks first)
 
 
 @dataclass
@@ -358,6 +359,13 @@ def create_app(source: ModelSource, versions: list[str], settings: Settings | No
             asyncio.get_running_loop().call_later(5, old.batcher.close)  # let its in-flight batch finish
         return JSONResponse({"serving": served.id, "previous": old.id if old else None})
 
+    async def flush(request: Request) -> Response:
+        if not settings.admin_token or not _bearer_ok(request, settings.admin_token):
+            return _error(401, "flushing metrics needs the admin token (Authorization: Bearer ...)")
+        if settings.on_flush is not None:
+            await asyncio.get_running_loop().run_in_executor(None, settings.on_flush)
+        return JSONResponse({"flushed": True})
+
     async def status(request: Request) -> Response:
         return JSONResponse(
             {
@@ -404,8 +412,9 @@ def create_app(source: ModelSource, versions: list[str], settings: Settings | No
         Route("/version", version),
         Route("/mm/v1/load", load_version, methods=["POST"]),
         Route("/mm/v1/status", status),
+        Route("/mm/v1/flush", flush, methods=["POST"]),
     ]
-    open_paths = {"/v2/health/live", "/v2/health/ready", "/ping", "/health", "/mm/v1/load"}
+    open_paths = {"/v2/health/live", "/v2/health/ready", "/ping", "/health", "/mm/v1/load", "/mm/v1/flush"}
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

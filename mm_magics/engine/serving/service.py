@@ -8,6 +8,7 @@ deployment. Switching what a deployment serves loads and health-checks the new v
 from __future__ import annotations
 
 import secrets
+import socket
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,10 @@ class Deployer:
         self.store = DeploymentStore(workspace.run_dir)
         self.local = LocalRunner(workspace)
         self._docker: Any = None
-        self._http = httpx.Client(timeout=30)  # keep-alive: %mm_predict measures the model, not TCP set-up
+        # keep-alive, so %mm_predict measures the model rather than TCP set-up; TCP_NODELAY, because h11 writes
+        # headers and body separately and Nagle + delayed ACK would add ~40 ms to every request after the first
+        nodelay = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+        self._http = httpx.Client(timeout=30, transport=httpx.HTTPTransport(socket_options=nodelay))
 
     def docker(self) -> Any:
         if self._docker is None:
@@ -184,6 +188,19 @@ class Deployer:
             return new, None
         # a rollback is a deliberate, audited decision: the no-regression gate must not block going back
         return new, self.switch(name, new.id, reason=message or f"Roll back to {to}", force=True)
+
+    def flush_metrics(self, name: str) -> bool:
+        """Ask a local server to write what it has recorded, so a snapshot taken now includes it (best effort)."""
+        dep = self.store.get(name)
+        if dep is None or dep.runner != "local":
+            return False
+        try:
+            resp = self._http.post(
+                f"{dep.url}/mm/v1/flush", headers={"Authorization": f"Bearer {self.secret('admin-token')}"}, timeout=5
+            )
+        except httpx.HTTPError:
+            return False
+        return resp.status_code == 200
 
     def probe(self, name: str, n: int = 20) -> list[dict[str, Any]]:
         """Timed single-row requests: network time = client total - the server's ``Server-Timing`` total."""
