@@ -62,6 +62,7 @@ LOCAL_BASE_IMAGE = "local/python:3.11"
 BASE_IMAGE_ENV = "MM_DOCKER_BASE_IMAGE"
 SETUP = "bash scripts/setup-docker.sh"
 CONTAINER_PORT = 8080
+RUN_MOUNT = "/mm-run"  # the workspace's run directory inside a container (metric store, InfluxDB spool)
 TOKEN_DIR = "/run/mm"
 TOKEN_PATH = f"{TOKEN_DIR}/token"
 LABEL = "io.mm-magics"
@@ -332,11 +333,11 @@ def _token_tar(token: str) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         folder = tarfile.TarInfo("mm")
-        folder.type, folder.mode, folder.uid, folder.gid = tarfile.DIRTYPE, 0o500, 65534, 65534
+        folder.type, folder.mode, folder.uid, folder.gid = tarfile.DIRTYPE, 0o500, os.getuid(), os.getgid()
         tar.addfile(folder)
         data = token.encode()
         info = tarfile.TarInfo("mm/token")
-        info.size, info.mode, info.uid, info.gid = len(data), 0o400, 65534, 65534
+        info.size, info.mode, info.uid, info.gid = len(data), 0o400, os.getuid(), os.getgid()
         tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
 
@@ -564,7 +565,13 @@ class DockerRunner:
             f"{LABEL}.version": version.id,
             f"{LABEL}.workspace": str(self.ws.root),
         }
-        command = [*SERVER_CMD, "--batch"] if batch else None
+        # Metrics reach the workspace's embedded store like a local server's: the run directory is mounted and the
+        # server runs as the workspace owner's uid so it can write the SQLite files (WAL works across the mount,
+        # same kernel). InfluxDB settings travel as the client's own INFLUXDB_V2_* variables, never in the image.
+        command = [*SERVER_CMD, "--metrics-db", f"{RUN_MOUNT}/metrics.sqlite", "--deployment", version.name]
+        if batch:
+            command.append("--batch")
+        self.ws.run_dir.mkdir(parents=True, exist_ok=True)
         with self._errors(f"create a container from {image}"):
             container = self.client.containers.create(
                 image,
@@ -573,6 +580,9 @@ class DockerRunner:
                 init=True,
                 labels=labels,
                 ports={f"{CONTAINER_PORT}/tcp": ("127.0.0.1", port)},
+                volumes={str(self.ws.run_dir): {"bind": RUN_MOUNT, "mode": "rw"}},
+                user=f"{os.getuid()}:{os.getgid()}",
+                environment={k: v for k, v in os.environ.items() if k.startswith("INFLUXDB_V2_")},
             )
         try:
             with self._errors(f"start the container for {version.id}"):

@@ -289,3 +289,30 @@ def test_unreachable_engine_names_the_fix(ws, two_versions, monkeypatch):
         runner.build(v1)
     message = str(info.value)
     assert "\n" not in message and "bash scripts/setup-docker.sh" in message, message
+
+
+def test_container_requests_reach_the_workspace_metric_store(ws, runner, iris, two_versions):
+    """Metrics from a container land in the same embedded store as a local server's."""
+    from mm_magics.engine.monitoring.store import SQLiteStore
+
+    X, _ = iris
+    v1, _ = two_versions
+    dep = runner.start(v1)
+    try:
+        ids = []
+        for i in range(5):
+            request = urllib.request.Request(
+                f"{dep.url}/v2/models/iris/infer",
+                data=json.dumps(v2_body(X.iloc[[i]])).encode(),
+                headers={"Content-Type": "application/json", "Authorization": f"Bearer {_token(ws)}"},
+            )
+            with urllib.request.urlopen(request, timeout=30) as resp:
+                ids.append(resp.headers["X-Request-ID"])
+        store = SQLiteStore(ws.run_dir / "metrics.sqlite")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not set(ids) <= set(store.requests("iris", 0)["request_id"]):
+            time.sleep(0.2)
+        assert set(ids) <= set(store.requests("iris", 0)["request_id"])
+        store.close()
+    finally:
+        runner.stop(dep)
