@@ -17,8 +17,8 @@ from typing import Any
 from .engine.errors import MMError
 
 QUICKSTART = "01_quickstart.ipynb"
-#: What `mm demo` runs, in order, in one workspace: the quick start, then deployment.
-DEMO_NOTEBOOKS = (QUICKSTART, "02_deploy.ipynb")
+#: What `mm demo` runs, in order, in one workspace: the quick start, deployment, monitoring.
+DEMO_NOTEBOOKS = (QUICKSTART, "02_deploy.ipynb", "03_monitor.ipynb")
 MARKER = ".mm-demo"
 
 

@@ -61,7 +61,7 @@ def test_demo_runs_the_quickstart_notebook(tmp_path, capsys):
     target = tmp_path / "demo"
     assert main(["demo", "--dir", str(target)]) == 0
     out = capsys.readouterr().out
-    assert "ran 01_quickstart.ipynb" in out and "ran 02_deploy.ipynb" in out and "cancer@v5 [production]" in out
+    assert "ran 01_quickstart.ipynb" in out and "ran 03_monitor.ipynb" in out and "cancer@v5 [production]" in out
     assert (target / "01_quickstart.ipynb").is_file()
     assert main(["demo", "--dir", str(target)]) == 0  # running it again starts from a fresh demo workspace
     assert "cancer  latest v5" in capsys.readouterr().out

@@ -77,7 +77,7 @@ def test_monitor_notebook_sees_drift_and_alerts(tmp_path):
         for o in c.outputs
     )
     assert "ALERT psi: feature mean radius drifted" in text
-    assert "quality on 150 labelled" in text and "cancer@v2 ->" in text
+    assert "quality on 150 labelled" in text and "screening@v2 ->" in text
     with Workspace.open(tmp_path / ".mm", create=False) as ws:
-        assert ws.registry.get("cancer@v2").parent == "cancer@v1"
-        assert ws.lifecycle.stage("cancer@v1") == "retire"  # replaced in production by the retrained version
+        assert ws.registry.get("screening@v2").parent == "screening@v1"
+        assert ws.lifecycle.stage("screening@v1") == "retire"  # replaced in production by the retrained version
