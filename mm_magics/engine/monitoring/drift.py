@@ -36,9 +36,13 @@ class Reference:
     def bins(self) -> int:
         return len(self.expected)
 
-    def counts(self, values: list[Any]) -> list[int]:
+    def counts(self, values: Any) -> list[int]:
         if self.kind == "numeric":
-            arr = np.asarray([v for v in values if v is not None], dtype=float)
+            arr = (
+                np.asarray(values, dtype=float)
+                if isinstance(values, np.ndarray)
+                else np.asarray([np.nan if v is None else v for v in values], dtype=float)
+            )
             arr = arr[~np.isnan(arr)]
             idx = np.searchsorted(self.edges, arr, side="right")
             return np.bincount(idx, minlength=self.bins).tolist()
@@ -99,6 +103,22 @@ class Reservoir:
         self.sample: list[float] = []
         self.seen = 0
         self._rng = random.Random(seed)
+        self._np_rng = np.random.default_rng(seed)
+
+    def extend(self, values: np.ndarray) -> None:
+        """Add many values in one vectorised step (the same distribution as adding them one by one)."""
+        n = len(values)
+        if not n:
+            return
+        room = max(self.size - len(self.sample), 0)
+        self.sample.extend(float(v) for v in values[:room])
+        rest = values[room:]
+        if len(rest):
+            seen = self.seen + room + np.arange(1, len(rest) + 1)
+            draws = np.floor(self._np_rng.random(len(rest)) * seen).astype(np.int64)
+            for value, slot in zip(rest[draws < self.size], draws[draws < self.size], strict=True):
+                self.sample[int(slot)] = float(value)
+        self.seen += n
 
     def add(self, value: float) -> None:
         self.seen += 1

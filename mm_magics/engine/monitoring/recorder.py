@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from ..atomic import atomic_write_text
 from .drift import Reference, Reservoir, reference
 from .store import SQLiteStore
 
 MAX_LOGGED_ROWS = 16  # predictions kept per request (enough to join feedback for typical small requests)
+MAX_FLUSH = 5_000  # requests per flush: bounds how long one flush holds the GIL away from request handling
 
 
 class Recorder:
@@ -77,12 +79,13 @@ class Recorder:
 
     def _flush(self) -> int:
         batch = []
-        while self._queue:
+        while self._queue and len(batch) < MAX_FLUSH:
             batch.append(self._queue.popleft())
         if not batch:
             return 0
         requests, sink_records = [], []
-        bins: dict[tuple[str, int, str, int], list[int]] = {}
+        frames: dict[tuple[str, int, int], list[Any]] = {}
+        profiles: dict[tuple[str, int], dict[str, Any]] = {}
         for kind, item in batch:
             if kind == "feedback":
                 model, ids, labels, t = item
@@ -92,9 +95,13 @@ class Recorder:
             requests.append(row)
             sink_records.append({"kind": "request", **{k: v for k, v in row.items() if k != "prediction"}})
             if item.get("frame") is not None and item.get("status") == 200:
-                self._drift(item, bins)
+                key = (item["model"], int(item["version"]), int(item["time"] // 60))
+                frames.setdefault(key, []).append(item["frame"])
+                profiles.setdefault(key[:2], item.get("profile") or {})
         self.store.write_requests(requests)
-        samples = {k: (r.sample, r.seen) for k, r in self._reservoirs.items() if k[3] in {b[3] for b in bins}}
+        bins = self._drift(frames, profiles)
+        minutes = {k[3] for k in bins}
+        samples = {k: (r.sample, r.seen) for k, r in self._reservoirs.items() if k[3] in minutes}
         self.store.write_drift(bins, samples)
         self._prune_reservoirs()
         if self.sink is not None and sink_records:
@@ -135,32 +142,35 @@ class Recorder:
             row["prediction"] = [v.item() if hasattr(v, "item") else v for v in pred]
         return row
 
-    def _drift(self, rec: dict[str, Any], bins: dict[tuple[str, int, str, int], list[int]]) -> None:
-        model, version = rec["model"], int(rec["version"])
-        refs = self._refs.get((model, version))
-        if refs is None:
-            profile = rec.get("profile") or {}
-            refs = {f: r for f, p in profile.items() if (r := reference(p)) is not None}
-            self._refs[(model, version)] = refs
-        if not refs:
-            return
-        frame = rec["frame"]
-        minute = int(rec["time"] // 60)
-        for feature, ref in refs.items():
-            if feature not in frame.columns:
+    def _drift(
+        self, frames: dict[tuple[str, int, int], list[Any]], profiles: dict[tuple[str, int], dict[str, Any]]
+    ) -> dict[tuple[str, int, str, int], list[int]]:
+        """Per-minute bin counts and reservoirs for a whole flush at once: one vectorised pass per feature."""
+        bins: dict[tuple[str, int, str, int], list[int]] = {}
+        for (model, version, minute), parts in frames.items():
+            refs = self._refs.get((model, version))
+            if refs is None:
+                profile = profiles.get((model, version)) or {}
+                refs = {f: r for f, p in profile.items() if (r := reference(p)) is not None}
+                self._refs[(model, version)] = refs
+            if not refs:
                 continue
-            values = frame[feature].tolist()
-            key = (model, version, feature, minute)
-            counts = ref.counts(values)
-            prev = bins.get(key)
-            bins[key] = counts if prev is None else [a + b for a, b in zip(prev, counts, strict=True)]
-            if ref.kind == "numeric":
-                res = self._reservoirs.get(key)
-                if res is None:
-                    res = self._reservoirs[key] = Reservoir()
-                for v in values:
-                    with contextlib.suppress(TypeError, ValueError):
-                        res.add(float(v))
+            frame = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+            for feature, ref in refs.items():
+                if feature not in frame.columns:
+                    continue
+                column = frame[feature]
+                key = (model, version, feature, minute)
+                if ref.kind == "numeric":
+                    values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
+                    bins[key] = ref.counts(values)
+                    res = self._reservoirs.get(key)
+                    if res is None:
+                        res = self._reservoirs[key] = Reservoir()
+                    res.extend(values[~np.isnan(values)])
+                else:
+                    bins[key] = ref.counts(column.tolist())
+        return bins
 
     def _prune_reservoirs(self) -> None:
         current = int(time.time() // 60)

@@ -51,7 +51,10 @@ class MicroBatcher:
         self.max_delay = max_delay
         self._queue: asyncio.Queue[_Item] | None = None
         self._task: asyncio.Task[None] | None = None
-        # one thread: predict holds the GIL anyway; the event loop stays free to accept the next batch
+        # One thread: predict holds the GIL anyway, and the event loop must stay free to read the requests that
+        # arrive during a predict, or they could never form the next batch. (Predicting a lone request inline on
+        # the loop would be faster at concurrency 1 but would serialise everything under load: each request would
+        # find the queue empty because the others are still unread in their sockets.)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mm-batch")
 
     async def submit(self, frame: pd.DataFrame, outputs: tuple[str, ...]) -> Result:

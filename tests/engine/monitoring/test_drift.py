@@ -37,3 +37,12 @@ def test_reservoir_is_bounded_and_uniform():
         r.add(float(i))
     assert len(r.sample) == 100 and r.seen == 10_000
     assert 3000 < np.mean(r.sample) < 7000
+
+
+def test_reservoir_extend_matches_the_one_by_one_distribution():
+    r = Reservoir(100, seed=0)
+    r.extend(np.arange(50, dtype=float))
+    assert r.sample == [float(i) for i in range(50)] and r.seen == 50
+    r.extend(np.arange(50, 10_000, dtype=float))
+    assert len(r.sample) == 100 and r.seen == 10_000
+    assert 3000 < np.mean(r.sample) < 7000  # uniform over the whole stream, not just its start
