@@ -77,7 +77,7 @@ class Deployer:
         docker: bool = False,
         port: int | None = None,
         host: str = "127.0.0.1",
-        batch: bool = False,
+        batch: bool = True,
         force: bool = False,
         reason: str = "",
     ) -> Deployment:
