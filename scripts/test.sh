@@ -5,11 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-python3 -m pip install -q -e ".[test,dev]" 2>&1 | grep -v -E "^WARNING: (Location|Running pip as)" || true
+export PIP_ROOT_USER_ACTION=ignore
+python3 -m pip install -q -e ".[test,dev]"
 
-# Debian packages and real servers: a Docker engine with a local base image (no registry is reachable here)
+# Debian packages and real servers: a Docker engine with a local base image (no registry is reachable here), and
+# VictoriaMetrics, which speaks InfluxDB's write protocol (the tests start their own instances on free ports)
 if [ "$(id -u)" = 0 ]; then
     bash scripts/setup-docker.sh
+    bash scripts/setup-influx.sh
 fi
 export MM_DOCKER_BASE_IMAGE="${MM_DOCKER_BASE_IMAGE:-local/python:3.11}"
 
