@@ -1,15 +1,21 @@
 """The request recorder: everything a server wants to remember, written off the request path.
 
 The request handler only appends a small dict of references (the parsed frame, the outputs) to a deque — no
-conversion, no I/O, no lock. A daemon thread wakes a few times a second, turns the batch into rows, updates the
-per-minute drift counts and reservoirs, writes one SQLite transaction, and hands the same batch to the InfluxDB
-sink when one is configured. A slow disk or a dead InfluxDB therefore never delays a response.
+conversion, no I/O, no lock. A daemon thread wakes once a second, turns the batch into rows, updates the
+per-minute drift counts and reservoirs in memory, writes one SQLite transaction, and hands the same batch to the
+InfluxDB sink when one is configured. A slow disk or a dead InfluxDB therefore never delays a response.
+
+The recorder shares the GIL and two cores with the request thread, so what it does per request is kept small:
+rows go in with a few multi-row statements, and drift state (bin counts, reservoir samples) is written every
+``drift_every`` seconds or when a minute closes rather than every flush. A reader who wants everything now
+(``%mm_monitor``, ``POST /mm/v1/flush``, shutdown) calls ``flush()``, which writes it all.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import random
 import threading
 import time
 from collections import deque
@@ -25,6 +31,10 @@ from .store import SQLiteStore
 
 MAX_LOGGED_ROWS = 16  # predictions kept per request (enough to join feedback for typical small requests)
 MAX_FLUSH = 5_000  # requests per flush: bounds how long one flush holds the GIL away from request handling
+# Requests per model version and minute that one flush feeds to drift. Under heavy traffic the rest are skipped: a
+# uniform random subset of a few hundred requests a second (over ten thousand rows a minute) pins PSI on ten bins and
+# fills the reservoirs just as well, and drift was half of the recorder's per-request cost when it saw every one.
+DRIFT_SAMPLE = 200
 
 
 class Recorder:
@@ -34,13 +44,19 @@ class Recorder:
         *,
         sink: Any = None,
         deployment: str | None = None,
-        interval: float = 0.25,
+        interval: float = 1.0,
+        drift_every: float = 5.0,
         state_file: Path | None = None,
     ) -> None:
         self.store = store
         self.sink = sink
         self.deployment = deployment
         self.interval = interval
+        self.drift_every = drift_every
+        self._pending_bins: dict[tuple[str, int, str, int], list[int]] = {}
+        self._dirty_samples: set[tuple[str, int, str, int]] = set()
+        self._drift_written = time.monotonic()
+        self._rng = random.Random()
         self._queue: deque[tuple[str, Any]] = deque()
         self._refs: dict[tuple[str, int], dict[str, Reference]] = {}
         self._reservoirs: dict[tuple[str, int, str, int], Reservoir] = {}
@@ -63,26 +79,35 @@ class Recorder:
     # -- the background side ---------------------------------------------------------------------------------------
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
-            self._safe_flush()
-        self._safe_flush()
+            self._safe_flush(drift=False)
+            self._publish_state()  # also while idle: an InfluxDB outage with no traffic must still show
+        self._safe_flush(drift=True)
 
-    def _safe_flush(self) -> None:
+    def _safe_flush(self, drift: bool) -> None:
         try:
-            self.flush()
+            self.flush(drift=drift)
         except Exception as exc:  # never let the recorder thread die: keep the reason for %mm_monitor
             self.last_error = f"{type(exc).__name__}: {exc}"
 
-    def flush(self) -> int:
-        """Write everything queued so far; safe from any thread (one flush at a time)."""
-        with self._flush_lock:
-            return self._flush()
+    def flush(self, *, drift: bool = True) -> int:
+        """Write the requests queued so far, and the drift state unless ``drift=False`` leaves it to its cadence.
 
-    def _flush(self) -> int:
+        Safe from any thread (one flush at a time). Returns how many queued items it wrote (at most ``MAX_FLUSH``).
+        """
+        with self._flush_lock:
+            return self._flush(drift)
+
+    def _flush(self, drift: bool) -> int:
         batch = []
         while self._queue and len(batch) < MAX_FLUSH:
             batch.append(self._queue.popleft())
-        if not batch:
-            return 0
+        if batch:
+            self._write(batch)
+        if drift or time.monotonic() - self._drift_written >= self.drift_every:
+            self._write_drift()
+        return len(batch)
+
+    def _write(self, batch: list[tuple[str, Any]]) -> None:
         requests, sink_records = [], []
         frames: dict[tuple[str, int, int], list[Any]] = {}
         profiles: dict[tuple[str, int], dict[str, Any]] = {}
@@ -93,22 +118,46 @@ class Recorder:
                 continue
             row = self._request_row(item)
             requests.append(row)
-            sink_records.append({"kind": "request", **{k: v for k, v in row.items() if k != "prediction"}})
+            if self.sink is not None:
+                sink_records.append({"kind": "request", **{k: v for k, v in row.items() if k != "prediction"}})
             if item.get("frame") is not None and item.get("status") == 200:
                 key = (item["model"], int(item["version"]), int(item["time"] // 60))
                 frames.setdefault(key, []).append(item["frame"])
                 profiles.setdefault(key[:2], item.get("profile") or {})
         self.store.write_requests(requests)
-        bins = self._drift(frames, profiles)
-        minutes = {k[3] for k in bins}
-        samples = {k: (r.sample, r.seen) for k, r in self._reservoirs.items() if k[3] in minutes}
-        self.store.write_drift(bins, samples)
-        self._prune_reservoirs()
+        for key, counts in self._drift(frames, profiles).items():
+            self._merge_bins(key, counts)
+            if key in self._reservoirs:
+                self._dirty_samples.add(key)
         if self.sink is not None and sink_records:
             self.sink.write(sink_records)
         self.recorded += len(requests)
-        self._publish_state()
-        return len(batch)
+        if any(k[3] < int(time.time() // 60) for k in self._pending_bins):
+            self._write_drift()  # a minute closed: its counts are final, write them now
+
+    def _merge_bins(self, key: tuple[str, int, str, int], counts: list[int]) -> None:
+        pending = self._pending_bins.get(key)
+        if pending is None or len(pending) != len(counts):
+            self._pending_bins[key] = list(counts)
+        else:
+            self._pending_bins[key] = [a + b for a, b in zip(pending, counts, strict=True)]
+
+    def _write_drift(self) -> None:
+        """Merge the pending bin counts into the store and save the reservoirs that changed since last time."""
+        self._drift_written = time.monotonic()
+        if not self._pending_bins and not self._dirty_samples:
+            return
+        bins, self._pending_bins = self._pending_bins, {}
+        dirty, self._dirty_samples = self._dirty_samples, set()
+        samples = {k: (r.sample, r.seen) for k in dirty if (r := self._reservoirs.get(k)) is not None}
+        try:
+            self.store.write_drift(bins, samples)
+        except BaseException:
+            for key, counts in bins.items():  # keep them for the next try: counts are merged, never lost
+                self._merge_bins(key, counts)
+            self._dirty_samples |= dirty
+            raise
+        self._prune_reservoirs()
 
     def _publish_state(self) -> None:
         """Let %mm_monitor show whether InfluxDB is reachable and how much is spooled (at most once a second)."""
@@ -139,7 +188,10 @@ class Recorder:
         outputs = rec.get("outputs")
         if outputs is not None and "predict" in outputs:
             pred = np.asarray(outputs["predict"])[:MAX_LOGGED_ROWS]
-            row["prediction"] = [v.item() if hasattr(v, "item") else v for v in pred]
+            values = pred.tolist()  # Python scalars, except inside an object array
+            if pred.dtype == object:
+                values = [v.item() if hasattr(v, "item") else v for v in values]
+            row["prediction"] = values
         return row
 
     def _drift(
@@ -155,6 +207,8 @@ class Recorder:
                 self._refs[(model, version)] = refs
             if not refs:
                 continue
+            if len(parts) > DRIFT_SAMPLE:
+                parts = self._rng.sample(parts, DRIFT_SAMPLE)
             frame = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
             for feature, ref in refs.items():
                 if feature not in frame.columns:
@@ -183,3 +237,5 @@ class Recorder:
         if self.sink is not None:
             with contextlib.suppress(Exception):
                 self.sink.close()
+            self._state_written = 0.0
+            self._publish_state()

@@ -15,7 +15,6 @@ import asyncio
 import json
 import secrets
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from ..._version import __version__
 from . import protocol
 from .batching import MicroBatcher, Result, predict_now
 from .protocol import BadRequest, Schema
+from .request_ids import new_request_id
 
 JSON_TYPES = ("application/json", "application/json; charset=utf-8")
 
@@ -129,7 +129,7 @@ def _request_id(request: Request) -> str:
     given = request.headers.get("x-request-id", "")
     if 0 < len(given) <= 64 and given.replace("-", "").replace("_", "").isalnum():
         return given
-    return uuid.uuid4().hex
+    return new_request_id()
 
 
 async def _read_json(request: Request, settings: Settings) -> Any:

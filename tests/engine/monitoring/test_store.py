@@ -49,6 +49,7 @@ def test_wal_lets_a_reader_read_while_a_writer_writes(tmp_path):
                 writer.write_requests(records(200))
             except Exception as exc:  # pragma: no cover - surfaced below
                 errors.append(exc)
+            time.sleep(0.002)  # a server's pace: keeps the table (and each read of it) small
 
     thread = threading.Thread(target=write)
     thread.start()
@@ -83,3 +84,17 @@ def test_alerts_open_once_and_resolve(tmp_path):
     assert list(store.alerts("m")["message"]) == ["x drifted more"]
     store.resolve_alert("m", "psi")
     assert store.alerts("m").empty and len(store.alerts("m", open_only=False)) == 1
+
+
+def test_large_writes_keep_every_row_and_value_in_order(tmp_path):
+    # 1 + 8 + 64 + 512 rows and the sizes in between cross every multi-row statement size the store uses
+    store = SQLiteStore(tmp_path / "m.sqlite")
+    for n in (1, 7, 8, 9, 63, 585, 1100):
+        store.write_requests(records(n, t0=1000.0 + n, model=f"m{n}"))
+        df = store.requests(f"m{n}", 0)
+        assert len(df) == n and df["request_id"].tolist() == [f"r{i}" for i in range(n)]
+        assert df["prediction"].tolist() == [f"[{i % 3}]" for i in range(n)]
+    assert store._db.execute("SELECT count(*) FROM requests").fetchone() == (1 + 7 + 8 + 9 + 63 + 585 + 1100,)
+    store.write_feedback("m1", [(f"r{i}", {"label": i}) for i in range(700)])
+    assert len(store.joined_feedback("m1", 0)) == 1  # only r0 exists for m1
+    assert store._db.execute("SELECT count(*) FROM feedback").fetchone() == (700,)
