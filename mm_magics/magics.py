@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import shlex
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -110,6 +111,7 @@ class MMMagics(Magics):
         self._deployer: Any = None
         self._monitor: Any = None
         self._monitors: dict[str, tuple[threading.Thread, threading.Event]] = {}
+        self._interrupt_hooked = False
         self._last_predictions: dict[str, Any] = {}
 
     # -- helpers ---------------------------------------------------------------------------------------------------
@@ -468,8 +470,8 @@ class MMMagics(Magics):
     def mm_monitor(self, line: str) -> Any:
         """Live serving metrics: request rate, latency split, errors, live quality vs training, drift, alerts.
 
-        With --refresh the display updates in place until --for elapses, the magic is re-run for this model, or
-        --stop; the updater is a daemon thread that never blocks the kernel or its shutdown.
+        With --refresh the display updates in place until --for elapses, the magic is re-run for this model, --stop,
+        or the kernel is interrupted; the updater is a daemon thread that never blocks the kernel or its shutdown.
         """
         from .engine.monitoring.live import parse_duration
 
@@ -507,8 +509,48 @@ class MMMagics(Magics):
 
         thread = threading.Thread(target=loop, name=f"mm-monitor-{name}", daemon=True)
         self._monitors[name] = (thread, stop)
+        self._stop_monitors_on_interrupt()
         thread.start()
         return None
+
+    def _stop_monitors_on_interrupt(self) -> None:
+        """Make the kernel's interrupt button stop refreshing monitors, whether a cell is running or not.
+
+        An interrupt while a cell runs raises KeyboardInterrupt in that cell (seen through IPython's post_run_cell
+        event). While the kernel is idle, ipykernel ignores SIGINT: it installs Python's default handler only
+        around each request and puts back the handler saved in ``kernel.saved_sigint_handler`` afterwards, so
+        that saved handler is the one an idle interrupt reaches. We wrap it, once; ``unload`` unwraps it.
+        """
+        if not self._interrupt_hooked:
+            self.shell.events.register("post_run_cell", self._after_cell)
+            self._interrupt_hooked = True
+        kernel = getattr(self.shell, "kernel", None)
+        saved = getattr(kernel, "saved_sigint_handler", None)
+        if kernel is None or saved is None or getattr(saved, "mm_previous", None) is not None:
+            return
+        stop_all = self._stop_all_monitors
+
+        def on_interrupt(signum: int, frame: Any) -> Any:
+            stop_all()
+            if callable(saved):
+                return saved(signum, frame)
+            if saved == signal.SIG_DFL:
+                raise KeyboardInterrupt
+            return None  # SIG_IGN: what an idle kernel does with an interrupt
+
+        on_interrupt.mm_previous = saved  # type: ignore[attr-defined]
+        kernel.saved_sigint_handler = on_interrupt
+
+    def _after_cell(self, result: Any) -> None:
+        if isinstance(getattr(result, "error_in_exec", None), KeyboardInterrupt):
+            self._stop_all_monitors()
+
+    def _stop_all_monitors(self) -> None:
+        """Signal every refreshing monitor to stop (no waiting: this may run inside a signal handler)."""
+        for name in list(self._monitors):
+            current = self._monitors.pop(name, None)
+            if current is not None:
+                current[1].set()
 
     def _stop_monitor(self, name: str) -> None:
         current = self._monitors.pop(name, None)
@@ -638,6 +680,12 @@ def unload(ipython: Any) -> None:
             ipython.magics_manager.magics[kind].pop(name, None)
     for name in list(magics._monitors):
         magics._stop_monitor(name)
+    if magics._interrupt_hooked:
+        ipython.events.unregister("post_run_cell", magics._after_cell)
+    kernel = getattr(ipython, "kernel", None)
+    previous = getattr(getattr(kernel, "saved_sigint_handler", None), "mm_previous", None)
+    if previous is not None:
+        kernel.saved_sigint_handler = previous
     ipython.configurables[:] = [c for c in ipython.configurables if c is not magics]
     if magics._ws is not None:
         magics._ws.close()

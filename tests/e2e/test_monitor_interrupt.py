@@ -1,0 +1,101 @@
+"""%mm_monitor --refresh on a real kernel: the interrupt button stops the updater, idle or busy."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import pytest
+from jupyter_client.manager import start_new_kernel
+
+SETUP = """
+%load_ext mm_magics
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+X, y = load_iris(return_X_y=True, as_frame=True)
+"""
+
+
+def run(kc, code: str, timeout: float = 120) -> str:
+    """Execute ``code``, return its text output; any error in the cell fails the test (unless it is expected)."""
+    reply = kc.execute_interactive(code, timeout=timeout, output_hook=(out := _Collector()))
+    if reply["content"]["status"] != "ok":
+        raise AssertionError(f"{code!r} failed: {reply['content'].get('ename')} {reply['content'].get('evalue')}")
+    return out.text
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.text = ""
+
+    def __call__(self, msg: dict) -> None:
+        content = msg["content"]
+        self.text += content.get("text", "") + content.get("data", {}).get("text/plain", "")
+
+
+def monitor_threads(kc) -> list[str]:
+    text = run(
+        kc, "import threading; print(sorted(t.name for t in threading.enumerate() if t.name.startswith('mm-monitor')))"
+    )
+    return eval(text.strip().splitlines()[-1])  # a printed list of str
+
+
+def wait_until_no_monitor(kc, timeout: float = 10) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while (names := monitor_threads(kc)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return names
+
+
+@pytest.fixture
+def kernel(tmp_path):
+    env = {**os.environ, "MM_HOME": str(tmp_path / ".mm")}
+    km, kc = start_new_kernel(kernel_name="python3", env=env, cwd=str(tmp_path))
+    deployed = False
+    try:
+        run(kc, SETUP)
+        run(kc, "%%mm_train iris --commit -m 'first'\nmodel = LogisticRegression(max_iter=500)")
+        run(kc, "%mm_deploy iris")
+        deployed = True
+        yield km, kc
+    finally:
+        try:
+            if deployed:
+                run(kc, "%mm_undeploy iris")
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="kernel interrupts are SIGINT on POSIX")
+def test_interrupting_an_idle_kernel_stops_the_refreshing_monitor(kernel):
+    km, kc = kernel
+    run(kc, "%mm_monitor iris --refresh 0.5s --for 10m")
+    assert monitor_threads(kc) == ["mm-monitor-iris"]
+    km.interrupt_kernel()  # the kernel is idle: ipykernel ignores SIGINT unless we hooked it
+    assert wait_until_no_monitor(kc) == []
+    run(kc, "%mm_monitor iris --refresh 0.5s")  # and the kernel, the hook and the magic still work
+    assert monitor_threads(kc) == ["mm-monitor-iris"]
+    km.interrupt_kernel()
+    assert wait_until_no_monitor(kc) == []
+
+
+def test_interrupting_a_running_cell_stops_it_too(kernel):
+    km, kc = kernel
+    run(kc, "%mm_monitor iris --refresh 0.5s")
+    msg_id = kc.execute("import time; time.sleep(60)")
+    time.sleep(1.0)
+    km.interrupt_kernel()
+    reply = kc.get_shell_msg(timeout=30)
+    assert reply["parent_header"]["msg_id"] == msg_id and reply["content"]["ename"] == "KeyboardInterrupt"
+    assert wait_until_no_monitor(kc) == []
+
+
+def test_rerunning_the_magic_replaces_the_updater(kernel):
+    _, kc = kernel
+    run(kc, "%mm_monitor iris --refresh 0.5s")
+    run(kc, "%mm_monitor iris --refresh 0.5s")
+    assert monitor_threads(kc) == ["mm-monitor-iris"]
+    run(kc, "%mm_monitor iris --stop")
+    assert wait_until_no_monitor(kc) == []
