@@ -27,7 +27,7 @@ import pandas as pd
 
 from ..atomic import atomic_write_text
 from .drift import Reference, Reservoir, reference
-from .store import SQLiteStore
+from .store import COMPACT_CHUNK, SQLiteStore
 
 MAX_LOGGED_ROWS = 16  # predictions kept per request (enough to join feedback for typical small requests)
 MAX_FLUSH = 5_000  # requests per flush: bounds how long one flush holds the GIL away from request handling
@@ -35,6 +35,7 @@ MAX_FLUSH = 5_000  # requests per flush: bounds how long one flush holds the GIL
 # uniform random subset of a few hundred requests a second (over ten thousand rows a minute) pins PSI on ten bins and
 # fills the reservoirs just as well, and drift was half of the recorder's per-request cost when it saw every one.
 DRIFT_SAMPLE = 200
+COMPACT_EVERY = 600.0  # seconds between retention passes once caught up (a backlog is worked off a chunk a tick)
 
 
 class Recorder:
@@ -57,6 +58,7 @@ class Recorder:
         self._dirty_samples: set[tuple[str, int, str, int]] = set()
         self._drift_written = time.monotonic()
         self._rng = random.Random()
+        self._next_compact = time.monotonic()  # the first pass runs at the first tick: old data from last run
         self._queue: deque[tuple[str, Any]] = deque()
         self._refs: dict[tuple[str, int], dict[str, Reference]] = {}
         self._reservoirs: dict[tuple[str, int, str, int], Reservoir] = {}
@@ -81,7 +83,19 @@ class Recorder:
         while not self._stop.wait(self.interval):
             self._safe_flush(drift=False)
             self._publish_state()  # also while idle: an InfluxDB outage with no traffic must still show
+            self._maybe_compact()
         self._safe_flush(drift=True)
+
+    def _maybe_compact(self) -> None:
+        """Retention and downsampling as the store defines them, one chunk per tick while there is a backlog."""
+        if time.monotonic() < self._next_compact:
+            return
+        try:
+            folded = self.store.compact(limit=COMPACT_CHUNK)["folded"]
+        except Exception as exc:  # e.g. the database is busy: try again at the next pass
+            self.last_error = f"retention: {type(exc).__name__}: {exc}"
+            folded = 0
+        self._next_compact = time.monotonic() + (0.0 if folded >= COMPACT_CHUNK else COMPACT_EVERY)
 
     def _safe_flush(self, drift: bool) -> None:
         try:

@@ -55,6 +55,9 @@ CREATE TABLE IF NOT EXISTS alerts (
 CREATE INDEX IF NOT EXISTS alerts_open ON alerts (model, resolved);
 """
 
+#: Requests folded into rollups per compaction transaction (~10 ms of work: short enough to run beside serving).
+COMPACT_CHUNK = 5_000
+
 #: Latency histogram buckets (ms): log-spaced, so percentiles from rollups are within ~10 % of the truth.
 HIST_EDGES = [0.05 * (1.2**i) for i in range(80)]
 
@@ -270,53 +273,84 @@ class SQLiteStore(MetricStore):
         )
 
     # -- retention ------------------------------------------------------------------------------------------------
-    def compact(self, now: float | None = None) -> dict[str, int]:
-        """Fold raw requests older than ``raw_days`` into per-minute rollups, and drop what is past retention."""
+    def compact(self, now: float | None = None, *, limit: int | None = None) -> dict[str, int]:
+        """Fold raw requests older than ``raw_days`` into per-minute rollups, and drop what is past retention.
+
+        Works in chunks of ``COMPACT_CHUNK`` requests, each its own short transaction, oldest first per model
+        (through the ``(model, t)`` index, so finding nothing to do costs one index probe per model). A server's
+        recorder calls it with ``limit`` so a backlog is worked off a chunk at a time between flushes instead of
+        one long stall; without ``limit`` it runs until caught up. Other tables are trimmed once caught up.
+        """
         now = now or time.time()
         raw_cut = now - self.raw_days * 86400
-        roll_cut = int((now - self.rollup_days * 86400) // 60)
+        total = {"folded": 0, "deleted": 0, "rollups": 0}
+        while limit is None or total["folded"] < limit:
+            chunk = min(COMPACT_CHUNK, limit - total["folded"]) if limit is not None else COMPACT_CHUNK
+            step = self._tx(self._fold_chunk, raw_cut, chunk)
+            for key in total:
+                total[key] += step[key]
+            if step["folded"] < chunk:
+                self._tx(self._trim, now)
+                break
+        return total
 
-        def apply() -> dict[str, int]:
-            old = self._db.execute(
-                "SELECT model, version, CAST(t / 60 AS INTEGER), status, total_ms, queue_ms, proc_ms FROM requests "
-                "WHERE t < ?",
-                (raw_cut,),
+    def _fold_chunk(self, raw_cut: float, limit: int) -> dict[str, int]:
+        models = [m for (m,) in self._db.execute("SELECT DISTINCT model FROM requests")]
+        old: list[tuple[Any, ...]] = []
+        for model in models:
+            old += self._db.execute(
+                "SELECT rowid, model, version, CAST(t / 60 AS INTEGER), status, total_ms, queue_ms, proc_ms "
+                "FROM requests WHERE model = ? AND t < ? ORDER BY t LIMIT ?",
+                (model, raw_cut, limit - len(old)),
             ).fetchall()
-            groups: dict[tuple[str, int, int], list[Any]] = {}
-            for model, version, minute, status, total, queue, proc in old:
-                g = groups.setdefault((model, version, minute), [0, 0, 0.0, 0.0, 0.0, {}])
-                g[0] += 1
-                g[1] += 1 if (status or 200) >= 400 else 0
-                g[2] += total or 0.0
-                g[3] += queue or 0.0
-                g[4] += proc or 0.0
-                if total is not None:
-                    b = str(hist_bucket(total))
-                    g[5][b] = g[5].get(b, 0) + 1
-            for (model, version, minute), (count, errors, tot, que, pro, hist) in groups.items():
-                row = self._db.execute(
-                    "SELECT count, errors, total_ms, queue_ms, proc_ms, hist FROM rollups "
-                    "WHERE model=? AND version=? AND minute=?",
-                    (model, version, minute),
-                ).fetchone()
-                if row:
-                    count, errors = count + row[0], errors + row[1]
-                    tot, que, pro = tot + row[2], que + row[3], pro + row[4]
-                    for k, v in json.loads(row[5]).items():
-                        hist[k] = hist.get(k, 0) + v
+            if len(old) >= limit:
+                break
+        groups: dict[tuple[str, int, int], list[Any]] = {}
+        for _, model, version, minute, status, total, queue, proc in old:
+            g = groups.setdefault((model, version, minute), [0, 0, 0.0, 0.0, 0.0, {}])
+            g[0] += 1
+            g[1] += 1 if (status or 200) >= 400 else 0
+            g[2] += total or 0.0
+            g[3] += queue or 0.0
+            g[4] += proc or 0.0
+            if total is not None:
+                b = str(hist_bucket(total))
+                g[5][b] = g[5].get(b, 0) + 1
+        for (model, version, minute), (count, errors, tot, que, pro, hist) in groups.items():
+            # "version IS ?" and an update by rowid: failed requests may have no version, and NULLs never
+            # collide in a primary key, so INSERT OR REPLACE would add a second row for the same minute
+            row = self._db.execute(
+                "SELECT rowid, count, errors, total_ms, queue_ms, proc_ms, hist FROM rollups "
+                "WHERE model=? AND version IS ? AND minute=?",
+                (model, version, minute),
+            ).fetchone()
+            if row:
+                count, errors = count + row[1], errors + row[2]
+                tot, que, pro = tot + row[3], que + row[4], pro + row[5]
+                for k, v in json.loads(row[6]).items():
+                    hist[k] = hist.get(k, 0) + v
                 self._db.execute(
-                    "INSERT OR REPLACE INTO rollups VALUES (?,?,?,?,?,?,?,?,?)",
+                    "UPDATE rollups SET count=?, errors=?, total_ms=?, queue_ms=?, proc_ms=?, hist=? WHERE rowid=?",
+                    (count, errors, tot, que, pro, json.dumps(hist), row[0]),
+                )
+            else:
+                self._db.execute(
+                    "INSERT INTO rollups VALUES (?,?,?,?,?,?,?,?,?)",
                     (minute, model, version, count, errors, tot, que, pro, json.dumps(hist)),
                 )
-            deleted = self._db.execute("DELETE FROM requests WHERE t < ?", (raw_cut,)).rowcount
-            self._db.execute("DELETE FROM feedback WHERE t < ?", (raw_cut,))
-            self._db.execute("DELETE FROM probes WHERE t < ?", (raw_cut,))
-            self._db.execute("DELETE FROM drift_samples WHERE minute < ?", (int(raw_cut // 60),))
-            self._db.execute("DELETE FROM drift_bins WHERE minute < ?", (roll_cut,))
-            self._db.execute("DELETE FROM rollups WHERE minute < ?", (roll_cut,))
-            return {"folded": len(old), "deleted": deleted, "rollups": len(groups)}
+        for start in range(0, len(old), 500):
+            ids = [r[0] for r in old[start : start + 500]]
+            self._db.execute(f"DELETE FROM requests WHERE rowid IN ({','.join('?' * len(ids))})", ids)
+        return {"folded": len(old), "deleted": len(old), "rollups": len(groups)}
 
-        return self._tx(apply)
+    def _trim(self, now: float) -> None:
+        raw_cut = now - self.raw_days * 86400
+        roll_cut = int((now - self.rollup_days * 86400) // 60)
+        self._db.execute("DELETE FROM feedback WHERE t < ?", (raw_cut,))
+        self._db.execute("DELETE FROM probes WHERE t < ?", (raw_cut,))
+        self._db.execute("DELETE FROM drift_samples WHERE minute < ?", (int(raw_cut // 60),))
+        self._db.execute("DELETE FROM drift_bins WHERE minute < ?", (roll_cut,))
+        self._db.execute("DELETE FROM rollups WHERE minute < ?", (roll_cut,))
 
 
 #: SQLite's limit on bound parameters per statement (32766 since 3.32; 999 before).

@@ -176,3 +176,18 @@ def test_close_flushes_what_is_queued(tmp_path, iris):
     bins, _ = drift_rows(store)
     assert all(sum(c) == 25 for c in bins.values())
     store.close()
+
+
+def test_the_recorder_applies_retention_in_the_background(tmp_path):
+    store = SQLiteStore(tmp_path / "metrics.sqlite", raw_days=1)
+    old = time.time() - 3 * 86400
+    store.write_requests([{"time": old + i, "model": "iris", "version": 1, "status": 200} for i in range(12_000)])
+    store.write_requests([{"time": time.time(), "model": "iris", "version": 1, "status": 200}])
+    rec = Recorder(store, interval=0.05)  # its first pass works off the backlog a chunk per tick
+    deadline = time.monotonic() + 30
+    while len(store.requests("iris", 0)) > 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    rec.close()
+    assert len(store.requests("iris", 0)) == 1 and store.rollups("iris", 0)["count"].sum() == 12_000
+    assert rec.last_error is None
+    store.close()

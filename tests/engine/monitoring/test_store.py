@@ -2,7 +2,7 @@ import sqlite3
 import threading
 import time
 
-from mm_magics.engine.monitoring.store import SQLiteStore
+from mm_magics.engine.monitoring.store import COMPACT_CHUNK, SQLiteStore
 
 
 def records(n, t0=None, model="m"):
@@ -98,3 +98,40 @@ def test_large_writes_keep_every_row_and_value_in_order(tmp_path):
     store.write_feedback("m1", [(f"r{i}", {"label": i}) for i in range(700)])
     assert len(store.joined_feedback("m1", 0)) == 1  # only r0 exists for m1
     assert store._db.execute("SELECT count(*) FROM feedback").fetchone() == (700,)
+
+
+def test_a_month_of_traffic_compacts_in_chunks_to_a_week_of_raw_rows(tmp_path):
+    store = SQLiteStore(tmp_path / "m.sqlite", raw_days=7, rollup_days=90)
+    now = time.time()
+    month = [
+        {
+            "time": now - 30 * 86400 + m * 60 + 1,
+            "model": "m",
+            "version": 1 + m % 2,
+            "request_id": f"r{m}",
+            "status": 200,
+            "total_s": 0.002,
+            "queue_s": 0.0,
+            "proc_s": 0.001,
+        }
+        for m in range(30 * 1440)
+    ]  # one request a minute for 30 days, two versions
+    errors = [{"time": now - 20 * 86400 + i, "model": "m", "status": 404, "error": "no such version"} for i in range(5)]
+    store.write_requests(month + errors)
+    old = sum(1 for r in month + errors if r["time"] < now - 7 * 86400)
+    steps = []
+    while True:
+        report = store.compact(now, limit=COMPACT_CHUNK)
+        steps.append(report["folded"])
+        if report["folded"] < COMPACT_CHUNK:
+            break
+    assert sum(steps) == old and max(steps) == COMPACT_CHUNK and len(steps) == old // COMPACT_CHUNK + 1
+    assert len(store.requests("m", 0)) == len(month) + len(errors) - old  # the last week stays raw
+    rollups = store.rollups("m", 0)
+    assert rollups["count"].sum() == old and rollups["errors"].sum() == 5
+    unversioned = rollups[rollups["version"].isna()]
+    assert len(unversioned) == 1 and unversioned["count"].iloc[0] == 5  # one row per minute, even without version
+    store.write_requests(errors)  # late arrivals for a minute already rolled up are merged into it
+    store.compact(now)
+    unversioned = store.rollups("m", 0).query("version != version")
+    assert len(unversioned) == 1 and unversioned["count"].iloc[0] == 10
