@@ -1,15 +1,18 @@
 """Adaptive micro-batching, as MLServer and Triton do it, minus the failure mode of holding lone requests.
 
-One worker per model takes whatever requests are waiting the moment it is free and runs them as one ``predict``.
-Under light traffic the queue holds one request, which goes out at once (no timer, so p95 never pays a batching
-delay); under load, requests pile up while a batch runs and the next batch grows by itself, up to ``max_batch``
-rows. An optional ``max_delay`` lets a *non-lone* batch wait a little for more company.
+A request that finds the model idle first yields once to the event loop, so that requests read in the same loop
+turn reach the batcher too. If it is still alone, it is predicted inline on the loop: no thread hop, no timer, so
+a lone request costs what it costs unbatched (p95 never pays a batching delay). Otherwise the waiting requests go
+to one worker thread as one ``predict``; while a batch runs, new requests pile up and the next batch grows by
+itself, up to ``max_batch`` rows. An optional ``max_delay`` lets a *non-lone* batch wait a little for more company.
+Light traffic is therefore served inline and heavy traffic in batches, with no setting to tune between them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -49,47 +52,66 @@ class MicroBatcher:
         self.model = model
         self.max_batch = max_batch
         self.max_delay = max_delay
-        self._queue: asyncio.Queue[_Item] | None = None
+        self._waiting: deque[_Item] = deque()
+        self._busy = False  # a batch is being predicted on the worker thread
+        self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         # One thread: predict holds the GIL anyway, and the event loop must stay free to read the requests that
-        # arrive during a predict, or they could never form the next batch. (Predicting a lone request inline on
-        # the loop would be faster at concurrency 1 but would serialise everything under load: each request would
-        # find the queue empty because the others are still unread in their sockets.)
+        # arrive during a batch, or they could never form the next one.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mm-batch")
 
     async def submit(self, frame: pd.DataFrame, outputs: tuple[str, ...]) -> Result:
-        if self._queue is None:
-            self._queue = asyncio.Queue()
-            self._task = asyncio.get_running_loop().create_task(self._worker())
-        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Item(frame, outputs, time.perf_counter(), future))
-        return await future
+        loop = asyncio.get_running_loop()
+        item = _Item(frame, outputs, time.perf_counter(), loop.create_future())
+        self._waiting.append(item)
+        if not self._busy and len(self._waiting) == 1:
+            await asyncio.sleep(0)  # requests read in the same loop turn get here now, and join this one
+            if not self._busy and len(self._waiting) == 1 and self._waiting[0] is item:
+                self._waiting.clear()
+                return predict_now(self.model, frame, outputs, item.enqueued)
+        self._kick(loop)
+        return await item.future
+
+    def _kick(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._task is None:
+            self._wake = asyncio.Event()
+            self._task = loop.create_task(self._worker())
+        assert self._wake is not None
+        self._wake.set()
 
     async def _worker(self) -> None:
-        assert self._queue is not None
+        assert self._wake is not None
         loop = asyncio.get_running_loop()
         while True:
-            first = await self._queue.get()
-            batch = [first]
-            rows = len(first.frame)
-            while not self._queue.empty() and rows < self.max_batch:
-                item = self._queue.get_nowait()
-                batch.append(item)
-                rows += len(item.frame)
-            if self.max_delay and len(batch) > 1:
-                deadline = time.perf_counter() + self.max_delay
-                while rows < self.max_batch and (left := deadline - time.perf_counter()) > 0:
-                    try:
-                        item = await asyncio.wait_for(self._queue.get(), left)
-                    except TimeoutError:
-                        break
-                    batch.append(item)
-                    rows += len(item.frame)
-            groups: dict[tuple[str, ...], list[_Item]] = {}
-            for item in batch:
-                groups.setdefault(item.outputs, []).append(item)
-            for outputs, items in groups.items():
-                await self._run(loop, outputs, items)
+            await self._wake.wait()
+            self._wake.clear()
+            while self._waiting:
+                batch = [self._waiting.popleft()]
+                rows = len(batch[0].frame)
+                while self._waiting and rows < self.max_batch:
+                    batch.append(self._waiting.popleft())
+                    rows += len(batch[-1].frame)
+                if self.max_delay and len(batch) > 1:
+                    deadline = time.perf_counter() + self.max_delay
+                    while rows < self.max_batch and (left := deadline - time.perf_counter()) > 0:
+                        if not self._waiting:
+                            try:
+                                await asyncio.wait_for(self._wake.wait(), left)
+                            except TimeoutError:
+                                break
+                            self._wake.clear()
+                            continue
+                        batch.append(self._waiting.popleft())
+                        rows += len(batch[-1].frame)
+                groups: dict[tuple[str, ...], list[_Item]] = {}
+                for item in batch:
+                    groups.setdefault(item.outputs, []).append(item)
+                self._busy = True
+                try:
+                    for outputs, items in groups.items():
+                        await self._run(loop, outputs, items)
+                finally:
+                    self._busy = False
 
     async def _run(self, loop: asyncio.AbstractEventLoop, outputs: tuple[str, ...], items: list[_Item]) -> None:
         start = time.perf_counter()
