@@ -14,6 +14,8 @@ from sklearn.tree import DecisionTreeClassifier
 
 from mm_magics.engine import Workspace, fingerprint, schema_of
 
+from .victoria import victoria  # noqa: F401 - a fixture, shared by the monitoring and Docker tests
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -108,6 +108,8 @@ from influxdb_client import InfluxDBClient, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
+from .influx_settings import DEFAULT_BUCKET, resolve
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX: no adoption of other processes' spool
@@ -115,7 +117,6 @@ except ImportError:  # pragma: no cover - not POSIX: no adoption of other proces
 
 __all__ = ["DEFAULT_BUCKET", "InfluxSink", "to_line"]
 
-DEFAULT_BUCKET = "mm_magics"
 PRECISION = WritePrecision.US
 SEGMENT_MAX_BYTES = 16 * 1024 * 1024  # a segment is read whole on replay: this bounds replay memory
 PERMANENT_STATUS = frozenset({400, 413, 422})  # the data is bad, retrying cannot help: bisect and drop
@@ -646,28 +647,15 @@ class InfluxSink:
         ``INFLUXDB_V2_BUCKET`` (default ``mm_magics``). Unlike ``from_env_properties`` no placeholder token or org is
         invented: an unset token sends no Authorization header.
         """
-        cfg = (local or {}).get("influx") or {}
-        if not isinstance(cfg, Mapping):
-            cfg = {}
-        env = os.environ
-        url = cfg.get("url") or env.get("INFLUXDB_V2_URL")
-        if not url:
+        settings = resolve(local)
+        if settings is None:
             return None
-        timeout, options = _client_options(env)
-        tags = {k[len("INFLUXDB_V2_TAG_") :].lower(): v for k, v in env.items() if k.startswith("INFLUXDB_V2_TAG_")}
-        tags.update(cfg.get("tags") or {})
+        timeout, options = _client_options(os.environ)
         if timeout is not None:
             kwargs.setdefault("timeout", timeout)
-        kwargs.setdefault("tags", tags)
+        kwargs.setdefault("tags", dict(settings.tags))
         kwargs.setdefault("client_options", options)
-        return cls(
-            str(url),
-            cfg.get("token") or env.get("INFLUXDB_V2_TOKEN") or None,
-            cfg.get("org") or env.get("INFLUXDB_V2_ORG") or None,
-            cfg.get("bucket") or env.get("INFLUXDB_V2_BUCKET") or DEFAULT_BUCKET,
-            spool_dir=Path(spool_dir),
-            **kwargs,
-        )
+        return cls(settings.url, settings.token, settings.org, settings.bucket, spool_dir=Path(spool_dir), **kwargs)
 
     def __repr__(self) -> str:
         return f"InfluxSink({_redact_url(self.url)!r}, bucket={self.bucket!r})"

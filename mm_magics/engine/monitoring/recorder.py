@@ -246,10 +246,11 @@ class Recorder:
             del self._reservoirs[key]
 
     def close(self, timeout: float = 5.0) -> None:
+        """Write what is queued and close the sink: at most ``timeout`` for each (a slow InfluxDB gets spooled)."""
         self._stop.set()
         self._thread.join(timeout)
         if self.sink is not None:
             with contextlib.suppress(Exception):
-                self.sink.close()
+                self.sink.close(timeout)
             self._state_written = 0.0
             self._publish_state()

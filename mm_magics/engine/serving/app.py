@@ -12,10 +12,11 @@ Design points, each from a complaint about other servers:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -55,6 +56,9 @@ class Settings:
     on_request: Callable[[dict[str, Any]], None] | None = None  # monitoring hook, called off the hot path
     on_feedback: Callable[[str, list[str], list[Any]], None] | None = None
     on_flush: Callable[[], Any] | None = None  # make recorded metrics durable now (%mm_monitor asks first)
+    # Runs after the last response, before the process exits. It must be a lifespan hook: uvicorn re-raises the
+    # SIGTERM it caught once it has shut down, so code after ``server.run()`` never runs on a normal stop.
+    on_shutdown: Callable[[], Any] | None = None
 
 
 @dataclass
@@ -428,7 +432,13 @@ def create_app(source: ModelSource, versions: list[str], settings: Settings | No
         state.errors += 1
         return _error(500, f"internal error while serving {request.url.path}: {type(exc).__name__}")
 
-    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: crash})
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        if settings.on_shutdown is not None:
+            await asyncio.get_running_loop().run_in_executor(None, settings.on_shutdown)
+
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: crash}, lifespan=lifespan)
     app.state.serving = state
 
     if settings.token:

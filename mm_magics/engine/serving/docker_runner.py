@@ -27,6 +27,7 @@ import base64
 import contextlib
 import hashlib
 import http.client
+import importlib.util
 import io
 import json
 import os
@@ -34,6 +35,7 @@ import platform
 import re
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
@@ -50,8 +52,10 @@ from typing import TYPE_CHECKING, Any
 from ..atomic import atomic_write_text, file_lock
 from ..environment import capture_environment
 from ..errors import DeploymentError
+from ..monitoring.influx_settings import resolve as resolve_influx
 from ..workspace import now_iso
 from .deployments import Deployment, DeploymentStore, pid_alive
+from .local import workspace_secret
 
 if TYPE_CHECKING:
     from ..records import Version
@@ -65,6 +69,8 @@ CONTAINER_PORT = 8080
 RUN_MOUNT = "/mm-run"  # the workspace's run directory inside a container (metric store, InfluxDB spool)
 TOKEN_DIR = "/run/mm"
 TOKEN_PATH = f"{TOKEN_DIR}/token"
+ADMIN_TOKEN_PATH = f"{TOKEN_DIR}/admin-token"
+INFLUX_TOKEN_PATH = f"{TOKEN_DIR}/influx-token"
 LABEL = "io.mm-magics"
 RUNTIME_REPO = "mm-magics/runtime"
 #: What loading and running a scikit-learn model needs, when the version's recorded environment lacks one.
@@ -73,6 +79,8 @@ MODEL_PACKAGES = ("scikit-learn", "numpy", "scipy", "pandas", "skops", "joblib",
 #: ``mm_magics.engine.serving.server`` imports neither GitPython nor networkx (the engine imports the workspace
 #: lazily), so the image has no git and no registry code; the Docker tests fail fast if that ever changes.
 SERVER_PACKAGES = ("starlette", "uvicorn")
+#: Installed in the image when the host has it (the ``[influx]`` extra), so containers can write to InfluxDB too.
+INFLUX_PACKAGE = "influxdb-client"
 #: Parts of the package a server never needs (front-end assets, notebooks): left out of the image.
 PACKAGE_EXCLUDES = ("labextension", "example_notebooks", "__pycache__")
 SERVER_CMD = [
@@ -159,7 +167,8 @@ def requirements_for(version: Version) -> list[str]:
     for name, ver in recorded.items():
         if _norm(name) != "mm-magics":
             pins[_norm(name)] = str(ver)
-    for name in (*MODEL_PACKAGES, *SERVER_PACKAGES):
+    optional = (INFLUX_PACKAGE,) if importlib.util.find_spec("influxdb_client") else ()
+    for name in (*MODEL_PACKAGES, *SERVER_PACKAGES, *optional):
         if _norm(name) in pins or _norm(name) == "mm-magics":
             continue
         try:
@@ -328,18 +337,36 @@ def _http_ready(port: int, timeout: float = 2.0) -> bool:
         conn.close()
 
 
-def _token_tar(token: str) -> bytes:
-    """A tar holding ``mm/token`` for ``put_archive`` into ``/run``: readable only by the server's user."""
+def _secrets_tar(files: dict[str, str | None]) -> bytes:
+    """A tar of ``mm/<name>`` files for ``put_archive`` into ``/run``: readable only by the server's user, and never
+    in the image or the container's environment. ``None`` values are left out."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         folder = tarfile.TarInfo("mm")
         folder.type, folder.mode, folder.uid, folder.gid = tarfile.DIRTYPE, 0o500, os.getuid(), os.getgid()
         tar.addfile(folder)
-        data = token.encode()
-        info = tarfile.TarInfo("mm/token")
-        info.size, info.mode, info.uid, info.gid = len(data), 0o400, os.getuid(), os.getgid()
-        tar.addfile(info, io.BytesIO(data))
+        for name, secret in files.items():
+            if secret is None:
+                continue
+            data = secret.encode()
+            info = tarfile.TarInfo(f"mm/{name}")
+            info.size, info.mode, info.uid, info.gid = len(data), 0o400, os.getuid(), os.getgid()
+            tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+def server_command(host: str = "0.0.0.0", port: int = CONTAINER_PORT) -> list[str]:
+    """The container's server command, listening on ``host:port`` (the bridge port, or the host's loopback)."""
+    cmd = list(SERVER_CMD)
+    cmd[cmd.index("--host") + 1] = host
+    cmd[cmd.index("--port") + 1] = str(port)
+    return cmd
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 # -- the runner ---------------------------------------------------------------------------------------------------
@@ -567,10 +594,23 @@ class DockerRunner:
         }
         # Metrics reach the workspace's embedded store like a local server's: the run directory is mounted and the
         # server runs as the workspace owner's uid so it can write the SQLite files (WAL works across the mount,
-        # same kernel). InfluxDB settings travel as the client's own INFLUXDB_V2_* variables, never in the image.
-        command = [*SERVER_CMD, "--metrics-db", f"{RUN_MOUNT}/metrics.sqlite", "--deployment", version.name]
+        # same kernel). InfluxDB settings (local.json, then the host's INFLUXDB_V2_* variables) travel as the
+        # client's own variables, the token as a file; none of it goes into the image. An InfluxDB on the host's
+        # loopback is unreachable from a bridge network, so such a container shares the host's network and its
+        # server listens on 127.0.0.1 itself (still behind the bearer token).
+        influx = resolve_influx(self.ws.local_config)
+        host_network = influx is not None and influx.on_loopback
+        listen_port = (port or _free_port()) if host_network else CONTAINER_PORT
+        command = server_command("127.0.0.1" if host_network else "0.0.0.0", listen_port)
+        command += ["--metrics-db", f"{RUN_MOUNT}/metrics.sqlite", "--deployment", version.name]
+        command += ["--admin-token-file", ADMIN_TOKEN_PATH]  # lets %mm_monitor ask it to flush its metrics
+        if influx is not None and influx.token:
+            command += ["--influx-token-file", INFLUX_TOKEN_PATH]
         if batch:
             command.append("--batch")
+        network: dict[str, Any] = (
+            {"network_mode": "host"} if host_network else {"ports": {f"{CONTAINER_PORT}/tcp": ("127.0.0.1", port)}}
+        )
         self.ws.run_dir.mkdir(parents=True, exist_ok=True)
         with self._errors(f"create a container from {image}"):
             container = self.client.containers.create(
@@ -579,14 +619,19 @@ class DockerRunner:
                 name=name,
                 init=True,
                 labels=labels,
-                ports={f"{CONTAINER_PORT}/tcp": ("127.0.0.1", port)},
                 volumes={str(self.ws.run_dir): {"bind": RUN_MOUNT, "mode": "rw"}},
                 user=f"{os.getuid()}:{os.getgid()}",
-                environment={k: v for k, v in os.environ.items() if k.startswith("INFLUXDB_V2_")},
+                environment=influx.container_environment() if influx is not None else {},
+                **network,
             )
         try:
             with self._errors(f"start the container for {version.id}"):
-                container.put_archive("/run", _token_tar(self._token()))
+                tokens = {
+                    "token": self._secret("token"),
+                    "admin-token": self._secret("admin-token"),
+                    "influx-token": influx.token if influx else None,
+                }
+                container.put_archive("/run", _secrets_tar(tokens))
                 try:
                     container.start()
                 except docker.errors.APIError as exc:
@@ -596,7 +641,9 @@ class DockerRunner:
                         ) from None
                     raise
                 container.reload()
-                host_port = int(container.ports[f"{CONTAINER_PORT}/tcp"][0]["HostPort"])
+                host_port = listen_port
+                if not host_network:
+                    host_port = int(container.ports[f"{CONTAINER_PORT}/tcp"][0]["HostPort"])
             self._wait_ready(container, host_port, version)
         except BaseException:
             with contextlib.suppress(Exception):
@@ -753,18 +800,9 @@ class DockerRunner:
         with file_lock(self.store.root / f".{name}.docker.lock"):
             yield
 
-    def _token(self) -> str:
-        """The workspace's bearer token (``run/secrets/token``, shared with the local runner), created if needed."""
-        path = self.ws.run_dir / "secrets" / "token"
-        with contextlib.suppress(FileNotFoundError):
-            value = path.read_text().strip()
-            if value:
-                return value
-        from .local import _write_secret
-
-        value = secrets.token_urlsafe(32)
-        _write_secret(path, value)
-        return value
+    def _secret(self, kind: str) -> str:
+        """A workspace secret (``run/secrets/<kind>``: the bearer or admin token, shared with the local runner)."""
+        return workspace_secret(self.ws.run_dir, kind)
 
 
 def _is_docker_error(exc: BaseException) -> bool:

@@ -6,8 +6,10 @@ writes a state file only after the model is loaded and health-checked, so "start
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -171,6 +173,21 @@ def _wait_ready(url: str, deadline: float) -> None:
         if time.monotonic() > deadline:
             raise DeploymentError(f"{url} did not become ready in time")
         time.sleep(0.02)
+
+
+def workspace_secret(run_dir: Path, kind: str) -> str:
+    """A per-workspace secret kept in ``run/secrets/<kind>`` (never in git), created on first use.
+
+    The bearer and admin tokens: shared by every runner, so a client's token works whichever way a model is served.
+    """
+    path = run_dir / "secrets" / kind
+    with contextlib.suppress(FileNotFoundError):
+        value = path.read_text().strip()
+        if value:
+            return value
+    value = secrets.token_urlsafe(32)
+    _write_secret(path, value)
+    return value
 
 
 def _write_secret(path: Path, value: str) -> Path:

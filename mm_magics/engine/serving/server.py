@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--feedback-file", help="append ground-truth feedback here as JSON lines")
     p.add_argument("--metrics-db", help="record every request, its inputs summary and feedback in this SQLite store")
     p.add_argument("--deployment", help="deployment name recorded with each request")
+    p.add_argument("--influx-token-file", help="InfluxDB token (a container gets it as a file, never in its env)")
     return p
 
 
@@ -86,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         on_feedback=recorder.feedback if recorder else _feedback_writer(args.feedback_file),
         on_request=recorder.record if recorder else None,
         on_flush=recorder.flush if recorder else None,
+        # what is queued (about a second of requests, and the InfluxDB sink's queue) is written before exit
+        on_shutdown=(lambda: recorder.close(timeout=2.5)) if recorder else None,
     )
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -103,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     gc.collect()
     gc.freeze()
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     if args.state_file:
         from ..atomic import atomic_write_text
@@ -131,7 +134,9 @@ def _recorder(args: argparse.Namespace, source: Any) -> Any:
     try:
         from ..monitoring.influx import InfluxSink
 
-        local = source.ws.local_config if isinstance(source, WorkspaceSource) else {}
+        local = dict(source.ws.local_config) if isinstance(source, WorkspaceSource) else {}
+        if token := _read_secret(args.influx_token_file):
+            local["influx"] = {**(local.get("influx") or {}), "token": token}
         sink = InfluxSink.from_config(local, Path(args.metrics_db).parent / "influx-spool")
     except ImportError:  # influxdb-client is an optional extra
         sink = None

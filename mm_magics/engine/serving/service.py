@@ -7,7 +7,6 @@ deployment. Switching what a deployment serves loads and health-checks the new v
 
 from __future__ import annotations
 
-import secrets
 import socket
 import time
 from typing import TYPE_CHECKING, Any
@@ -19,7 +18,7 @@ from ..errors import DeploymentError, MMError
 from ..lifecycle import SERVING
 from ..workspace import now_iso
 from .deployments import Deployment, DeploymentStore, Prediction
-from .local import LocalRunner, _error_text
+from .local import LocalRunner, _error_text, workspace_secret
 from .server import is_loopback
 
 if TYPE_CHECKING:
@@ -60,14 +59,7 @@ class Deployer:
 
     def secret(self, kind: str) -> str:
         """A per-workspace secret kept in run/secrets (never in git), created on first use."""
-        path = self.ws.run_dir / "secrets" / kind
-        if path.exists():
-            return path.read_text().strip()
-        from .local import _write_secret
-
-        value = secrets.token_urlsafe(32)
-        _write_secret(path, value)
-        return value
+        return workspace_secret(self.ws.run_dir, kind)
 
     # -- verbs -----------------------------------------------------------------------------------------------------
     def deploy(
@@ -190,9 +182,11 @@ class Deployer:
         return new, self.switch(name, new.id, reason=message or f"Roll back to {to}", force=True)
 
     def flush_metrics(self, name: str) -> bool:
-        """Ask a local server to write what it has recorded, so a snapshot taken now includes it (best effort)."""
+        """Ask a server (process or container) to write what it has recorded, so a snapshot taken now includes it.
+
+        Best effort: False when nothing answers or the server predates the admin token."""
         dep = self.store.get(name)
-        if dep is None or dep.runner != "local":
+        if dep is None:
             return False
         try:
             resp = self._http.post(

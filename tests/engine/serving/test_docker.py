@@ -316,3 +316,31 @@ def test_container_requests_reach_the_workspace_metric_store(ws, runner, iris, t
         store.close()
     finally:
         runner.stop(dep)
+
+
+def test_a_container_writes_to_an_influxdb_on_loopback(ws, runner, docker_client, iris, two_versions, victoria):
+    """InfluxDB settings from local.json reach the container (the token as a file, never in its environment); an
+    InfluxDB on 127.0.0.1 is reached through the host's network; %mm_monitor's flush works on containers too."""
+    X, _ = iris
+    v1, _ = two_versions
+    secret = "influx-" + "s3cret" * 4
+    ws.set_local(influx={"url": victoria.url, "org": "o", "bucket": "b", "token": secret})
+    dep = runner.start(v1)
+    try:
+        attrs = docker_client.containers.get(dep.container_id).attrs
+        env = attrs["Config"]["Env"]
+        assert f"INFLUXDB_V2_URL={victoria.url}" in env and "INFLUXDB_V2_BUCKET=b" in env
+        assert not any(secret in e for e in env) and secret not in json.dumps(attrs)
+        assert attrs["HostConfig"]["NetworkMode"] == "host" and dep.url.startswith("http://127.0.0.1:")
+        for i in range(10):
+            status, _ = post(f"{dep.url}/v2/models/iris/infer", v2_body(X.iloc[[i]]), _token(ws))
+            assert status == 200
+        admin = (ws.run_dir / "secrets" / "admin-token").read_text().strip()
+        status, body = post(f"{dep.url}/mm/v1/flush", {}, admin)
+        assert (status, body) == (200, {"flushed": True})
+    finally:
+        runner.stop(dep)
+    got = victoria.series('mm_request_latency_ms{model="iris"}', 10)
+    assert sum(len(v) for v in got.values()) == 10
+    ((_, labels),) = got
+    assert dict(labels)["deployment"] == "iris" and dict(labels)["version"] == "1"
