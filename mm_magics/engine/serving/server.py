@@ -118,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         server.run(sockets=[sock])
     finally:
         if recorder is not None:
-            recorder.close()  # flush what is queued before the process exits
+            # normally done already by the lifespan shutdown (on_shutdown); this covers a server that failed or
+            # returned without a signal (closing twice is harmless)
+            recorder.close()
     return 0
 
 
