@@ -286,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("version", help="NAME, NAME@vN or NAME@ALIAS")
     sp.add_argument("--docker", action="store_true", help="run in a Docker container")
     sp.add_argument("--port", type=int)
+    sp.add_argument("--batch", dest="batch", action="store_true", default=True, help="micro-batching (the default)")
     sp.add_argument("--no-batch", dest="batch", action="store_false", help="turn adaptive micro-batching off")
     sp.add_argument("--force", action="store_true", help="deploy even if a gate fails (needs -m)")
     sp.add_argument("-m", "--message", default="")

@@ -286,9 +286,9 @@ def test_deploy_predict_rollback_undeploy(ip, tmp_path):
     line(ip, 'mm_gate iris "accuracy>=0.9"')
     with pytest.raises(UsageError, match="iris@v2 cannot enter deploy"):
         line(ip, "mm_deploy iris@v2")
-    dep = line(ip, "mm_deploy iris@v1 -m 'first release'")
+    dep = line(ip, "mm_deploy iris@v1 --batch -m 'first release'")  # --batch: the default, spelled out
     try:
-        assert dep.status == "running" and dep.url.startswith("http://127.0.0.1:")
+        assert dep.status == "running" and dep.url.startswith("http://127.0.0.1:") and dep.batch
         pred = line(ip, "mm_predict iris X.head(2)")
         assert pred.version == "iris@v1" and pred.outputs["predict"] == [0, 0]
         assert set(pred.latency_ms) == {"total", "server", "queue", "processing", "network"}
