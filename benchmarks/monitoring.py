@@ -41,7 +41,7 @@ The machine is shared (2 cores), so every figure comes with a ratio against a ba
 measurements are interleaved in rounds whose order rotates, and medians are reported. Only 127.0.0.1 is used,
 every wrk run is bounded by a timeout, and both servers are stopped in a ``finally`` (SIGTERM and SIGHUP are
 turned into a normal exit so that clean-up runs). ``benchmarks/serving.py`` is the model for the wrk harness;
-nothing is imported from it.
+the helpers both use live in ``benchmarks/_bench.py``.
 """
 
 from __future__ import annotations
@@ -55,9 +55,7 @@ import os
 import platform
 import random
 import shutil
-import signal
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -66,14 +64,24 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pandas as pd
+from _bench import (  # benchmarks/ is on sys.path when a script there runs
+    cpu_model,
+    make_log,
+    median,
+    now_iso,
+    package_version,
+    rnd,
+    rotated,
+    stop_process,
+    terminate_on_sigterm,
+    wrk_info,
+)
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
@@ -82,6 +90,8 @@ from mm_magics.engine.monitoring.recorder import Recorder
 from mm_magics.engine.monitoring.store import SCHEMA, SQLiteStore
 from mm_magics.engine.serving.protocol import Schema, from_v2
 from mm_magics.engine.serving.request_ids import new_request_id
+
+log = make_log("monitoring")
 
 MODEL = "iris"
 SPEC = f"{MODEL}@v1"
@@ -138,27 +148,6 @@ end
 
 
 # -- small helpers ------------------------------------------------------------------------------------------------
-def log(message: str) -> None:
-    print(f"[monitoring {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def median(values: list[float]) -> float:
-    return float(statistics.median(values))
-
-
-def rnd(value: float | None, digits: int = 3) -> float | None:
-    return None if value is None else round(float(value), digits)
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def rotated(items: list[Any], by: int) -> list[Any]:
-    by %= len(items)
-    return items[by:] + items[:by]
-
-
 def remove_db(path: Path) -> None:
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
@@ -179,25 +168,7 @@ def gc_settled() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _terminate_on_sigterm() -> None:
-    """Turn SIGTERM/SIGHUP into SystemExit, so the finally blocks stop every server started here."""
-
-    def handler(signum: int, _frame: Any) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGHUP, handler)
-
-
 # -- machine and tools --------------------------------------------------------------------------------------------
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
 def filesystem_of(path: Path) -> str:
     """The mount (device, type) holding ``path``: SQLite ingest depends on it."""
     best, fs = "", "unknown"
@@ -207,13 +178,6 @@ def filesystem_of(path: Path) -> str:
             if str(path.resolve()).startswith(mount) and len(mount) > len(best):
                 best, fs = mount, f"{kind} on {mount} ({device})"
     return fs
-
-
-def package_version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def machine_info(tmp: Path) -> dict[str, Any]:
@@ -245,18 +209,6 @@ def code_state() -> dict[str, Any]:
 
     changed = [ln[3:] for ln in git("status", "--porcelain", "--", "mm_magics").splitlines() if len(ln) > 3]
     return {"git_commit": git("rev-parse", "HEAD").strip() or None, "uncommitted_engine_files": changed}
-
-
-def wrk_info() -> dict[str, str]:
-    path = shutil.which("wrk")
-    if path is None:
-        raise SystemExit(
-            "wrk is not installed: apt-get update && apt-get install -y -o DPkg::Lock::Timeout=300 wrk "
-            "(the serving part needs a load generator that is not the bottleneck)"
-        )
-    proc = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10, check=False)
-    first = (proc.stdout or proc.stderr).strip().splitlines()  # wrk prints its version and exits 1
-    return {"path": path, "version": first[0] if first else "unknown"}
 
 
 # -- part 1: embedded store ingest --------------------------------------------------------------------------------
@@ -663,7 +615,7 @@ def start_server(
     stack.callback(log_file.close)
     env = {k: v for k, v in os.environ.items() if not k.startswith("INFLUXDB_V2_")}  # embedded store only
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=env)
-    stack.callback(stop_process, proc, label)
+    stack.callback(stop_process, proc, f"{label} server", log, 15.0)
     deadline = time.monotonic() + READY_TIMEOUT_S
     while not state_file.exists():
         if proc.poll() is not None:
@@ -682,18 +634,6 @@ def start_server(
         time.sleep(0.02)
     log(f"{label} server pid {proc.pid} on {url}" + (f", recording into {metrics_db}" if metrics_db else ""))
     return Server(label, proc, url, metrics_db, token, log_path)
-
-
-def stop_process(proc: subprocess.Popen[bytes], label: str) -> None:
-    if proc.poll() is not None:
-        return
-    log(f"stopping the {label} server (pid {proc.pid})")
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -986,7 +926,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    _terminate_on_sigterm()
+    terminate_on_sigterm()
     report = run(args)
     text = json.dumps(report, indent=2, ensure_ascii=False)
     print(text)

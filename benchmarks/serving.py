@@ -53,17 +53,13 @@ import json
 import os
 import platform
 import shutil
-import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
-from importlib import metadata
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -71,12 +67,26 @@ from typing import Any
 import httpx
 import numpy as np
 import pandas as pd
+from _bench import (  # benchmarks/ is on sys.path when a script there runs
+    cpu_model,
+    make_log,
+    median,
+    now_iso,
+    package_version,
+    rnd,
+    rotated,
+    stop_process,
+    terminate_on_sigterm,
+    wrk_info,
+)
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 import mm_magics
 from mm_magics.engine import Workspace, fingerprint, schema_of
 from mm_magics.engine.serving.service import Deployer, parse_server_timing
+
+log = make_log("bench")
 
 MODEL = "iris"
 SPEC = f"{MODEL}@v1"
@@ -182,22 +192,6 @@ end
 
 
 # -- small helpers ------------------------------------------------------------------------------------------------
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def median(values: list[float]) -> float:
-    return float(statistics.median(values))
-
-
-def rnd(value: float, digits: int = 3) -> float:
-    return round(float(value), digits)
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -218,34 +212,7 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: f
     raise RuntimeError(f"{url} was not ready after {timeout:.0f}s")
 
 
-def _terminate_on_sigterm() -> None:
-    """Turn SIGTERM/SIGHUP into SystemExit, so the try/finally clean-up stops every server we started."""
-
-    def handler(signum: int, _frame: Any) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGHUP, handler)
-
-
 # -- machine and tools --------------------------------------------------------------------------------------------
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def package_version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def machine_info() -> dict[str, Any]:
     return {
         "platform": platform.platform(),
@@ -265,18 +232,6 @@ def machine_info() -> dict[str, Any]:
             "http": "httptools" if find_spec("httptools") else "h11",
         },
     }
-
-
-def wrk_info() -> dict[str, str]:
-    path = shutil.which("wrk")
-    if path is None:
-        raise SystemExit(
-            "wrk is not installed: apt-get update && apt-get install -y -o DPkg::Lock::Timeout=300 wrk "
-            "(the benchmark needs a load generator that is not the bottleneck)"
-        )
-    proc = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10, check=False)
-    first = (proc.stdout or proc.stderr).strip().splitlines()
-    return {"name": "wrk", "path": path, "version": first[0] if first else "unknown"}
 
 
 # -- the model and the request ------------------------------------------------------------------------------------
@@ -388,24 +343,12 @@ def start_bare_app(tmp: Path, fixture: Fixture, stack: contextlib.ExitStack) -> 
     log_file = open(app_dir / "bare_app.log", "wb")  # noqa: SIM115 - closed by the exit stack
     stack.callback(log_file.close)
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=env)
-    stack.callback(stop_process, proc, "bare app")
+    stack.callback(stop_process, proc, "bare app", log)
     url = f"http://127.0.0.1:{port}"
     wait_ready(url, proc)
     return Target(
         "bare", url, "bare Starlette app under uvicorn: parse JSON, build the DataFrame, predict, answer (own process)"
     )
-
-
-def stop_process(proc: subprocess.Popen[bytes], label: str) -> None:
-    if proc.poll() is not None:
-        return
-    log(f"stopping the {label} (pid {proc.pid})")
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 def undeploy_quietly(deployer: Deployer, name: str) -> None:
@@ -517,11 +460,6 @@ def run_wrk(wrk: str, script: Path, target: Target, scenario: str, duration: flo
         errors=errors,
         mean_batch_size=rnd(doc["batch_size_sum"] / responses, 2) if doc["batch_size_sum"] and responses else None,
     )
-
-
-def rotated(items: list[Target], by: int) -> list[Target]:
-    by %= len(items)
-    return items[by:] + items[:by]
 
 
 # -- deploy to first request --------------------------------------------------------------------------------------
@@ -767,7 +705,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    _terminate_on_sigterm()
+    terminate_on_sigterm()
     report = run(args)
     text = json.dumps(report, indent=2)
     print(text)
