@@ -8,12 +8,13 @@ hand a container its settings), which is why this lives apart from the sink.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
+
+from ..hosts import is_loopback
 
 DEFAULT_BUCKET = "mm_magics"
 TAG_PREFIX = "INFLUXDB_V2_TAG_"
@@ -30,13 +31,7 @@ class InfluxSettings:
     @property
     def on_loopback(self) -> bool:
         """True when the server is this machine's loopback: a container reaches it only on the host's network."""
-        host = urlsplit(self.url).hostname or ""
-        if host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            return False
+        return is_loopback(urlsplit(self.url).hostname or "")
 
     def container_environment(self, env: Mapping[str, str] | None = None) -> dict[str, str]:
         """The ``INFLUXDB_V2_*`` variables that give a container these settings, the token excepted.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import ipaddress
 import json
 import os
 import socket
@@ -18,16 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..hosts import is_loopback
 from .app import BundleSource, Settings, WorkspaceSource, create_app, identity
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _read_secret(path: str | None) -> str | None:

@@ -15,11 +15,11 @@ import httpx
 import numpy as np
 
 from ..errors import DeploymentError, MMError
+from ..hosts import is_loopback
 from ..lifecycle import SERVING
 from ..workspace import now_iso
 from .deployments import Deployment, DeploymentStore, Prediction
 from .local import LocalRunner, _error_text, workspace_secret
-from .server import is_loopback
 
 if TYPE_CHECKING:
     from ..records import Version
