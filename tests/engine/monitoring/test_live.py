@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 from sklearn.datasets import load_iris
@@ -95,7 +93,7 @@ def test_errors_probes_and_the_frame(live):
         assert httpx.post(url + "/invocations", json={"instances": [[1, 2]]}).status_code == 422
     probes = live["deployer"].probe("iris", 5)
     monitor.store.write_probes("iris", probes)
-    time.sleep(0.6)
+    assert live["deployer"].flush_metrics("iris")  # the recorder writes on its own cadence; ask, do not sleep
     snap = monitor.snapshot("iris", "10m", deployment=live["deployer"].get("iris"))
     assert 0 < snap.error_rate < 0.1 and "network" in snap.latency_ms
     frame = monitor.frame("iris", "10m")

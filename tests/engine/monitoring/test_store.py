@@ -116,7 +116,8 @@ def test_a_month_of_traffic_compacts_in_chunks_to_a_week_of_raw_rows(tmp_path):
         }
         for m in range(30 * 1440)
     ]  # one request a minute for 30 days, two versions
-    errors = [{"time": now - 20 * 86400 + i, "model": "m", "status": 404, "error": "no such version"} for i in range(5)]
+    minute = (now - 20 * 86400) // 60 * 60  # five errors inside one minute, wherever `now` falls
+    errors = [{"time": minute + i, "model": "m", "status": 404, "error": "no such version"} for i in range(5)]
     store.write_requests(month + errors)
     old = sum(1 for r in month + errors if r["time"] < now - 7 * 86400)
     steps = []

@@ -198,11 +198,17 @@ def test_rollback_under_load_loses_nothing(served):
     threads = [threading.Thread(target=client) for _ in range(3)]
     for t in threads:
         t.start()
-    time.sleep(0.3)
+    def answered_by(version: str) -> None:
+        """Let the clients run until the given version has answered a few requests (no fixed sleeps: CI is slow)."""
+        deadline = time.monotonic() + 30
+        while [v for _, v in results[-200:]].count(version) < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    answered_by("1")
     deployer.switch("iris", "iris@v2", reason="try the tree", force=True)
-    time.sleep(0.3)
+    answered_by("2")
     version, dep = deployer.rollback("iris", "v1", "tree misbehaves: back to logreg")
-    time.sleep(0.3)
+    answered_by(str(version.number))
     stop.set()
     for t in threads:
         t.join()
