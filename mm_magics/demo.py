@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,12 +49,16 @@ def _env(**values: str) -> Iterator[None]:
 def execute_notebook(src: Path, workdir: Path, *, timeout: int = 600, env: dict[str, str] | None = None) -> Any:
     """Execute a notebook on a fresh ``python3`` kernel in ``workdir``; raises on the first failing cell."""
     import nbformat
+    from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
     nb = nbformat.read(src, as_version=4)
+    # IPC sockets in a private directory: a local kernel needs no TCP port (and ipykernel warns about plain TCP)
+    sockets = Path(tempfile.mkdtemp(prefix="mm-kernel-"))
     client = NotebookClient(
         nb,
+        km=KernelManager(kernel_name="python3", transport="ipc", ip=str(sockets / "kernel")),
         timeout=timeout,
         kernel_name="python3",
         resources={"metadata": {"path": str(workdir)}},
@@ -65,6 +70,8 @@ def execute_notebook(src: Path, workdir: Path, *, timeout: int = 600, env: dict[
         except CellExecutionError as exc:
             where = f"cell {client.code_cells_executed}" if hasattr(client, "code_cells_executed") else "a cell"
             raise MMError(f"{src.name} failed at {where}: {exc.ename}: {exc.evalue}".splitlines()[0]) from None
+        finally:
+            shutil.rmtree(sockets, ignore_errors=True)
     return nb
 
 
