@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from mm_magics.cli import main
+from mm_magics.cli import in_shell_words, main
 
 
 @pytest.fixture
@@ -55,6 +55,17 @@ def test_errors_are_one_line(ws, capsys):
     assert code == 2 and "malformed version" in err
     code, _, err = run(ws, capsys, "rollback", "nope")
     assert code == 2
+
+
+def test_advice_names_the_shell_verb_not_the_magic(populated, capsys):
+    """An error printed by mm must be pasteable in the same shell: `mm deploy m`, not `%mm_deploy m`."""
+    code, _, err = run(populated, capsys, "predict", "m", "[[1, 2]]")
+    assert code == 2 and err.endswith("deploy it with mm deploy m\n")
+    code, _, err = run(populated, capsys, "undeploy", "m")
+    assert code == 2 and "(see mm deployments)" in err
+    assert in_shell_words("%%mm_train m --from m@v1; %mm_commit m; %mm_stage m@v1 deploy") == (
+        "%%mm_train m --from m@v1; %mm_commit m; mm stage m@v1 deploy"
+    )  # notebook-only verbs stay as they are
 
 
 def test_demo_runs_the_quickstart_notebook(tmp_path, capsys):

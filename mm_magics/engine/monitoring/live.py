@@ -83,7 +83,9 @@ class Snapshot(_Rich):
             )
             lines.append(f"  quality on {self.labelled} labelled: {q}")
         else:
-            lines.append("  quality: no feedback yet (%mm_feedback NAME y_true)")
+            lines.append(
+                "  quality: no feedback yet (labels via %mm_feedback NAME y_true, mm feedback, or POST .../feedback)"
+            )
         drifted = {f: d for f, d in self.drift.items() if (d.get("psi") or 0) > 0}
         if drifted:
             top = sorted(drifted.items(), key=lambda kv: -(kv[1].get("psi") or 0))[:5]

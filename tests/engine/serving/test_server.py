@@ -198,6 +198,7 @@ def test_rollback_under_load_loses_nothing(served):
     threads = [threading.Thread(target=client) for _ in range(3)]
     for t in threads:
         t.start()
+
     def answered_by(version: str) -> None:
         """Let the clients run until the given version has answered a few requests (no fixed sleeps: CI is slow)."""
         deadline = time.monotonic() + 30
