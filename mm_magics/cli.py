@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -240,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, fn: Callable[[argparse.Namespace], Any], help: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, description=help)
         sp.set_defaults(fn=fn)
+        # the global options also work after the verb (`mm log m --json`); SUPPRESS keeps a value given before it
+        sp.add_argument("--workspace", "-C", default=argparse.SUPPRESS, help="workspace directory")
+        sp.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print machine-readable JSON")
         return sp
 
     add("init", cmd_init, "create (or find) the workspace")
@@ -336,6 +340,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mm: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `mm log m | head`: the reader left; say nothing more (the recipe in Python's docs)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return 0
 
 

@@ -30,6 +30,15 @@ def test_models_log_show_diff(populated, capsys):
     assert "accuracy: 0.95 -> 0.9 (-0.05)" in out and "prediction agreement" in out
 
 
+def test_global_options_also_work_after_the_verb(populated, capsys, tmp_path):
+    code, out, _ = run(populated, capsys, "show", "m@v2", "--json")
+    assert code == 0 and json.loads(out)["parent"] == "m@v1"
+    code = main(["log", "m", "-C", str(populated.root), "--json"])
+    assert code == 0 and [v["number"] for v in json.loads(capsys.readouterr().out)["versions"]] == [2, 1]
+    assert main(["-C", str(tmp_path / "elsewhere"), "--json", "models", "-C", str(populated.root)]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["name"] == "m"  # given twice, the one after the verb wins
+
+
 def test_rollback_alias_stage_gate_history(populated, capsys):
     assert run(populated, capsys, "rollback", "m@v1", "-m", "back")[0] == 0
     assert populated.registry.get("m").parent == "m@v1"
