@@ -1,8 +1,13 @@
-"""Loopback hosts: servers need a token off loopback, and containers reach it only on the host network."""
+"""Hosts and ports: a server needs a token off loopback, a container reaches a loopback InfluxDB only on the host
+network, and a port is checked before a server is started on it."""
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import socket
+
+from .errors import DeploymentError
 
 
 def is_loopback(host: str) -> bool:
@@ -13,3 +18,42 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free on ``host`` now (the OS picks it); whoever binds it next may still race another process."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def check_port(port: int | None, host: str = "127.0.0.1") -> None:
+    """Refuse a port a server could not listen on, before a process or container is started for it.
+
+    Without this a bad ``--port`` surfaced as a server that died at start with a traceback in its log.
+    ``None`` (pick a free port) always passes.
+    """
+    if port is None:
+        return
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        raise DeploymentError(
+            f"port {port!r} is not a TCP port: pick one in 1-65535, or leave --port out for a free one"
+        )
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is no obstacle
+        try:
+            sock.bind((host, port))
+        except PermissionError:
+            raise DeploymentError(
+                f"port {port} on {host} needs privileges: pick one above 1023, or leave --port out for a free one"
+            ) from None
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise DeploymentError(
+                    f"port {port} on {host} is in use: pick another --port, or leave it out for a free one"
+                ) from None
+            raise DeploymentError(
+                f"cannot listen on {host}:{port} ({exc.strerror}): pick another host or port"
+            ) from None

@@ -35,7 +35,6 @@ import platform
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
@@ -52,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 from ..atomic import atomic_write_text, file_lock
 from ..environment import capture_environment
 from ..errors import DeploymentError
+from ..hosts import check_port, free_port
 from ..monitoring.influx_settings import resolve as resolve_influx
 from ..workspace import now_iso
 from .deployments import Deployment, DeploymentStore, pid_alive
@@ -363,12 +363,6 @@ def server_command(host: str = "0.0.0.0", port: int = CONTAINER_PORT) -> list[st
     return cmd
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # -- the runner ---------------------------------------------------------------------------------------------------
 class DockerRunner:
     """Build, run, check, switch and stop version containers on the local Docker engine.
@@ -559,6 +553,7 @@ class DockerRunner:
     def start(self, version: Version | str, *, port: int | None = None, batch: bool = False) -> Deployment:
         """Build the version's image, run it on 127.0.0.1, wait until it answers ready, record and return it."""
         version = self._version(version)
+        check_port(port)  # before a build: a port that cannot be published fails in a second, not after a minute
         with self._lock(version.name):
             current = self.store.get(version.name)
             if current is not None:
@@ -600,7 +595,7 @@ class DockerRunner:
         # server listens on 127.0.0.1 itself (still behind the bearer token).
         influx = resolve_influx(self.ws.local_config)
         host_network = influx is not None and influx.on_loopback
-        listen_port = (port or _free_port()) if host_network else CONTAINER_PORT
+        listen_port = (port or free_port()) if host_network else CONTAINER_PORT
         command = server_command("127.0.0.1" if host_network else "0.0.0.0", listen_port)
         command += ["--metrics-db", f"{RUN_MOUNT}/metrics.sqlite", "--deployment", version.name]
         command += ["--admin-token-file", ADMIN_TOKEN_PATH]  # lets %mm_monitor ask it to flush its metrics

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from ..errors import DeploymentError
+from ..hosts import check_port
 from ..workspace import now_iso
 from .deployments import Deployment, DeploymentStore, pid_alive
 
@@ -46,6 +47,7 @@ class LocalRunner:
         token: str | None = None,
         admin_token: str | None = None,
     ) -> Deployment:
+        check_port(port, host)
         run = self.store.root
         run.mkdir(parents=True, exist_ok=True)
         stamp = f"{version.name}-{int(time.time() * 1000)}"

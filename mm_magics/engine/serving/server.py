@@ -86,7 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     # accepted connections inherit this: responses go out at once instead of waiting ~40 ms for a delayed ACK
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((args.host, args.port))
+    try:
+        sock.bind((args.host, args.port))
+    except (OSError, OverflowError) as exc:  # the runner checked the port; another process may have taken it since
+        reason = getattr(exc, "strerror", None) or exc
+        raise SystemExit(f"mm server: cannot listen on {args.host}:{args.port}: {reason}") from None
     sock.listen(2048)
     sock.set_inheritable(True)
     app = create_app(source, [spec], settings)

@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 
 from ..errors import DeploymentError, MMError
-from ..hosts import is_loopback
+from ..hosts import check_port, is_loopback
 from ..lifecycle import SERVING
 from ..workspace import now_iso
 from .deployments import Deployment, DeploymentStore, Prediction
@@ -74,6 +74,7 @@ class Deployer:
         reason: str = "",
     ) -> Deployment:
         version = self.ws.registry.get(spec)
+        check_port(port, "127.0.0.1" if docker else host)  # before the lifecycle moves or a running server stops
         current = self.get(version.name)
         if current is not None and current.status == "running":
             same_runner = current.runner == ("docker" if docker else "local")

@@ -238,6 +238,21 @@ def test_refused_gate_refuses_deployment(served):
     assert deployer.get("weak") is None
 
 
+def test_a_port_that_cannot_be_used_refuses_the_deployment_up_front(served):
+    ws, deployer = served["ws"], served["deployer"]
+    ws.registry.commit(
+        "porty", served["logreg"], message="p", metrics={"accuracy": 0.99}, schema=ws.registry.get("iris@v1").schema
+    )
+    taken = int(served["dep"].url.rsplit(":", 1)[1])  # iris's server listens there
+    with pytest.raises(DeploymentError, match=f"port {taken} on 127.0.0.1 is in use: pick another --port"):
+        deployer.deploy("porty", port=taken)
+    with pytest.raises(DeploymentError, match="port 99999 is not a TCP port"):
+        deployer.deploy("porty", port=99999)
+    assert deployer.get("porty") is None and not list(ws.run_dir.glob("deployments/porty*.state.json"))
+    assert ws.registry.get("porty@v1").stage == "evaluate"  # the lifecycle did not move for a deployment that never was
+    assert httpx.get(served["dep"].url + "/v2/health/ready").status_code == 200  # iris serves on, untouched
+
+
 def test_killed_server_is_detected_as_stale(served):
     ws, deployer = served["ws"], served["deployer"]
     ws.registry.commit(
