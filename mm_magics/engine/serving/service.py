@@ -7,13 +7,16 @@ deployment. Switching what a deployment serves loads and health-checks the new v
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
 
+from ..atomic import file_lock
 from ..errors import DeploymentError, MMError
 from ..hosts import check_port, is_loopback
 from ..lifecycle import SERVING
@@ -75,14 +78,20 @@ class Deployer:
     ) -> Deployment:
         version = self.ws.registry.get(spec)
         check_port(port, "127.0.0.1" if docker else host)  # before the lifecycle moves or a running server stops
+        with self._lock(version.name):
+            return self._deploy(version, docker=docker, port=port, host=host, batch=batch, force=force, reason=reason)
+
+    def _deploy(
+        self, version: Version, *, docker: bool, port: int | None, host: str, batch: bool, force: bool, reason: str
+    ) -> Deployment:
         current = self.get(version.name)
         if current is not None and current.status == "running":
             same_runner = current.runner == ("docker" if docker else "local")
             if current.version == version.id and same_runner:
                 return current
             if same_runner:
-                return self.switch(version.name, version.id, reason=reason or f"Deploy {version.id}", force=force)
-            self.undeploy(version.name)
+                return self._switch(version.name, version.id, reason=reason or f"Deploy {version.id}", force=force)
+            self._undeploy(version.name)
         self._enter_deploy(version, reason or f"Deploy {version.id}", force)
         token = self.secret("token") if not is_loopback(host) else None
         if docker:
@@ -121,7 +130,18 @@ class Deployer:
             out.append(dep)
         return out
 
+    @contextlib.contextmanager
+    def _lock(self, name: str) -> Iterator[None]:
+        """One deploy, switch or undeploy of a model at a time, across kernels: two kernels deploying the same model
+        at once would otherwise both start a server, and the one whose record lost would serve on, unowned."""
+        with file_lock(self.store.root / f".{name}.deploy.lock"):
+            yield
+
     def undeploy(self, name: str) -> Deployment:
+        with self._lock(name):
+            return self._undeploy(name)
+
+    def _undeploy(self, name: str) -> Deployment:
         dep = self.store.get(name)
         if dep is None:
             raise DeploymentError(f"{name} is not deployed: nothing to stop (see %mm_deployments)")
@@ -132,6 +152,10 @@ class Deployer:
 
     def switch(self, name: str, spec: str, *, reason: str = "", force: bool = False) -> Deployment:
         """Serve ``spec`` in place of what ``name``'s deployment serves now, without a failed request."""
+        with self._lock(name):
+            return self._switch(name, spec, reason=reason, force=force)
+
+    def _switch(self, name: str, spec: str, *, reason: str, force: bool) -> Deployment:
         dep = self.require(name)
         if dep.status != "running":
             raise DeploymentError(f"{name}'s deployment is {dep.status}: redeploy with %mm_deploy {spec}")

@@ -253,6 +253,21 @@ def test_a_port_that_cannot_be_used_refuses_the_deployment_up_front(served):
     assert httpx.get(served["dep"].url + "/v2/health/ready").status_code == 200  # iris serves on, untouched
 
 
+def test_two_kernels_deploying_one_model_at_once_start_one_server(served):
+    ws = served["ws"]
+    ws.registry.commit(
+        "twin", served["logreg"], message="t", metrics={"accuracy": 0.99}, schema=ws.registry.get("iris@v1").schema
+    )
+    for _ in range(2):  # first deploy (the version enters deploy), then a redeploy (it is there already)
+        with ThreadPoolExecutor(2) as pool:  # two Deployers, as two kernels would have
+            deps = list(pool.map(lambda _: Deployer(ws).deploy("twin"), range(2)))
+        assert deps[0].pid == deps[1].pid and deps[0].url == deps[1].url
+        pgrep = ["pgrep", "-f", "--", "--version twin@v1 "]
+        servers = subprocess.run(pgrep, capture_output=True, text=True).stdout.split()
+        assert servers == [str(deps[0].pid)], "a second server for the same model would serve on, unowned"
+        served["deployer"].undeploy("twin")
+
+
 def test_killed_server_is_detected_as_stale(served):
     ws, deployer = served["ws"], served["deployer"]
     ws.registry.commit(
