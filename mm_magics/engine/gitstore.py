@@ -6,12 +6,17 @@ commit slower as the registry grows. Instead we write blobs, trees and commits s
 (immutable, so safe under any concurrency) and publish them with one compare-and-swap ref transaction
 (``git update-ref --stdin``, which uses git's own lock files). A process killed at any point leaves only unreferenced
 objects behind: the half-made version is invisible and the registry stays readable.
+
+Threads: a kernel reads the registry from a ``%mm_monitor --refresh`` thread while a cell commits. GitPython's
+``Repo`` is not thread-safe (its persistent ``git cat-file --batch`` is one request/response stream, so two threads
+reading at once receive each other's objects), so each thread gets its own ``Repo``.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
@@ -60,8 +65,9 @@ class GitStore:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self._local = threading.local()
         try:
-            self.repo = git.Repo(self.path)
+            self._local.repo = git.Repo(self.path)
         except (git.InvalidGitRepositoryError, git.NoSuchPathError):
             raise WorkspaceError(
                 f"{self.path} is not a git repository; remove it or point MM_HOME at a valid workspace"
@@ -71,6 +77,7 @@ class GitStore:
         # object); reads keep using GitPython's persistent `git cat-file --batch`, which also sees packs.
         self._loose = LooseObjectDB(str(self.git_dir / "objects"))
         self._trees: OrderedDict[bytes, list[Entry]] = OrderedDict()
+        self._trees_lock = threading.Lock()
         self._packed: dict[str, str] = {}
         self._packed_key: tuple[int, int, int] | None = None
 
@@ -87,8 +94,20 @@ class GitStore:
             cw.set_value("core", "logAllRefUpdates", "always")
         return store
 
+    @property
+    def repo(self) -> git.Repo:
+        """This thread's ``Repo`` (made on first use; it closes its git processes when the thread ends)."""
+        repo = getattr(self._local, "repo", None)
+        if repo is None:
+            repo = self._local.repo = git.Repo(self.path)
+        return repo
+
     def close(self) -> None:
-        self.repo.close()
+        """Close this thread's ``Repo``; other threads' close with them."""
+        repo = getattr(self._local, "repo", None)
+        if repo is not None:
+            repo.close()
+            self._local.repo = None
 
     # -- refs ---------------------------------------------------------------------------------------------------
     def read_ref(self, ref: str = BRANCH) -> str | None:
@@ -172,14 +191,16 @@ class GitStore:
         return self._store(b"blob", data)
 
     def _read_tree(self, binsha: bytes) -> list[Entry]:
-        entries = self._trees.get(binsha)
-        if entries is None:
-            entries = tree_entries_from_data(self.repo.odb.stream(binsha).read())
+        with self._trees_lock:
+            entries = self._trees.get(binsha)
+            if entries is not None:
+                self._trees.move_to_end(binsha)
+                return entries
+        entries = tree_entries_from_data(self.repo.odb.stream(binsha).read())
+        with self._trees_lock:
             self._trees[binsha] = entries
             if len(self._trees) > 4096:
                 self._trees.popitem(last=False)
-        else:
-            self._trees.move_to_end(binsha)
         return entries
 
     def _write_tree(self, entries: list[Entry]) -> bytes:
@@ -188,7 +209,8 @@ class GitStore:
         tree_to_stream(entries, buf.write)
         data = buf.getvalue()
         binsha = self._store(b"tree", data)
-        self._trees[binsha] = entries
+        with self._trees_lock:
+            self._trees[binsha] = entries
         return binsha
 
     def commit_tree(self, commit_sha: str) -> bytes:

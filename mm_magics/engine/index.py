@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,21 @@ class Index:
         self.path = Path(path)
         self.git = git
         self._synced: str | None = None
+        # A connection per thread, like a connection per process: WAL and BEGIN IMMEDIATE already make those safe,
+        # whereas threads sharing one connection would share (and break) each other's transactions.
+        self._local = threading.local()
         self._db = self._connect()
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = self._connect()
+        return db
+
+    @_db.setter
+    def _db(self, db: sqlite3.Connection) -> None:
+        self._local.db = db
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,7 +83,11 @@ class Index:
             Path(f"{self.path}{suffix}").unlink(missing_ok=True)
 
     def close(self) -> None:
-        self._db.close()
+        """Close this thread's connection; other threads' close when those threads end."""
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
 
     # -- keeping up with git -------------------------------------------------------------------------------------
     def sync(self) -> str | None:

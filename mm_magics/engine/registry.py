@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import json
 import random
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -132,6 +133,7 @@ class Registry:
         self.objects = workspace.objects
         self.index = Index(workspace.cache_dir / "index.sqlite", workspace.git)
         self._loaded: OrderedDict[str, Any] = OrderedDict()
+        self._loaded_lock = threading.Lock()
 
     def close(self) -> None:
         self.index.close()
@@ -427,14 +429,16 @@ class Registry:
     def _cached_model(self, version: Version) -> Any:
         """Loaded models for internal use only (diff), keyed by content hash so they can never be stale."""
         sha = version.sha256
-        model = self._loaded.get(sha)
-        if model is None:
-            model = self._load(version)
+        with self._loaded_lock:  # a monitor thread and a cell may diff at once
+            model = self._loaded.get(sha)
+            if model is not None:
+                self._loaded.move_to_end(sha)
+                return model
+        model = self._load(version)
+        with self._loaded_lock:
             self._loaded[sha] = model
             if len(self._loaded) > _MODEL_CACHE:
                 self._loaded.popitem(last=False)
-        else:
-            self._loaded.move_to_end(sha)
         return model
 
     def probe_data(self, spec: str | VersionSpec) -> Any:

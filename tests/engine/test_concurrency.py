@@ -58,7 +58,7 @@ def test_four_processes_commit_100_versions_without_loss(ws):
     assert [v.number for v in page.versions] == list(range(100, 0, -1))
     messages = {v.message for v in page.versions}
     assert messages == {f"p{i}-{j}" for i in range(4) for j in range(25)}
-    assert ws.registry.fsck().ok
+    assert ws.registry.fsck().problems == []
     subprocess.run(["git", "-C", str(ws.root), "fsck", "--strict"], check=True, capture_output=True)
 
 
@@ -114,3 +114,50 @@ def test_killed_mid_commit_leaves_registry_readable(ws, monkeypatch, group_kill)
 
         model = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
         assert fresh.registry.commit("shared", model).number == seen + 1
+
+
+def test_threads_sharing_one_workspace_read_what_was_written(ws, iris, models):
+    """A %mm_monitor --refresh thread reads the registry while a cell commits, with the same Workspace object."""
+    import threading
+
+    X, _ = iris
+    ws.registry.commit("t", models["logreg"], message="t-1", metrics={"accuracy": 0.9}, probe_data=X)
+    stop = threading.Event()
+    problems: list[str] = []
+
+    def writer() -> None:
+        try:
+            for i in range(2, 26):
+                model = models["tree"] if i % 2 else models["logreg"]
+                v = ws.registry.commit("t", model, message=f"t-{i}", metrics={"accuracy": i / 100}, parent="t@v1")
+                ws.registry.set_alias(v.id, "latest-even" if i % 2 == 0 else "latest-odd")
+        except Exception as exc:  # surfaced below
+            problems.append(f"writer: {type(exc).__name__}: {exc}")
+        finally:
+            stop.set()
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                log = ws.registry.log("t", limit=5).versions
+                numbers = [v.number for v in log]
+                assert numbers == sorted(numbers, reverse=True), numbers
+                for v in log:
+                    assert v.message == f"t-{v.number}", (v.id, v.message)
+                    assert ws.registry.get(v.id).metrics["accuracy"] == (0.9 if v.number == 1 else v.number / 100)
+                if len(log) > 1:
+                    agreement = ws.registry.diff("t@v1", log[0].id).agreement  # loads both models (v1 has a probe)
+                    assert agreement == 1.0 if log[0].number % 2 == 0 else 0 < agreement <= 1, (log[0].id, agreement)
+                ws.registry.history("t")
+        except Exception as exc:  # surfaced below
+            problems.append(f"reader: {type(exc).__name__}: {exc}")
+            stop.set()
+
+    threads = [threading.Thread(target=writer)] + [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert problems == []
+    assert [v.number for v in ws.registry.log("t", limit=100).versions] == list(range(25, 0, -1))
+    assert ws.registry.fsck().problems == []
