@@ -279,12 +279,14 @@ class Lifecycle:
                 out.append(GateResult(name, True, f"{metric} {new:.4g} vs deployed {current.id}'s {old:.4g}"))
         return out
 
-    def transition(self, spec: str, to: str, reason: str = "", *, force: bool = False) -> Transition:
-        """Move a version to stage ``to`` along the graph, passing every gate of every stage entered.
+    def preflight(
+        self, spec: str, to: str, reason: str = "", *, force: bool = False
+    ) -> tuple[Version, list[str], list[GateResult]]:
+        """Raise exactly as :meth:`transition` would, without recording anything.
 
-        A refused gate raises :class:`TransitionError` naming the gate and the gap; ``force=True`` overrides gates
-        (never the graph) and needs a reason, which the audit log keeps.
-        """
+        For callers with slow work between decision and record: a deployment starts its server only once the move
+        is known to be allowed, and records the move only once the server answers, so a server that fails to start
+        leaves the version where it was."""
         version, path = self.plan(spec, to)
         results = self._gates(version, path[1:])
         failed = [r for r in results if not r.passed]
@@ -296,6 +298,16 @@ class Lifecycle:
             )
         if force and not reason.strip():
             raise TransitionError(f"forcing {version.id} into {to} needs a reason: pass -m WHY (it is audited)")
+        return version, path, results
+
+    def transition(self, spec: str, to: str, reason: str = "", *, force: bool = False) -> Transition:
+        """Move a version to stage ``to`` along the graph, passing every gate of every stage entered.
+
+        A refused gate raises :class:`TransitionError` naming the gate and the gap; ``force=True`` overrides gates
+        (never the graph) and needs a reason, which the audit log keeps.
+        """
+        version, path, results = self.preflight(spec, to, reason, force=force)
+        failed = [r for r in results if not r.passed]
         actor = self.ws.actor
         reason = reason or f"Move {version.id} to {to}"
         name, number, current = version.name, version.number, version.stage

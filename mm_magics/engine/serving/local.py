@@ -91,22 +91,28 @@ class LocalRunner:
             )
         self._children[proc.pid] = proc
         deadline = time.monotonic() + READY_TIMEOUT
-        while not state_file.exists():
-            if proc.poll() is not None:
-                raise DeploymentError(
-                    f"the server for {version.id} exited with status {proc.returncode} before it was ready: "
-                    f"{_tail(log_file)} (full log: {log_file})"
-                )
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise DeploymentError(
-                    f"the server for {version.id} was not ready after {READY_TIMEOUT:.0f}s: see {log_file}"
-                )
-            time.sleep(0.02)
-        state = json.loads(state_file.read_text())
-        state_file.unlink(missing_ok=True)
-        url = f"http://{host}:{state['port']}"
-        _wait_ready(url, deadline)
+        try:
+            while not state_file.exists():
+                if proc.poll() is not None:
+                    raise DeploymentError(
+                        f"the server for {version.id} exited with status {proc.returncode} before it was ready: "
+                        f"{_tail(log_file)} (full log: {log_file})"
+                    )
+                if time.monotonic() > deadline:
+                    raise DeploymentError(
+                        f"the server for {version.id} was not ready after {READY_TIMEOUT:.0f}s: see {log_file}"
+                    )
+                time.sleep(0.02)
+            state = json.loads(state_file.read_text())
+            url = f"http://{host}:{state['port']}"
+            _wait_ready(url, deadline)
+        except BaseException:  # not ready, or Ctrl-C while waiting: no server may outlive a deployment never recorded
+            proc.kill()
+            proc.wait()
+            self._children.pop(proc.pid, None)
+            raise
+        finally:
+            state_file.unlink(missing_ok=True)
         return Deployment(
             name=version.name,
             version=version.id,

@@ -92,7 +92,9 @@ class Deployer:
             if same_runner:
                 return self._switch(version.name, version.id, reason=reason or f"Deploy {version.id}", force=force)
             self._undeploy(version.name)
-        self._enter_deploy(version, reason or f"Deploy {version.id}", force)
+        reason = reason or f"Deploy {version.id}"
+        if version.stage not in SERVING:  # refused gates refuse the deployment before a server starts
+            self.ws.lifecycle.preflight(version.id, "deploy", reason, force=force)
         token = self.secret("token") if not is_loopback(host) else None
         if docker:
             dep = self.docker().start(version, port=port, batch=batch)
@@ -100,6 +102,11 @@ class Deployer:
             dep = self.local.start(
                 version, port=port, host=host, batch=batch, token=token, admin_token=self.secret("admin-token")
             )
+        try:  # the stage moves once the server answers: a server that never started leaves the version as it was
+            self._enter_deploy(version, reason, force)
+        except BaseException:
+            self._runner(dep).stop(dep)
+            raise
         dep.history.append({"time": now_iso(), "version": version.id, "actor": self.ws.actor, "action": "deploy"})
         self.store.save(dep)
         dep.status = "running"

@@ -253,6 +253,40 @@ def test_a_port_that_cannot_be_used_refuses_the_deployment_up_front(served):
     assert httpx.get(served["dep"].url + "/v2/health/ready").status_code == 200  # iris serves on, untouched
 
 
+def test_a_server_that_fails_to_start_leaves_the_lifecycle_as_it_was(served):
+    ws, deployer = served["ws"], served["deployer"]
+    v = ws.registry.commit(
+        "broken", served["tree"], message="b", metrics={"accuracy": 0.99}, schema=ws.registry.get("iris@v1").schema
+    )
+    path = ws.objects.path(v.sha256)
+    path.chmod(0o644)
+    path.write_bytes(b"not the model")  # the server verifies the hash and refuses to load it
+    with pytest.raises(DeploymentError, match="exited with status 1 before it was ready"):
+        deployer.deploy("broken@v1")
+    assert ws.registry.get("broken@v1").stage == "evaluate" and deployer.get("broken") is None
+    assert [h.action for h in ws.registry.history("broken")] == ["commit"]  # no transition was recorded
+
+
+def test_ctrl_c_while_a_server_starts_leaves_no_server_behind(served):
+    ws = served["ws"]
+    ws.registry.commit(
+        "slow", served["logreg"], message="s", metrics={"accuracy": 0.99}, schema=ws.registry.get("iris@v1").schema
+    )
+    pgrep = ["pgrep", "-f", "--", "--version slow@v1 "]
+
+    def interrupt_once_the_server_runs() -> None:
+        deadline = time.monotonic() + 30
+        while not subprocess.run(pgrep, capture_output=True).stdout and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C (or a kernel interrupt) does to %mm_deploy
+
+    threading.Thread(target=interrupt_once_the_server_runs, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        served["deployer"].deploy("slow")
+    assert subprocess.run(pgrep, capture_output=True, text=True).stdout.split() == []
+    assert served["deployer"].get("slow") is None and ws.registry.get("slow@v1").stage == "evaluate"
+
+
 def test_two_kernels_deploying_one_model_at_once_start_one_server(served):
     ws = served["ws"]
     ws.registry.commit(
