@@ -170,15 +170,17 @@ class Deployer:
         if version.name != name:
             raise DeploymentError(f"{version.id} is not a version of {name}")
         self.ws.registry.checkout(version.id)  # it must load (hash verified) before anything changes
-        self._enter_deploy(version, reason or f"Switch {name} to {version.id}", force)
+        reason = reason or f"Switch {name} to {version.id}"
+        if version.stage not in SERVING:  # gates first; the stage moves once the new version serves
+            self.ws.lifecycle.preflight(version.id, "deploy", reason, force=force)
         previous = dep.version
-        if dep.runner == "docker":
-            history = dep.history
-            dep = self.docker().switch(name, version)
-            dep.history = history
-        else:
-            self.local.swap(dep, version, self.secret("admin-token"))
-            dep.version = version.id
+        dep = self._serve(dep, version)
+        try:
+            self._enter_deploy(version, reason, force)
+        except BaseException:  # e.g. another session moved the version meanwhile: serve what the lifecycle says
+            with contextlib.suppress(Exception):
+                self._serve(dep, self.ws.registry.get(previous))
+            raise
         dep.history.append(
             {
                 "time": now_iso(),
@@ -192,6 +194,17 @@ class Deployer:
         self.store.save(dep)
         dep.status = "running"
         self._retire_replaced(previous, version.id)
+        return dep
+
+    def _serve(self, dep: Deployment, version: Version) -> Deployment:
+        """Make ``dep`` serve ``version``: an in-process swap for a local server, a new container for Docker."""
+        if dep.runner == "docker":
+            history = dep.history
+            dep = self.docker().switch(dep.name, version)
+            dep.history = history
+        else:
+            self.local.swap(dep, version, self.secret("admin-token"))
+            dep.version = version.id
         return dep
 
     def _retire_replaced(self, previous: str, current: str) -> None:
