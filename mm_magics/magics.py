@@ -66,17 +66,6 @@ def _as_list(value: Any) -> list[Any]:
     return [value]
 
 
-def _sink_state(ws: Any) -> dict[str, Any] | None:
-    """The InfluxDB sink's state as the server last reported it (written beside the metric store)."""
-    import json
-
-    path = ws.run_dir / "influx-state.json"
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        return None
-
-
 def _cell_line(exc: BaseException) -> str:
     """ " at line N" of the user's cell where the exception started, if it started there."""
     tb, line = exc.__traceback__, None
@@ -459,7 +448,7 @@ class MMMagics(Magics):
     def _snapshot(self, monitor: Any, deployer: Any, name: str, window: str) -> Any:
         deployer.flush_metrics(name)
         dep = deployer.get(name)
-        return monitor.snapshot(name, window, deployment=dep, sink=_sink_state(monitor.ws))
+        return monitor.snapshot(name, window, deployment=dep)
 
     @magic_arguments()
     @argument("name", help="deployed model name")

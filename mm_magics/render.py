@@ -310,5 +310,6 @@ def _snapshot(s: Any) -> str:
         out.append(f"<div class='bad'>⚠ {e(a['rule'])}: {e(a['message'])}</div>")
     if s.sink:
         state = "connected" if s.sink.get("connected") else "<span class='bad'>unreachable</span>"
-        out.append(f"<div class='dim'>InfluxDB sink: {state}, {s.sink.get('spooled', 0)} points spooled</div>")
+        why = f" ({e(s.sink['last_error'])})" if not s.sink.get("connected") and s.sink.get("last_error") else ""
+        out.append(f"<div class='dim'>InfluxDB sink: {state}, {s.sink.get('spooled', 0)} points spooled{why}</div>")
     return "".join(out)

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from ..hosts import is_loopback
 
 DEFAULT_BUCKET = "mm_magics"
+INFLUX_STATE = "influx-state.json"  # beside the metric store: what the servers' sinks last reported
 TAG_PREFIX = "INFLUXDB_V2_TAG_"
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 from ..errors import MMError
 from ..records import _Rich
 from .drift import PSI_SIGNIFICANT, ks, psi, reference
+from .influx_settings import INFLUX_STATE
 from .store import SQLiteStore
 
 if TYPE_CHECKING:
@@ -93,10 +94,11 @@ class Snapshot(_Rich):
         for a in self.alerts:
             lines.append(f"  ALERT {a['rule']}: {a['message']}")
         if self.sink:
-            lines.append(
-                f"  influx: {'connected' if self.sink.get('connected') else 'DOWN'}, "
-                f"{self.sink.get('spooled', 0)} spooled"
-            )
+            up = "connected" if self.sink.get("connected") else "DOWN"
+            line = f"  influx: {up}, {self.sink.get('spooled', 0)} spooled"
+            if not self.sink.get("connected") and self.sink.get("last_error"):
+                line += f" ({self.sink['last_error']})"
+            lines.append(line)
         return "\n".join(lines)
 
 
@@ -138,6 +140,15 @@ class Monitor:
         self.store.write_feedback(name, zip(ids, labels, strict=True))
         return len(ids)
 
+    def sink_state(self) -> dict[str, Any] | None:
+        """The InfluxDB sink's state as a server last reported it (connected, spooled, last error), or None when no
+        server writes to InfluxDB. Servers write it beside the metric store, since the kernel has no sink of its own.
+        """
+        try:
+            return json.loads((self.ws.run_dir / INFLUX_STATE).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
     # -- the snapshot -------------------------------------------------------------------------------------------
     def snapshot(
         self,
@@ -148,7 +159,9 @@ class Monitor:
         deployment: Any = None,
         sink: dict[str, Any] | None = None,
     ) -> Snapshot:
+        """The live picture of ``name`` over ``window``; ``sink`` defaults to what the servers last reported."""
         window_s = parse_duration(window)
+        sink = sink if sink is not None else self.sink_state()
         now = time.time()
         since = now - window_s
         version = deployment.version if deployment is not None else None

@@ -363,6 +363,18 @@ def server_command(host: str = "0.0.0.0", port: int = CONTAINER_PORT) -> list[st
     return cmd
 
 
+def docker_sdk() -> Any:
+    """The docker SDK (the ``[docker]`` extra), or a one-line error saying how to get it."""
+    try:
+        import docker
+        import docker.errors
+    except ImportError:
+        raise DeploymentError(
+            f"the docker SDK is not installed: pip install 'mm_magics[docker]' (and run `{SETUP}` for the engine)"
+        ) from None
+    return docker
+
+
 # -- the runner ---------------------------------------------------------------------------------------------------
 class DockerRunner:
     """Build, run, check, switch and stop version containers on the local Docker engine.
@@ -394,12 +406,7 @@ class DockerRunner:
     @cached_property
     def client(self) -> Any:
         """The docker SDK client, connected on first use so constructing a runner never fails or blocks."""
-        try:
-            import docker
-        except ImportError:
-            raise DeploymentError(
-                f"the docker SDK is not installed: pip install 'mm_magics[docker]' (and run `{SETUP}` for the engine)"
-            ) from None
+        docker = docker_sdk()
         with self._errors("connect to the Docker engine"):
             client = docker.from_env(timeout=300)
             client.ping()
@@ -433,7 +440,7 @@ class DockerRunner:
     # -- images ------------------------------------------------------------------------------------------------
     def ensure_base_image(self) -> str:
         """The base image's id, pulling it if missing; a one-line fix when it cannot be had."""
-        import docker.errors
+        docker = docker_sdk()
 
         with self._errors(f"look up the base image {self.base_image}"):
             try:
@@ -483,7 +490,7 @@ class DockerRunner:
         return BuildResult(tag, image_id, runtime, runtime_built, time.perf_counter() - start, log + version_log)
 
     def _ensure_runtime(self, version: Version, base_id: str) -> tuple[str, bool, list[str]]:
-        import docker.errors
+        docker = docker_sdk()
 
         requirements = requirements_for(version)
         wheels = self.wheels.resolve(requirements)
@@ -579,7 +586,7 @@ class DockerRunner:
 
     def _launch(self, version: Version, image: str, *, port: int | None, batch: bool) -> Deployment:
         """Create, arm (token), start and health-check one container; removes it again if it never gets ready."""
-        import docker.errors
+        docker = docker_sdk()
 
         name = f"mm-{image.split('/', 1)[1].split(':')[0]}-v{version.number}-{secrets.token_hex(3)}"
         labels = {
@@ -690,7 +697,7 @@ class DockerRunner:
 
     def status(self, deployment: Deployment) -> str:
         """``running`` (container up and ready), ``unhealthy`` (up, not ready) or ``stale`` (gone or exited)."""
-        import docker.errors
+        docker = docker_sdk()
 
         if not deployment.container_id:
             return "stale"
@@ -751,7 +758,7 @@ class DockerRunner:
         return new
 
     def _remove_container(self, container_id: str | None, timeout: float | None = None) -> None:
-        import docker.errors
+        docker = docker_sdk()
 
         if not container_id:
             return
@@ -767,7 +774,7 @@ class DockerRunner:
 
     def _remove_image(self, image: str) -> None:
         """Remove a version image; its shared runtime stays. An image still in use is left alone."""
-        import docker.errors
+        docker = docker_sdk()
 
         with self._errors(f"remove image {image}"), contextlib.suppress(docker.errors.ImageNotFound):
             try:

@@ -8,6 +8,7 @@ Off loopback it refuses to start without a bearer token. uvicorn handles SIGTERM
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..atomic import atomic_write_text
 from ..hosts import is_loopback
 from .app import BundleSource, Settings, WorkspaceSource, create_app, identity
 
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         sock.bind((args.host, args.port))
     except (OSError, OverflowError) as exc:  # the runner checked the port; another process may have taken it since
         reason = getattr(exc, "strerror", None) or exc
-        raise SystemExit(f"mm server: cannot listen on {args.host}:{args.port}: {reason}") from None
+        raise SystemExit(f"mm-serve: cannot listen on {args.host}:{args.port}: {reason}") from None
     sock.listen(2048)
     sock.set_inheritable(True)
     app = create_app(source, [spec], settings)
@@ -127,18 +129,25 @@ def _recorder(args: argparse.Namespace, source: Any) -> Any:
     from ..monitoring.store import SQLiteStore
 
     store = SQLiteStore(Path(args.metrics_db))
-    sink = None
-    try:
-        from ..monitoring.influx import InfluxSink
+    from ..monitoring.influx_settings import INFLUX_STATE, resolve
 
-        local = dict(source.ws.local_config) if isinstance(source, WorkspaceSource) else {}
-        if token := _read_secret(args.influx_token_file):
-            local["influx"] = {**(local.get("influx") or {}), "token": token}
-        sink = InfluxSink.from_config(local, Path(args.metrics_db).parent / "influx-spool")
-    except ImportError:  # influxdb-client is an optional extra
-        sink = None
-    state = Path(args.metrics_db).parent / "influx-state.json"
-    return Recorder(store, sink=sink, deployment=args.deployment, state_file=state)
+    run = Path(args.metrics_db).parent
+    local = dict(source.ws.local_config) if isinstance(source, WorkspaceSource) else {}
+    if token := _read_secret(args.influx_token_file):
+        local["influx"] = {**(local.get("influx") or {}), "token": token}
+    sink = None
+    if resolve(local) is not None:
+        try:
+            from ..monitoring.influx import InfluxSink
+        except ImportError:  # influxdb-client is an optional extra: say so where %mm_monitor looks
+            reason = "influxdb-client is not installed where the server runs: pip install 'mm_magics[influx]'"
+            print(f"mm-serve: InfluxDB is configured but {reason}", file=sys.stderr, flush=True)
+            with contextlib.suppress(OSError):
+                state = {"connected": False, "spooled": 0, "written": 0, "last_error": reason}
+                atomic_write_text(run / INFLUX_STATE, json.dumps(state), durable=False)
+        else:
+            sink = InfluxSink.from_config(local, run / "influx-spool")
+    return Recorder(store, sink=sink, deployment=args.deployment, state_file=run / INFLUX_STATE)
 
 
 def _feedback_writer(path: str | None) -> Any:

@@ -291,6 +291,24 @@ def test_unreachable_engine_names_the_fix(ws, two_versions, monkeypatch):
     assert "\n" not in message and "bash scripts/setup-docker.sh" in message, message
 
 
+def test_without_the_docker_sdk_every_entry_point_names_the_extra(ws, two_versions, monkeypatch):
+    """The quick start installs no [docker] extra: the notebook's "is Docker here?" check must answer, not raise."""
+    import sys
+
+    from mm_magics.engine.serving.service import Deployer
+
+    for module in [m for m in sys.modules if m == "docker" or m.startswith("docker.")]:
+        monkeypatch.delitem(sys.modules, module)
+    monkeypatch.setitem(sys.modules, "docker", None)  # what `import docker` meets where the package is absent
+    ok, why = Deployer(ws).docker_available()
+    assert not ok and "pip install 'mm_magics[docker]'" in why
+    v1, _ = two_versions
+    missing = r"the docker SDK is not installed: pip install 'mm_magics\[docker\]'"
+    for call in (lambda r: r.ensure_base_image(), lambda r: r.build(v1), lambda r: r.start(v1)):
+        with pytest.raises(DeploymentError, match=missing):
+            call(DockerRunner(ws, "local/python:3.11"))
+
+
 def test_container_requests_reach_the_workspace_metric_store(ws, runner, iris, two_versions):
     """Metrics from a container land in the same embedded store as a local server's."""
     from mm_magics.engine.monitoring.store import SQLiteStore

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -285,6 +286,29 @@ def test_ctrl_c_while_a_server_starts_leaves_no_server_behind(served):
         served["deployer"].deploy("slow")
     assert subprocess.run(pgrep, capture_output=True, text=True).stdout.split() == []
     assert served["deployer"].get("slow") is None and ws.registry.get("slow@v1").stage == "evaluate"
+
+
+def test_influxdb_configured_without_its_client_says_so_in_the_monitor(served, tmp_path, monkeypatch):
+    from mm_magics.engine.monitoring.live import Monitor
+
+    ws = served["ws"]
+    ws.registry.commit(
+        "lonely", served["logreg"], message="l", metrics={"accuracy": 0.99}, schema=ws.registry.get("iris@v1").schema
+    )
+    shadow = tmp_path / "shadow" / "influxdb_client"  # a server environment without the [influx] extra
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError(\"No module named 'influxdb_client'\")\n")
+    monkeypatch.setenv("PYTHONPATH", str(shadow.parent))
+    monkeypatch.setenv("INFLUXDB_V2_URL", "http://127.0.0.1:9")
+    dep = served["deployer"].deploy("lonely")
+    try:
+        state = Monitor(ws).sink_state()
+        assert state["connected"] is False and "pip install 'mm_magics[influx]'" in state["last_error"]
+        assert "influx: DOWN, 0 spooled (influxdb-client is not installed" in str(Monitor(ws).snapshot("lonely"))
+        assert "InfluxDB is configured but influxdb-client is not installed" in Path(dep.log).read_text()
+    finally:
+        served["deployer"].undeploy("lonely")
+        (ws.run_dir / "influx-state.json").unlink(missing_ok=True)
 
 
 def test_two_kernels_deploying_one_model_at_once_start_one_server(served):
