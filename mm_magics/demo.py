@@ -56,9 +56,10 @@ def execute_notebook(src: Path, workdir: Path, *, timeout: int = 600, env: dict[
     nb = nbformat.read(src, as_version=4)
     # IPC sockets in a private directory: a local kernel needs no TCP port (and ipykernel warns about plain TCP)
     sockets = Path(tempfile.mkdtemp(prefix="mm-kernel-"))
+    km = KernelManager(kernel_name="python3", transport="ipc", ip=str(sockets / "kernel"))
     client = NotebookClient(
         nb,
-        km=KernelManager(kernel_name="python3", transport="ipc", ip=str(sockets / "kernel")),
+        km=km,
         timeout=timeout,
         kernel_name="python3",
         resources={"metadata": {"path": str(workdir)}},
@@ -71,6 +72,8 @@ def execute_notebook(src: Path, workdir: Path, *, timeout: int = 600, env: dict[
             where = f"cell {client.code_cells_executed}" if hasattr(client, "code_cells_executed") else "a cell"
             raise MMError(f"{src.name} failed at {where}: {exc.ename}: {exc.evalue}".splitlines()[0]) from None
         finally:
+            if km.has_kernel:  # a client given its manager leaves the kernel running: shut it down ourselves
+                km.shutdown_kernel(now=False)
             shutil.rmtree(sockets, ignore_errors=True)
     return nb
 
