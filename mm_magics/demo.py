@@ -78,6 +78,18 @@ def execute_notebook(src: Path, workdir: Path, *, timeout: int = 600, env: dict[
     return nb
 
 
+def _stop_servers(workspace: Path) -> None:
+    """Stop every deployment the demo workspace still has (best effort: this runs on the way out of a failure)."""
+    from .engine.serving.service import Deployer
+    from .engine.workspace import Workspace
+
+    with contextlib.suppress(Exception), Workspace.open(workspace, create=False) as ws:
+        deployer = Deployer(ws)
+        for dep in deployer.list():
+            with contextlib.suppress(Exception):
+                deployer.undeploy(dep.name)
+
+
 def run_demo(directory: str | Path = "mm-demo") -> str:
     from .engine.workspace import Workspace
 
@@ -87,19 +99,25 @@ def run_demo(directory: str | Path = "mm-demo") -> str:
     if workspace.exists():
         if not (root / MARKER).exists():
             raise MMError(f"{root} already holds a workspace that the demo did not make: pass --dir NEW_DIR")
+        _stop_servers(workspace)  # a server of an earlier run must not outlive the workspace it serves from
         shutil.rmtree(workspace)
     (root / MARKER).write_text("made by `mm demo`; safe to delete\n")
     import nbformat
 
     ran = []
-    for name in DEMO_NOTEBOOKS:
-        src = notebook_path(name)
-        started = time.perf_counter()
-        nb = execute_notebook(src, root, env={"MM_HOME": str(workspace)})
-        out = root / name
-        nbformat.write(nb, out)
-        cells = sum(1 for c in nb.cells if c.cell_type == "code")
-        ran.append(f"ran {name}: {cells} cells on a real kernel in {time.perf_counter() - started:.1f}s, no errors")
+    try:
+        for name in DEMO_NOTEBOOKS:
+            src = notebook_path(name)
+            started = time.perf_counter()
+            nb = execute_notebook(src, root, env={"MM_HOME": str(workspace)})
+            out = root / name
+            nbformat.write(nb, out)
+            cells = sum(1 for c in nb.cells if c.cell_type == "code")
+            elapsed = time.perf_counter() - started
+            ran.append(f"ran {name}: {cells} cells on a real kernel in {elapsed:.1f}s, no errors")
+    except BaseException:  # a notebook that failed half-way never reached its own clean-up cell
+        _stop_servers(workspace)
+        raise
     with Workspace.open(workspace) as ws:
         models = ws.registry.models()
         log = ws.registry.log("cancer", limit=10)

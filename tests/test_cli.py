@@ -83,7 +83,14 @@ def test_demo_runs_the_quickstart_notebook(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "ran 01_quickstart.ipynb" in out and "ran 03_monitor.ipynb" in out and "cancer@v5 [production]" in out
     assert (target / "01_quickstart.ipynb").is_file()
+    from mm_magics.engine import Workspace
+    from mm_magics.engine.serving.deployments import pid_alive
+    from mm_magics.engine.serving.service import Deployer
+
+    with Workspace.open(target / ".mm") as ws:  # a server left behind in the demo workspace (e.g. by a failed run)
+        leftover = Deployer(ws).deploy("cancer@v3", force=True, reason="left behind")
     assert main(["demo", "--dir", str(target)]) == 0  # running it again starts from a fresh demo workspace
+    assert not pid_alive(leftover.pid), "the old workspace's server must not outlive it"
     assert "cancer  latest v5" in capsys.readouterr().out
 
 
