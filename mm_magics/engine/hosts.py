@@ -20,10 +20,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def socket_family(host: str) -> socket.AddressFamily:
+    """IPv6 for an address with a colon, else IPv4: how every mm_magics socket picks its family."""
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A port free on ``host`` now (the OS picks it); whoever binds it next may still race another process."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
+    with socket.socket(socket_family(host), socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
@@ -40,8 +44,7 @@ def check_port(port: int | None, host: str = "127.0.0.1") -> None:
         raise DeploymentError(
             f"port {port!r} is not a TCP port: pick one in 1-65535, or leave --port out for a free one"
         )
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
+    with socket.socket(socket_family(host), socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is no obstacle
         try:
             sock.bind((host, port))

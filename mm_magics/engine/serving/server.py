@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_text
-from ..hosts import is_loopback
+from ..hosts import is_loopback, socket_family
 from .app import BundleSource, Settings, WorkspaceSource, create_app, identity
 
 
@@ -83,8 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         # what is queued (about a second of requests, and the InfluxDB sink's queue) is written before exit
         on_shutdown=(lambda: recorder.close(timeout=2.5)) if recorder else None,
     )
-    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(socket_family(args.host), socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     # accepted connections inherit this: responses go out at once instead of waiting ~40 ms for a delayed ACK
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -106,8 +105,6 @@ def main(argv: list[str] | None = None) -> int:
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     if args.state_file:
-        from ..atomic import atomic_write_text
-
         state = {"pid": os.getpid(), "host": args.host, "port": port, "version": spec, "ready": time.time()}
         atomic_write_text(Path(args.state_file), json.dumps(state) + "\n")
     print(f"mm-serve: {spec} on http://{args.host}:{port}", flush=True)
