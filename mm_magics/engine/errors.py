@@ -18,6 +18,12 @@ class WorkspaceError(MMError):
     """The workspace is missing, unreadable or of an unknown format."""
 
 
+class CorruptRegistryError(WorkspaceError):
+    """A document, ref or object in the workspace's git is damaged: the message names it and ``mm fsck``."""
+
+    status = 409
+
+
 class WorkspaceFormatError(WorkspaceError):
     """The workspace was written by a newer mm_magics than this one."""
 

@@ -14,12 +14,12 @@ reading at once receive each other's objects), so each thread gets its own ``Rep
 
 from __future__ import annotations
 
-import os
+import contextlib
 import subprocess
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from io import BytesIO
@@ -30,17 +30,32 @@ from git.objects.fun import tree_entries_from_data, tree_to_stream
 from gitdb import LooseObjectDB
 from gitdb.base import IStream
 
-from .errors import ConcurrencyError, RemoteError, WorkspaceError
+from .atomic import file_lock
+from .errors import ConcurrencyError, CorruptRegistryError, RemoteError, WorkspaceError
 
 BRANCH = "refs/heads/main"
+REMOTE_BRANCH = "refs/remotes/origin/main"
+REMOTE_TAGS = "refs/mm-remote-tags/"  # fetched tags wait here until checked against the branch
 BLOB_MODE = 0o100644
 TREE_MODE = 0o040000
 NULL_SHA = "0" * 40
 
 
-def stale_lock_seconds() -> float:
-    """Age after which a git lock file is taken as left over by a killed process (git holds one for milliseconds)."""
-    return float(os.environ.get("MM_STALE_LOCK_SECONDS", "10"))
+#: git options that keep a remote URL from running anything: the ext:: transport runs a command by design
+_SAFE_GIT = ["-c", "protocol.ext.allow=never", "-c", "protocol.fd.allow=never"]
+
+
+def check_remote_url(url: object) -> str:
+    """Refuse a git remote that git could take for an option (``--upload-pack=...`` runs a command) or a command.
+
+    Every user string that reaches git's command line also goes after ``--``; this check is the clear error."""
+    if not isinstance(url, str) or not url.strip():
+        raise RemoteError("empty remote URL: pass a git URL or path, e.g. mm remote /srv/registry.git")
+    if url.startswith("-"):
+        raise RemoteError(f"remote {url!r} starts with '-', which git would read as an option: pass a URL or a path")
+    if any(ch in url for ch in "\0\n\r") or url.lower().startswith(("ext::", "fd::")):
+        raise RemoteError(f"remote {url!r} is not a plain git URL (no ext::, fd:: or control characters): pass a URL")
+    return url
 
 
 Entry = tuple[bytes, int, str]  # (binsha, mode, name), GitPython's tree entry tuple
@@ -80,6 +95,8 @@ class GitStore:
         self._trees_lock = threading.Lock()
         self._packed: dict[str, str] = {}
         self._packed_key: tuple[int, int, int] | None = None
+        #: tags whose update a killed writer left half-done (their lock was stale): the registry re-creates them
+        self.crashed_tags: set[str] = set()
 
     @classmethod
     def init(cls, path: Path) -> GitStore:
@@ -111,14 +128,21 @@ class GitStore:
 
     # -- refs ---------------------------------------------------------------------------------------------------
     def read_ref(self, ref: str = BRANCH) -> str | None:
-        """Current value of a ref, read straight from disk (microseconds: called before every cached read)."""
+        """Current value of a ref, read straight from disk (microseconds: called before every cached read).
+
+        A ref file that exists but holds no commit id is damage, never "no ref": reading it as missing would let the
+        index forget every version and a commit start a new history."""
         try:
-            value = (self.git_dir / ref).read_text().strip()
-            if len(value) == 40:
-                return value
+            value = (self.git_dir / ref).read_text(errors="replace").strip()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            pass
-        return self._packed_refs().get(ref)
+            return self._packed_refs().get(ref)
+        if len(value) == 40 and all(c in "0123456789abcdef" for c in value):
+            return value
+        if value.startswith("ref: "):  # a symbolic ref: follow it once
+            return self.read_ref(value[5:].strip()) if value[5:].strip() != ref else None
+        raise CorruptRegistryError(
+            f"{self.git_dir / ref} does not hold a commit id ({value[:20]!r}): run `mm fsck` to diagnose the workspace"
+        )
 
     def _packed_refs(self) -> dict[str, str]:
         """``packed-refs`` as a dict, re-read only when the file changes (a clone or ``git gc`` packs all tags)."""
@@ -150,38 +174,59 @@ class GitStore:
             lines.append(f"update {ref} {new} {old or NULL_SHA}")
         payload = "\n".join(lines) + "\n"
         for _ in range(attempts):
-            proc = subprocess.run(
-                [git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git", "--git-dir", str(self.git_dir), "update-ref", "--stdin"],
-                input=payload,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if proc.returncode == 0:
-                return True
-            err = proc.stderr
-            if ".lock': File exists" in err or "Unable to create" in err:
-                self._break_stale_locks(err)
-                time.sleep(0.002)
+            # Every ref update of ours runs under one kernel lock (flock), which dies with its holder. So a git
+            # ``.lock`` file seen while we hold it was left by a killed process: it is removed at once instead of
+            # after an age threshold (which stalled the next writer ~10 s after a kill).
+            with self.ref_lock():
+                proc = subprocess.run(
+                    [self._git_exe(), "--git-dir", str(self.git_dir), "update-ref", "--stdin"],
+                    input=payload,
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                if proc.returncode == 0:
+                    return True
+                err = proc.stderr
+                stale = self._stale_locks(err)
+                for lock in stale:
+                    lock.unlink(missing_ok=True)
+                    ref = lock.relative_to(self.git_dir).as_posix().removesuffix(".lock")
+                    if ref.startswith("refs/tags/"):
+                        self.crashed_tags.add(ref)
+            if stale:
                 continue
             if "but expected" in err or "already exists" in err or "reference already exists" in err:
                 return False
+            if ".lock': File exists" in err or "Unable to create" in err:
+                time.sleep(0.002)  # a git process outside mm_magics holds the lock
+                continue
             raise WorkspaceError(f"git refused to update the registry refs: {err.strip().splitlines()[-1]}")
         if attempts < 200:
             return False
         raise ConcurrencyError("the registry stayed locked by another process for too long; try again")
 
-    def _break_stale_locks(self, err: str) -> None:
-        """Remove git lock files abandoned by a killed process; a live writer holds one for milliseconds."""
+    @contextlib.contextmanager
+    def ref_lock(self) -> Iterator[None]:
+        """The workspace's ref-update lock (kernel-held: a killed holder can never leave it behind)."""
+        with file_lock(self.git_dir / "mm-refs.flock"):
+            yield
+
+    def _stale_locks(self, err: str) -> list[Path]:
+        """git lock files named in ``err`` (called with :meth:`ref_lock` held, so no live writer of ours owns them)."""
+        out = []
         for part in err.split("'"):
             if part.endswith(".lock"):
                 lock = Path(part)
-                try:
-                    age = time.time() - lock.stat().st_mtime
-                except FileNotFoundError:
-                    continue
-                if age > stale_lock_seconds():
-                    lock.unlink(missing_ok=True)
+                if not lock.is_absolute():
+                    lock = self.git_dir / lock
+                if lock.exists() and self.git_dir in lock.resolve().parents:
+                    out.append(lock)
+        return out
+
+    @staticmethod
+    def _git_exe() -> str:
+        return git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git"
 
     # -- objects ------------------------------------------------------------------------------------------------
     def _store(self, kind: bytes, data: bytes) -> bytes:
@@ -196,7 +241,7 @@ class GitStore:
             if entries is not None:
                 self._trees.move_to_end(binsha)
                 return entries
-        entries = tree_entries_from_data(self.repo.odb.stream(binsha).read())
+        entries = tree_entries_from_data(self._object(binsha, "tree"))
         with self._trees_lock:
             self._trees[binsha] = entries
             if len(self._trees) > 4096:
@@ -214,8 +259,12 @@ class GitStore:
         return binsha
 
     def commit_tree(self, commit_sha: str) -> bytes:
-        data = self.repo.odb.stream(bytes.fromhex(commit_sha)).read()
+        data = self._object(bytes.fromhex(commit_sha), "commit")
         first = data.split(b"\n", 1)[0]
+        if not first.startswith(b"tree "):
+            raise CorruptRegistryError(
+                f"git object {commit_sha} is not a commit: run `mm fsck` to diagnose the workspace"
+            )
         return bytes.fromhex(first.split(b" ")[1].decode())
 
     def read(self, tree: bytes | None, path: str) -> bytes | None:
@@ -223,7 +272,7 @@ class GitStore:
         binsha = self.lookup(tree, path)
         if binsha is None or binsha[1] != BLOB_MODE:
             return None
-        return self.repo.odb.stream(binsha[0]).read()
+        return self._object(binsha[0], f"blob {path}")
 
     def lookup(self, tree: bytes | None, path: str) -> tuple[bytes, int] | None:
         node = tree
@@ -326,7 +375,17 @@ class GitStore:
         return out
 
     def read_blob(self, binsha: bytes) -> bytes:
-        return self.repo.odb.stream(binsha).read()
+        return self._object(binsha, "blob")
+
+    def _object(self, binsha: bytes, what: str) -> bytes:
+        """The raw data of one object; a lost or unreadable object is named, with the command that diagnoses it."""
+        try:
+            return self.repo.odb.stream(binsha).read()
+        except (ValueError, git.BadObject, git.BadName, OSError) as exc:
+            raise CorruptRegistryError(
+                f"git object {binsha.hex()} ({what}) is missing or unreadable in {self.git_dir} "
+                f"({type(exc).__name__}): run `mm fsck` to diagnose the workspace"
+            ) from None
 
     def history(self, paths: list[str] | None = None, max_count: int | None = None) -> list[CommitInfo]:
         """Commits on the main branch newest first, optionally only those touching ``paths`` (the audit log)."""
@@ -353,21 +412,96 @@ class GitStore:
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         return self.repo.is_ancestor(ancestor, descendant)
 
+    def descends_from(self, ancestor: str, descendant: str, *, walk: int = 256) -> bool:
+        """Whether ``ancestor`` is ``descendant`` or one of its ancestors.
+
+        The registry's history is a line of single-parent commits and the index is usually a few commits behind,
+        so walking parents in-process (microseconds a step) answers without forking git; past ``walk`` steps git's
+        own merge-base decides."""
+        sha = descendant
+        for _ in range(walk):
+            if sha == ancestor:
+                return True
+            parents = self.parents(sha)
+            if len(parents) != 1:
+                if not parents:
+                    return False
+                break
+            sha = parents[0]
+        try:
+            return self.repo.is_ancestor(ancestor, descendant)
+        except git.GitCommandError:
+            return False
+
+    def object_problems(self) -> list[str]:
+        """What ``git fsck`` finds wrong with the objects reachable from the refs (missing, corrupt, broken links)."""
+        proc = subprocess.run(
+            [self._git_exe(), "--git-dir", str(self.git_dir), "fsck", "--no-dangling", "--no-progress"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        lines = [ln.strip() for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+        bad = [ln for ln in lines if not ln.startswith(("Checking", "notice:"))]
+        if proc.returncode != 0 and not bad:
+            bad = [f"git fsck exited with status {proc.returncode}"]
+        return [f"git: {ln}" for ln in bad[:20]] + ([f"git: ... {len(bad) - 20} more"] if len(bad) > 20 else [])
+
+    def parents(self, commit_sha: str) -> list[str]:
+        data = self._object(bytes.fromhex(commit_sha), "commit")
+        out = []
+        for line in data.split(b"\n")[1:]:
+            if not line.startswith(b"parent "):
+                break
+            out.append(line[7:].decode())
+        return out
+
     # -- remotes ------------------------------------------------------------------------------------------------
     def push(self, url: str) -> None:
-        self._remote_cmd(["push", "--porcelain", url, f"{BRANCH}:{BRANCH}", "refs/tags/*:refs/tags/*"], url)
+        """Branch and tags in one atomic push: a refused branch update publishes none of the tags either."""
+        self._remote_cmd(["push", "--porcelain", "--atomic"], url, [f"{BRANCH}:{BRANCH}", "refs/tags/*:refs/tags/*"])
 
     def fetch(self, url: str) -> str | None:
         """Fetch the remote's main branch; returns its commit (None if the remote is empty)."""
-        self._remote_cmd(["fetch", "--no-tags", url, f"+{BRANCH}:refs/remotes/origin/main"], url)
-        return self.read_ref("refs/remotes/origin/main")
+        self._remote_cmd(["fetch", "--no-tags"], url, [f"+{BRANCH}:{REMOTE_BRANCH}"])
+        return self.read_ref(REMOTE_BRANCH)
 
     def fetch_tags(self, url: str) -> None:
-        self._remote_cmd(["fetch", "--no-tags", url, "refs/tags/*:refs/tags/*"], url)
+        """The remote's tags into a quarantine namespace; :meth:`adopt_tags` keeps those on the branch."""
+        self._remote_cmd(["fetch", "--no-tags"], url, [f"+refs/tags/*:{REMOTE_TAGS}*"])
 
-    def _remote_cmd(self, args: list[str], url: str) -> None:
+    def tags(self, prefix: str = "refs/tags/", *, merged: str | None = None) -> dict[str, str]:
+        """``{ref: commit}`` of the refs under ``prefix`` (only those reachable from ``merged`` when given)."""
+        args = [self._git_exe(), "--git-dir", str(self.git_dir), "for-each-ref", "--format=%(objectname) %(refname)"]
+        if merged:
+            args.append(f"--merged={merged}")
+        proc = subprocess.run([*args, "--", prefix], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise CorruptRegistryError(f"git cannot list {prefix} ({proc.stderr.strip()}): run `mm fsck`")
+        out = {}
+        for line in proc.stdout.splitlines():
+            sha, _, ref = line.partition(" ")
+            out[ref] = sha
+        return out
+
+    def delete_refs(self, refs: Iterable[str]) -> None:
+        payload = "".join(f"delete {ref}\n" for ref in refs)
+        if payload:
+            with self.ref_lock():
+                subprocess.run(
+                    [self._git_exe(), "--git-dir", str(self.git_dir), "update-ref", "--stdin"],
+                    input=payload,
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+
+    def _remote_cmd(self, args: list[str], url: str, refspecs: list[str]) -> None:
+        """Run ``git ARGS -- URL REFSPECS``: the ``--`` keeps any URL from being read as an option."""
+        check_remote_url(url)
+        cmd = [self._git_exe(), *_SAFE_GIT, "--git-dir", str(self.git_dir), *args, "--", url, *refspecs]
         try:
-            self.repo.git.execute(["git", "--git-dir", str(self.git_dir), *args])
+            self.repo.git.execute(cmd)
         except git.GitCommandError as exc:
             detail = (exc.stderr or "").strip().splitlines()
             msg = detail[-1].strip() if detail else str(exc)

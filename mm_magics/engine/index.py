@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import layout
+from . import documents, layout
+from .errors import CorruptRegistryError
 from .gitstore import GitStore
 
 SCHEMA = """
@@ -30,10 +31,11 @@ CREATE TABLE IF NOT EXISTS stages (
     UNIQUE (model, number)
 );
 CREATE INDEX IF NOT EXISTS stages_by_stage ON stages (model, stage);
+CREATE TABLE IF NOT EXISTS broken (path TEXT PRIMARY KEY, problem TEXT NOT NULL);
 """
 # Rowid tables with narrow unique indexes, not WITHOUT ROWID: each row holds a multi-kilobyte JSON document, and a
 # page-1 range scan must walk the small index, not every document (SQLite's own advice for large rows).
-INDEX_VERSION = "2"
+INDEX_VERSION = "3"
 
 
 class Index:
@@ -106,17 +108,25 @@ class Index:
         return head
 
     def _sync_to(self, head: str | None) -> None:
+        """Move the shared index to ``head``, forwards only.
+
+        Several processes share this file. One that read the branch just before another committed holds a stale
+        ``head``: applying the backwards tree diff would hide a version that is already published from everyone.
+        So the index moves only to a head that descends from the one it holds; a ``head`` the index is already
+        past is left alone (reads then see the newer state), and anything else (history replaced) is a rebuild.
+        """
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
             row = db.execute("SELECT value FROM meta WHERE key='head'").fetchone()
             old = row[0] if row else None
-            if old != head:
-                old_tree = self.git.commit_tree(old) if old and self._has_commit(old) else None
-                if old and old_tree is None:
-                    db.execute("DELETE FROM models")
-                    db.execute("DELETE FROM versions")
-                    db.execute("DELETE FROM stages")
+            if old != head and not (old and head and self.git.descends_from(head, old)):  # index not already past
+                old_tree = None
+                if old and head and self.git.descends_from(old, head):
+                    old_tree = self.git.commit_tree(old)
+                else:  # a rebuild (no head recorded) or a replaced history: start from nothing
+                    for table in ("models", "versions", "stages", "broken"):
+                        db.execute(f"DELETE FROM {table}")
                 new_tree = self.git.commit_tree(head) if head else None
                 for path, blob in self.git.changed_paths(old_tree, new_tree).items():
                     self._apply(path, None if blob is None else self.git.read_blob(blob))
@@ -126,16 +136,20 @@ class Index:
             db.execute("ROLLBACK")
             raise
 
-    def _has_commit(self, sha: str) -> bool:
-        try:
-            self.git.commit_tree(sha)
-            return True
-        except Exception:
-            return False
-
-    def _apply(self, path: str, data: bytes | None) -> None:
+    def _apply(self, path: str, raw: bytes | None) -> None:
+        """Index one document; a damaged one is remembered as broken (readers name it) instead of failing the sync."""
         kind, name, number = layout.classify(path)
         db = self._db
+        if kind == "other":
+            return
+        db.execute("DELETE FROM broken WHERE path=?", (path,))
+        data, doc = raw, None
+        if raw is not None:
+            try:
+                doc = documents.parse(path, raw)
+            except CorruptRegistryError as exc:
+                db.execute("INSERT OR REPLACE INTO broken VALUES (?, ?)", (path, str(exc)))
+                data = None  # what the index held for this path is no longer what git says: drop it
         if kind == "config":
             db.execute("INSERT OR REPLACE INTO meta VALUES ('config', ?)", (data.decode() if data else None,))
         elif kind == "model":
@@ -147,16 +161,16 @@ class Index:
             if data is None:
                 db.execute("DELETE FROM versions WHERE model=? AND number=?", (name, number))
             else:
-                doc = json.loads(data)
+                assert doc is not None
                 db.execute(
                     "INSERT OR REPLACE INTO versions VALUES (?, ?, ?, ?, ?)",
-                    (name, number, data.decode(), doc.get("parent"), doc.get("artifact", {}).get("sha256")),
+                    (name, number, data.decode(), doc.get("parent"), doc["artifact"]["sha256"]),
                 )
         elif kind == "stages":
             if data is None:
                 db.execute("DELETE FROM stages WHERE model=? AND number=?", (name, number))
             else:
-                doc = json.loads(data)
+                assert doc is not None
                 db.execute(
                     "INSERT OR REPLACE INTO stages VALUES (?, ?, ?, ?)", (name, number, doc["stage"], data.decode())
                 )
@@ -168,6 +182,22 @@ class Index:
         self.sync()
 
     # -- queries (callers sync first) ----------------------------------------------------------------------------
+    def broken(self, path: str | None = None) -> list[tuple[str, str]]:
+        """``(path, problem)`` of damaged documents (all, or the one at ``path``)."""
+        if path is None:
+            return self._db.execute("SELECT path, problem FROM broken ORDER BY path").fetchall()
+        return self._db.execute("SELECT path, problem FROM broken WHERE path=?", (path,)).fetchall()
+
+    def require_intact(self, path: str) -> None:
+        """Raise the stored problem if the document at ``path`` is damaged (readers call it when a doc is absent)."""
+        found = self.broken(path)
+        if found:
+            raise CorruptRegistryError(found[0][1])
+
+    def head(self) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key='head'").fetchone()
+        return row[0] if row else None
+
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         return self._db.execute(sql, args).fetchall()
 

@@ -8,6 +8,7 @@ DAG) that starts its own walk. A workspace may add stages and edges in ``mm.json
 from __future__ import annotations
 
 import json
+import math
 import operator
 import re
 from collections.abc import Callable
@@ -82,13 +83,16 @@ class Threshold:
 
 def parse_gate(expr: str) -> Threshold:
     """Parse ``"accuracy >= 0.9"``; the error says what a gate looks like."""
-    m = _GATE.match(expr or "")
+    m = _GATE.match(expr) if isinstance(expr, str) else None
     if not m:
         raise GateError(
             f"bad gate expression {expr!r}: write METRIC OP NUMBER with OP one of >=, <=, >, <, ==, != "
             '(e.g. "accuracy >= 0.9")'
         )
-    return Threshold(m.group(1), m.group(2), float(m.group(3)))
+    value = float(m.group(3))
+    if not math.isfinite(value):
+        raise GateError(f"bad gate expression {expr!r}: the threshold must be a finite number (e.g. 0.9)")
+    return Threshold(m.group(1), m.group(2), value)
 
 
 def lower_is_better(metric: str) -> bool:
@@ -215,6 +219,11 @@ class Lifecycle:
         if to not in graph:
             raise TransitionError(f"unknown stage {to!r}: stages are {', '.join(nx.topological_sort(graph))}")
         current = version.stage
+        if current is None or current not in graph:
+            raise TransitionError(
+                f"{version.id} is in stage {current!r}, which the lifecycle graph does not have: run `mm fsck` "
+                f"(its record is {layout.stage_file(version.name, version.number)})"
+            )
         if current == to:
             raise TransitionError(f"{version.id} is already in stage {to!r}: nothing to do")
         if not nx.has_path(graph, current, to):
@@ -251,7 +260,15 @@ class Lifecycle:
                     results.append(parse_gate(gate["expr"]).check(version.metrics))
             if stage == "deploy":
                 results.extend(self._no_regression(version, model_gates))
+                results.append(self._artifact_intact(version))
         return results
+
+    def _artifact_intact(self, version: Version) -> GateResult:
+        """A version enters deploy only if its artifact is there and matches its sha256 (it must be servable)."""
+        problem = self.registry.artifact_problem(version)
+        if problem:
+            return GateResult("artifact intact", False, problem)
+        return GateResult("artifact intact", True, f"sha256 {version.sha256[:12]} verified")
 
     def _no_regression(self, version: Version, model_gates: list[dict[str, str]]) -> list[GateResult]:
         current = self.deployed(version.name, exclude=version.number)

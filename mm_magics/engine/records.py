@@ -231,6 +231,7 @@ class FsckReport(_Rich):
     problems: list[str]
     orphans: list[str]
     index_rebuilt: bool
+    repaired: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -240,7 +241,7 @@ class FsckReport(_Rich):
         head = f"fsck: {self.versions} version(s), {self.objects} object(s): " + (
             "ok" if self.ok else f"{len(self.problems)} problem(s)"
         )
-        lines = [head, *(f"  problem: {p}" for p in self.problems)]
+        lines = [head, *(f"  repaired: {r}" for r in self.repaired), *(f"  problem: {p}" for p in self.problems)]
         if self.orphans:
             lines.append(f"  {len(self.orphans)} unreferenced object(s): `mm gc` removes them")
         return "\n".join(lines)

@@ -8,9 +8,12 @@ version number and nothing is lost; a crash before the swap leaves only unrefere
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import random
+import re
+import sqlite3
 import threading
 import time
 from collections import OrderedDict
@@ -23,19 +26,22 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 import numpy as np
 
-from . import layout, probe, serialization
+from . import documents, layout, probe, serialization
 from .artifacts import GcReport
 from .environment import capture_environment, project_state
 from .errors import (
+    ArtifactError,
     ArtifactMissingError,
     ConcurrencyError,
+    CorruptRegistryError,
+    MMError,
     ModelError,
     RemoteError,
     UnknownModelError,
     UnknownVersionError,
 )
 from .fingerprints import estimator_params, jsonable
-from .gitstore import BRANCH
+from .gitstore import BRANCH, REMOTE_TAGS, check_remote_url
 from .index import Index
 from .records import (
     AliasChange,
@@ -53,6 +59,7 @@ if TYPE_CHECKING:
     from .workspace import Workspace
 
 MAX_ATTEMPTS = 200
+MAX_PAGE = 10_000
 _MODEL_CACHE = 16
 
 
@@ -75,8 +82,9 @@ class Snapshot:
         self.tree = registry.git.commit_tree(head)
 
     def json(self, path: str) -> dict[str, Any] | None:
+        """The document at ``path``, checked (a damaged one raises before anything is built on it), or None."""
         raw = self._git.read(self.tree, path)
-        return json.loads(raw) if raw is not None else None
+        return documents.parse(path, raw) if raw is not None else None
 
 
 def dump_json(doc: dict[str, Any]) -> bytes:
@@ -152,12 +160,37 @@ class Registry:
             updates: list[tuple[str, str, str | None]] = [(BRANCH, commit, head)]
             updates += [(ref, commit, None) for ref in change.tags]
             if self.git.update_refs(updates):
-                self.index.sync()
+                # published: from here on nothing may report the change as failed (the user would make it twice)
+                with contextlib.suppress(MMError, sqlite3.Error):
+                    self.index.sync()
+                    self._repair_crashed_tags()
                 return change.result, commit
+            if self.git.read_ref() == head:
+                self._refuse_stale_tags(change.tags)
             time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 20)))
         raise ConcurrencyError(
             f"gave up after {MAX_ATTEMPTS} attempts: other processes kept committing first; try again"
         )
+
+    def _repair_crashed_tags(self) -> None:
+        """Re-create the tags a killed writer lost (git found their locks stale): at once, not at the next read."""
+        while self.git.crashed_tags:
+            ref = self.git.crashed_tags.pop()
+            with contextlib.suppress(MMError):
+                spec = parse_spec(ref.removeprefix("refs/tags/"))
+                if spec.number is not None:
+                    self._commit_of(spec.name, spec.number)
+
+    def _refuse_stale_tags(self, tags: list[str]) -> None:
+        """The branch did not move yet our update failed: a tag we create already exists off the branch (left by
+        a diverged push or pull). Retrying can never succeed, so say what it is and how to repair it."""
+        for ref in tags:
+            sha = self.git.read_ref(ref)
+            if sha is not None:
+                raise CorruptRegistryError(
+                    f"tag {ref.removeprefix('refs/tags/')} already exists but is not on the registry branch (left by "
+                    "a refused push or a diverged pull): run `mm fsck --repair`, then commit again"
+                )
 
     # -- commit ----------------------------------------------------------------------------------------------------
     def commit(
@@ -181,6 +214,16 @@ class Registry:
         how often two versions agree; pass None, or set the workspace's ``probe_rows`` to 0, for sensitive data.
         """
         check_name(name)
+        _check_fields(
+            message=message,
+            params=params,
+            metrics=metrics,
+            data=data,
+            code=code,
+            schema=schema,
+            parent=parent,
+            extra=extra,
+        )
         check_model(model)
         blob = serialization.dumps(model)
         artifact = {
@@ -270,7 +313,11 @@ class Registry:
             return Change(files, msg, [layout.tag(name, number)], number)
 
         number, _ = self._transact(build)
-        return self.get(version_id(name, number))
+        try:
+            return self.get(version_id(name, number))
+        except UnknownVersionError:  # published, so it exists: the index cache lags (e.g. damaged); rebuild it
+            self.index.rebuild()
+            return self.get(version_id(name, number))
 
     def _store_probe(self, X: Any) -> dict[str, Any] | None:
         rows = int(self.ws.config.get("probe_rows", 0) or 0)
@@ -292,9 +339,13 @@ class Registry:
     def resolve(self, spec: str | VersionSpec) -> tuple[str, int]:
         """``(name, number)`` for ``NAME``, ``NAME@vN``, ``NAME@ALIAS`` or ``NAME@latest``."""
         spec = parse_spec(spec) if isinstance(spec, str) else spec
-        self.index.sync()
+        if self.index.sync() is None:
+            raise CorruptRegistryError(
+                f"the registry branch ({BRANCH}) is missing in {self.git.git_dir}: run `mm fsck` to diagnose it"
+            )
         mdoc = self.index.model_doc(spec.name)
         if mdoc is None:
+            self.index.require_intact(layout.model_file(spec.name))
             known = self.index.model_names()
             hint = f" (known: {', '.join(known[:10])})" if known else " (the registry is empty)"
             raise UnknownModelError(
@@ -312,6 +363,8 @@ class Registry:
         latest = int(mdoc["latest"])
         number = spec.number if spec.number is not None else latest
         if number < 1 or number > latest or self.index.version_doc(spec.name, number) is None:
+            if 1 <= number <= latest:
+                self.index.require_intact(layout.version_file(spec.name, number))
             raise UnknownVersionError(f"{spec.name}@v{number} does not exist: {spec.name} has versions v1..v{latest}")
         return spec.name, number
 
@@ -325,6 +378,8 @@ class Registry:
             raise UnknownVersionError(f"{name}@v{number} does not exist")
         if stage is None:
             sdoc = self.index.stage_doc(name, number)
+            if sdoc is None:
+                self.index.require_intact(layout.stage_file(name, number))
             stage = sdoc["stage"] if sdoc else None
         mdoc = self.index.model_doc(name) or {}
         aliases = sorted(a for a, n in mdoc.get("aliases", {}).items() if n == number)
@@ -359,6 +414,10 @@ class Registry:
     def log(self, name: str, *, limit: int = 20, before: int | None = None) -> LogPage:
         """Newest first, ``limit`` at a time; pass ``before=page.next_before`` for the next page."""
         spec = parse_spec(name)
+        if not (_whole(limit) and 1 <= limit <= MAX_PAGE):
+            raise MMError(f"limit must be a whole number from 1 to {MAX_PAGE}, not {limit!r}")
+        if before is not None and not (_whole(before) and before >= 1):
+            raise MMError(f"before must be a version number >= 1, not {before!r}")
         self.resolve(spec.name)
         mdoc = self.index.model_doc(spec.name) or {}
         by_number: dict[int, list[str]] = {}
@@ -415,6 +474,14 @@ class Registry:
             if remote and self.objects.fetch_from(Path(remote), [sha]):
                 return self.objects.get(sha, label=label)
             raise
+
+    def artifact_problem(self, version: Version) -> str | None:
+        """Why ``version``'s artifact cannot be read (missing here and on the artifact remote, or corrupt), or None."""
+        try:
+            self._artifact_bytes(version.sha256, f"artifact of {version.id}")
+        except ArtifactError as exc:
+            return str(exc)
+        return None
 
     def checkout(self, spec: str | VersionSpec) -> Any:
         """A fresh model object for a version, loaded only after its sha256 checks out."""
@@ -613,7 +680,15 @@ class Registry:
 
     def trust(self, types: Iterable[str], message: str = "") -> list[str]:
         """Add types to the workspace's trusted set for loading artifacts (an audited, shared decision)."""
+        if isinstance(types, str):  # one type, not its letters
+            types = [types]
         new = sorted(set(types))
+        bad = [t for t in new if not isinstance(t, str) or not _TYPE_NAME.fullmatch(t)]
+        if bad or not new:
+            raise MMError(
+                f"not a type name: {', '.join(map(repr, bad)) or 'none given'}: name each type by its full dotted "
+                "path, e.g. mm trust mypkg.models.MyEstimator"
+            )
 
         def mutate(doc: dict[str, Any]) -> None:
             doc["trusted_types"] = sorted(set(doc.get("trusted_types", [])) | set(new))
@@ -632,9 +707,101 @@ class Registry:
                 refs.add(d["probe"]["sha256"])
         return refs
 
-    def fsck(self) -> FsckReport:
-        """Rebuild the index from git, then check every version's tag, stage record and objects."""
-        self.index.rebuild()
+    def fsck(self, *, repair: bool = False) -> FsckReport:
+        """Check every ref, tag, document, git object and artifact; never raises, never says ok over damage.
+
+        ``repair`` fixes what can be fixed without a person's judgement: tags off the branch are re-pointed at the
+        commit that added their version (or deleted when the branch has no such version), lost tags are re-created,
+        and the index is rebuilt from git. A damaged document is reported with the file to restore.
+        """
+        problems: list[str] = []
+        repaired: list[str] = []
+        head = _guard(problems, "registry branch", self.git.read_ref)
+        if head is None and not problems:
+            problems.append(f"the registry branch {BRANCH} is missing: restore it from a remote (mm pull)")
+        if head is not None:
+            problems += _guard(problems, "documents", lambda: self._check_documents(head)) or []
+            problems += _guard(problems, "git objects", self.git.object_problems) or []
+        _guard(problems, "index", self.index.rebuild)
+        if head is not None:
+            tag_problems, fixes = _guard(problems, "tags", lambda: self._check_tags(repair)) or ([], [])
+            problems += tag_problems
+            repaired += fixes
+            if fixes:
+                _guard(problems, "index", self.index.rebuild)
+        count, artifact_problems = _guard(problems, "artifacts", self._check_artifacts) or (0, [])
+        problems += artifact_problems
+        refs = _guard(problems, "artifacts", self.referenced_objects) or set()
+        objects = _guard(problems, "object store", lambda: list(self.objects)) or []
+        orphans = [sha for sha in objects if sha not in refs]
+        return FsckReport(
+            versions=count,
+            objects=len(objects),
+            problems=problems,
+            orphans=orphans,
+            index_rebuilt=True,
+            repaired=repaired,
+        )
+
+    def _check_documents(self, head: str) -> list[str]:
+        """Every document parses and has its kind's shape; every model has mm.json's, its own and each version's."""
+        out = []
+        tree = self.git.commit_tree(head)
+        versions: dict[str, set[int]] = {}
+        latest: dict[str, int] = {}
+        for path, blob in sorted(self.git.changed_paths(None, tree).items()):
+            kind, name, number = layout.classify(path)
+            if kind == "other" or blob is None:
+                continue
+            try:
+                doc = documents.parse(path, self.git.read_blob(blob))
+            except CorruptRegistryError as exc:
+                out.append(str(exc).split(": run `mm fsck`")[0])
+                doc = None
+            if kind == "versions" and name is not None and number is not None:
+                versions.setdefault(name, set()).add(number)
+            if kind == "model" and name is not None and doc is not None:
+                latest[name] = int(doc["latest"])
+        restore = "restore it from the registry's history (git -C .mm log -- PATH)"
+        if self.git.read(tree, layout.CONFIG) is None:
+            out.append(f"{layout.CONFIG} is missing: {restore}")
+        for name, _binsha, _mode in self.git.list_dir(tree, "models"):
+            if self.git.read(tree, layout.model_file(name)) is None:
+                out.append(f"{layout.model_file(name)} is missing: {restore}")
+            lost = [n for n in range(1, latest.get(name, 0) + 1) if n not in versions.get(name, set())]
+            for n in lost[:20]:
+                out.append(f"{layout.version_file(name, n)} is missing ({name} has v1..v{latest[name]}): {restore}")
+        return out
+
+    def _check_tags(self, repair: bool) -> tuple[list[str], list[str]]:
+        """Tags must name a version on the branch and point at a commit on it."""
+        problems, fixes = [], []
+        on_branch = self.git.tags(merged=BRANCH)
+        for ref, sha in self.git.tags().items():
+            vid = ref.removeprefix("refs/tags/")
+            try:
+                spec = parse_spec(vid)
+            except MMError:
+                continue  # a tag of the user's own, not a version
+            if spec.number is None:
+                continue
+            added = self.git.commit_adding(layout.version_file(spec.name, spec.number))
+            if ref in on_branch and added is not None:
+                continue
+            problems.append(
+                f"tag {vid} points to {sha[:8]}, which is not on the registry branch (a refused push or a diverged "
+                "pull left it): `mm fsck --repair` " + ("re-points it" if added else "deletes it")
+            )
+            if repair:
+                self.git.delete_refs([ref])
+                if added is not None:
+                    self.git.update_refs([(ref, added, None)], attempts=3)
+                fixes.append(f"tag {vid} " + (f"re-pointed to {added[:8]}" if added else "deleted"))
+        if problems and repair:
+            problems = []
+        return problems, fixes
+
+    def _check_artifacts(self) -> tuple[int, list[str]]:
         problems: list[str] = []
         count = 0
         for model, number, doc in self.index.artifacts():
@@ -643,17 +810,17 @@ class Registry:
             vid = version_id(model, number)
             if self._commit_of(model, number) is None:
                 problems.append(f"{vid}: no commit on the main branch adds it: the registry history was rewritten")
-            if self.index.stage_doc(model, number) is None:
-                problems.append(f"{vid}: no lifecycle record")
+            if self.index.stage_doc(model, number) is None and not self.index.broken(layout.stage_file(model, number)):
+                problems.append(
+                    f"{vid}: no lifecycle record ({layout.stage_file(model, number)} is missing): restore it from "
+                    "the registry's history (git -C .mm log -- PATH)"
+                )
             for what, meta in (("artifact", d["artifact"]), ("probe sample", d.get("probe"))):
                 if meta:
                     problem = self.objects.verify(meta["sha256"])
                     if problem:
                         problems.append(f"{vid} {what}: {problem}")
-        refs = self.referenced_objects()
-        objects = list(self.objects)
-        orphans = [sha for sha in objects if sha not in refs]
-        return FsckReport(versions=count, objects=len(objects), problems=problems, orphans=orphans, index_rebuilt=True)
+        return count, problems
 
     def gc(self, *, grace_seconds: float = 3600.0) -> GcReport:
         """Delete artifacts no version references (older than the grace period)."""
@@ -665,6 +832,7 @@ class Registry:
         url = remote or local.get("remote")
         if not url:
             raise RemoteError("no git remote configured: pass one (mm push URL) or run `mm remote URL [ARTIFACT_DIR]`")
+        check_remote_url(url)  # a URL stored before this check existed is refused too
         art = artifacts or local.get("artifact_remote")
         return str(url), Path(art) if art else None
 
@@ -688,7 +856,6 @@ class Registry:
             self.index.sync()
             fresh = not self.index.model_names()
             if head is None or fresh or self.git.is_ancestor(head, fetched):
-                self.git.fetch_tags(url)
                 if not self.git.update_refs([(BRANCH, fetched, head)]):
                     raise ConcurrencyError("the registry changed while pulling; pull again")
                 moved = True
@@ -697,9 +864,82 @@ class Registry:
                     f"local and remote registries have diverged ({head[:8]} vs {fetched[:8]}): push from one "
                     "workspace at a time, or start a fresh workspace and pull into it"
                 )
+        ignored = self._adopt_remote_tags(url) if moved else []
         self.index.sync()
         copied = self.objects.fetch_from(art, self.referenced_objects()) if art else 0
-        return {"remote": url, "updated": moved, "objects_copied": copied}
+        out: dict[str, Any] = {"remote": url, "updated": moved, "objects_copied": copied}
+        if ignored:
+            out["ignored_tags"] = ignored
+            out["note"] = (
+                f"ignored {len(ignored)} remote tag(s) not on the remote's branch ({', '.join(ignored[:5])}): "
+                "the remote holds tags from a refused push; `mm fsck --repair` there removes them"
+            )
+        return out
+
+    def _adopt_remote_tags(self, url: str) -> list[str]:
+        """Copy the remote's version tags that lie on our (now fast-forwarded) branch; return the others' names.
+
+        A tag off the branch names a version the branch lacks: adopting it would make every later commit of that
+        model fail, so it stays out."""
+        self.git.fetch_tags(url)
+        try:
+            fetched = self.git.tags(REMOTE_TAGS)
+            good = self.git.tags(REMOTE_TAGS, merged=BRANCH)
+            local = self.git.tags()
+            updates = []
+            for ref, sha in good.items():
+                tag = "refs/tags/" + ref.removeprefix(REMOTE_TAGS)
+                if local.get(tag) != sha:
+                    updates.append((tag, sha, local.get(tag)))
+            if updates:
+                self.git.update_refs(updates, attempts=3)
+            return sorted(ref.removeprefix(REMOTE_TAGS) for ref in fetched if ref not in good)
+        finally:
+            self.git.delete_refs(self.git.tags(REMOTE_TAGS))
+
+    def set_remote(self, url: str, artifacts: str | Path | None = None) -> dict[str, Any]:
+        """Remember the git remote and artifact location used by push and pull (machine-local, never committed)."""
+        check_remote_url(url)
+        if artifacts is not None and (not str(artifacts).strip() or str(artifacts).startswith("-")):
+            raise RemoteError(f"artifact location {str(artifacts)!r} is not a directory path: pass one")
+        self.ws.set_local(remote=url, artifact_remote=str(artifacts) if artifacts is not None else None)
+        return {"remote": url, "artifact_remote": str(artifacts) if artifacts is not None else None}
+
+
+_TYPE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_fields(**fields: Any) -> None:
+    """Refuse, with the field named, what would be stored and then break every later read of the version."""
+    for key in ("params", "metrics", "data", "schema", "extra"):
+        value = fields[key]
+        if value is not None and not isinstance(value, dict):
+            raise MMError(f"{key} must be a dict (e.g. {key}={{'accuracy': 0.9}}), not {type(value).__name__}")
+        if value is not None and not all(isinstance(k, str) for k in value):
+            raise MMError(f"{key} must have string keys")
+    for metric, value in (fields["metrics"] or {}).items():
+        if isinstance(value, bool) or not (
+            documents.finite_number(value) or isinstance(value, (list, dict, str)) or value is None
+        ):
+            raise MMError(f"metric {metric!r} must be a finite number (or a list/table), not {value!r}")
+    for key in ("message", "code", "parent"):
+        value = fields[key]
+        if value is not None and not isinstance(value, str):
+            raise MMError(f"{key} must be a string, not {type(value).__name__}")
+
+
+def _guard(problems: list[str], what: str, check: Callable[[], Any]) -> Any:
+    """Run one fsck check; damage it trips over becomes a problem line, never a traceback (fsck must finish)."""
+    try:
+        return check()
+    except Exception as exc:
+        text = str(exc).split(": run `mm fsck`")[0] if isinstance(exc, MMError) else f"{type(exc).__name__}: {exc}"
+        problems.append(f"{what}: {text}")
+        return None
 
 
 def _author(actor: str) -> tuple[str, str]:

@@ -23,9 +23,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import documents
 from .artifacts import ArtifactStore
 from .atomic import atomic_write_text, file_lock
-from .errors import WorkspaceError, WorkspaceFormatError
+from .errors import CorruptRegistryError, WorkspaceError, WorkspaceFormatError
 from .gitstore import BRANCH, GitStore
 
 if TYPE_CHECKING:
@@ -107,6 +108,8 @@ class Workspace:
         root = Path(path).expanduser() if path is not None else find_root()
         if root is None:
             root = Path(os.getcwd()) / DIRNAME
+        if root.exists() and not root.is_dir():
+            raise WorkspaceError(f"{root} is a file, not a workspace directory: point -C (or MM_HOME) at a directory")
         if not _initialized(root):
             if not create and not (root / ".git").is_dir():
                 raise WorkspaceError(f"no workspace at {root}: run `mm init` there or set MM_HOME")
@@ -146,8 +149,11 @@ class Workspace:
             store.close()
 
     def _check_format(self) -> None:
-        fmt = self.config.get("format", FORMAT)
-        if not isinstance(fmt, int) or fmt > FORMAT:
+        try:
+            fmt = self.config.get("format", FORMAT)
+        except CorruptRegistryError:
+            return  # damage is reported by whoever reads (and by fsck, which must be able to open the workspace)
+        if fmt > FORMAT:
             raise WorkspaceFormatError(
                 f"workspace {self.root} has format {fmt}, newer than this mm_magics reads ({FORMAT}); "
                 "upgrade with `pip install -U mm_magics`"
@@ -163,21 +169,21 @@ class Workspace:
         raw = self.git.read(self.git.commit_tree(head), "mm.json")
         if raw is None:
             return dict(DEFAULT_CONFIG)
-        try:
-            return {**DEFAULT_CONFIG, **json.loads(raw)}
-        except json.JSONDecodeError:
-            raise WorkspaceError(f"{self.root}/mm.json in git is not valid JSON: fix it with git") from None
+        return {**DEFAULT_CONFIG, **documents.parse("mm.json", raw)}
 
     @property
     def local_config(self) -> dict[str, Any]:
         """Machine-local settings (``local.json``): never committed, so secrets can live here."""
         path = self.root / "local.json"
         try:
-            return json.loads(path.read_text())
+            data = json.loads(path.read_text())
         except FileNotFoundError:
             return {}
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             raise WorkspaceError(f"{path} is not valid JSON: fix or delete it") from None
+        if not isinstance(data, dict):
+            raise WorkspaceError(f"{path} must hold a JSON object of settings: fix or delete it")
+        return data
 
     def set_local(self, **values: Any) -> None:
         with file_lock(self.run_dir / ".local.lock"):

@@ -88,7 +88,6 @@ def test_killed_mid_commit_leaves_registry_readable(ws, monkeypatch, group_kill)
     Killing the process group also kills a `git update-ref` child mid-flight, which can leave a git lock file
     behind; the next commit must recover from it.
     """
-    monkeypatch.setenv("MM_STALE_LOCK_SECONDS", "0.5")
     rng = random.Random(1234 if group_kill else 4321)
     seen = 0
     kills = 12

@@ -322,3 +322,88 @@ def test_artifacts_are_readable_by_others(ws, models):
     v = ws.registry.commit("m", models["logreg"])
     mode = stat.S_IMODE(ws.objects.path(v.sha256).stat().st_mode)
     assert mode & 0o044 == 0o044
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("metrics", "accuracy=0.9"),
+        ("metrics", {"accuracy": float("nan")}),
+        ("metrics", {"accuracy": float("inf")}),
+        ("metrics", {1: 0.9}),
+        ("params", ["C", 1.0]),
+        ("data", 42),
+        ("schema", "n_features=4"),
+        ("extra", [1]),
+        ("message", 3),
+        ("code", b"model = X()"),
+    ],
+)
+def test_poison_is_refused_at_the_entry_and_nothing_is_stored(ws, models, field, value):
+    from mm_magics.engine.errors import MMError
+
+    head = ws.git.read_ref()
+    with pytest.raises(MMError, match=field if field != "metrics" or isinstance(value, str) else "metric"):
+        ws.registry.commit("m", models["logreg"], **{field: value})
+    assert ws.git.read_ref() == head
+
+
+def test_trust_takes_one_type_name_not_its_letters(ws):
+    from mm_magics.engine.errors import MMError
+
+    assert "mypkg.models.Clip" in ws.registry.trust("mypkg.models.Clip")
+    assert "c" not in ws.config["trusted_types"]
+    head = ws.git.read_ref()
+    for junk in ("", "abc", "not a type", "os.system; rm"):
+        with pytest.raises(MMError, match="not a type name"):
+            ws.registry.trust([junk])
+    assert ws.git.read_ref() == head
+
+
+@pytest.mark.parametrize("spec", ["m@v-1", "m@v01", "m\n", "m@v0", "m@v", "m\t", "m@prod\n"])
+def test_version_specs_that_only_look_right_are_refused(ws, models, spec):
+    from mm_magics.engine.errors import SpecError
+
+    ws.registry.commit("m", models["logreg"], message="one")
+    with pytest.raises(SpecError):
+        ws.registry.get(spec)
+
+
+def test_a_version_whose_artifact_is_broken_cannot_enter_deploy(ws, models):
+    from mm_magics.engine.errors import TransitionError
+
+    v = ws.registry.commit("m", models["logreg"], message="one", metrics={"accuracy": 0.9})
+    path = ws.objects.path(v.sha256)
+    path.chmod(0o644)
+    path.write_bytes(b"tampered")
+    with pytest.raises(TransitionError, match="artifact intact: artifact of m@v1 is corrupted"):
+        ws.lifecycle.transition("m@v1", "deploy", "ship it")
+    path.unlink()
+    with pytest.raises(TransitionError, match="artifact intact: artifact of m@v1 is missing"):
+        ws.lifecycle.transition("m@v1", "deploy", "ship it")
+    assert ws.registry.get("m@v1").stage == "evaluate"
+
+
+def test_gates_refuse_non_finite_thresholds(ws, models):
+    from mm_magics.engine.errors import GateError
+
+    ws.registry.commit("m", models["logreg"], message="one")
+    head = ws.git.read_ref()
+    for expr in ("accuracy>=1e999", "accuracy>=-1e999"):
+        with pytest.raises(GateError, match="finite"):
+            ws.lifecycle.set_gates("m", [expr])
+    assert ws.git.read_ref() == head
+
+
+def test_an_unknown_workspace_format_is_refused(tmp_path):
+    from mm_magics.engine import Workspace
+    from mm_magics.engine.errors import CorruptRegistryError
+
+    ws = Workspace.open(tmp_path / "w" / ".mm")
+    for fmt in (-1, 0, "1"):
+        head = ws.git.read_ref()
+        tree = ws.git.write_changes(ws.git.commit_tree(head), {"mm.json": json.dumps({"format": fmt}).encode()})
+        commit = ws.git.write_commit(tree, [head], "edit\n", ("a", "a@b"), ws.git.history()[0].time)
+        assert ws.git.update_refs([("refs/heads/main", commit, head)])
+        with pytest.raises(CorruptRegistryError, match="'format' must be a positive whole number"):
+            ws.config  # noqa: B018
