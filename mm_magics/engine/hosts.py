@@ -20,6 +20,15 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def check_host(host: str) -> str:
+    """Refuse a host a server could not listen on: an address or a plain host name, never option-like text."""
+    if not isinstance(host, str) or not host or host.startswith("-") or len(host) > 253:
+        raise DeploymentError(f"host {host!r} is not an address to listen on: use 127.0.0.1 (or ::1, 0.0.0.0)")
+    if not all(ch.isalnum() or ch in ".-:_" for ch in host):
+        raise DeploymentError(f"host {host!r} is not an address to listen on: use 127.0.0.1 (or ::1, 0.0.0.0)")
+    return host
+
+
 def socket_family(host: str) -> socket.AddressFamily:
     """IPv6 for an address with a colon, else IPv4: how every mm_magics socket picks its family."""
     return socket.AF_INET6 if ":" in host else socket.AF_INET

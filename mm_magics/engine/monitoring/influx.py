@@ -982,6 +982,8 @@ class InfluxSink:
 
     def _ok(self) -> None:
         with self._lock:
+            if not self._connected:  # back after an outage: the outage's error is history, not the state
+                self._last_error = None
             self._connected = True
             self._backoff = 0.0
 

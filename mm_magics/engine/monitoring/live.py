@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ..documents import finite_number
 from ..errors import MMError
 from ..records import _Rich
+from ..specs import check_name
 from .drift import PSI_SIGNIFICANT, ks, psi, reference
 from .influx_settings import INFLUX_STATE
 from .store import SQLiteStore
@@ -115,9 +117,13 @@ class Monitor:
         return {**DEFAULT_RULES, **(self.ws.registry.model_doc(name).get("alerts") or {})}
 
     def set_rules(self, name: str, message: str = "", **rules: float) -> dict[str, float]:
+        check_name(name)
         unknown = sorted(set(rules) - set(DEFAULT_RULES))
         if unknown:
             raise MMError(f"unknown alert rule(s) {', '.join(unknown)}: known rules are {', '.join(DEFAULT_RULES)}")
+        bad = [f"{k}={v!r}" for k, v in rules.items() if not finite_number(v)]
+        if bad:
+            raise MMError(f"alert thresholds must be finite numbers: {', '.join(bad)}")
         self.ws.registry.update_model(
             name,
             lambda doc: doc.setdefault("alerts", {}).update(rules),
@@ -129,12 +135,18 @@ class Monitor:
     # -- data ---------------------------------------------------------------------------------------------------
     def frame(self, name: str, window: str | float = "1h") -> pd.DataFrame:
         """Raw request log of the window as a DataFrame (time as datetimes), for custom plots."""
+        check_name(name)
         df = self.store.requests(name, time.time() - parse_duration(window))
         if not df.empty:
             df["time"] = pd.to_datetime(df["t"], unit="s")
         return df
 
     def record_feedback(self, name: str, ids: list[str], labels: list[Any]) -> int:
+        self.ws.registry.resolve(check_name(name))  # feedback for a model nobody committed is a typo, not data
+        if not isinstance(ids, list) or not isinstance(labels, list):
+            raise MMError("request ids and labels must be lists, one label per request id")
+        if not ids:
+            raise MMError("no feedback given: pass at least one request id and its label")
         if len(ids) != len(labels):
             raise MMError(f"{len(ids)} request ids but {len(labels)} labels: give one label per request")
         self.store.write_feedback(name, zip(ids, labels, strict=True))
@@ -160,6 +172,7 @@ class Monitor:
         sink: dict[str, Any] | None = None,
     ) -> Snapshot:
         """The live picture of ``name`` over ``window``; ``sink`` defaults to what the servers last reported."""
+        check_name(name)
         window_s = parse_duration(window)
         sink = sink if sink is not None else self.sink_state()
         now = time.time()

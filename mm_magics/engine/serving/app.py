@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -25,23 +26,31 @@ import numpy as np
 import pandas as pd
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..._version import __version__
+from ..errors import DeploymentError
 from . import protocol
 from .batching import MicroBatcher, Result, predict_now
 from .protocol import BadRequest, Schema
 from .request_ids import new_request_id
 
 JSON_TYPES = ("application/json", "application/json; charset=utf-8")
+logger = logging.getLogger("mm_magics.serving")
 
 
 class ModelSource(Protocol):
     """Where versions come from: the workspace (local runner) or a bundle directory (Docker)."""
 
     def load(self, spec: str) -> tuple[dict[str, Any], Any]: ...
+
+    def admit(self, spec: str, reason: str, force: bool) -> None:
+        """Raise unless ``spec`` may be swapped in (the deploy gates a switch checks)."""
+        ...
 
 
 @dataclass
@@ -101,7 +110,10 @@ class ServingState:
         self.feedback = 0
         self._swap_lock = asyncio.Lock()
 
-    def load(self, spec: str) -> Served:
+    def load(self, spec: str, admit: tuple[str, bool] | None = None) -> Served:
+        """Load and health-check ``spec``; ``admit=(reason, force)`` first checks the lifecycle's deploy gates."""
+        if admit is not None:
+            self.source.admit(spec, *admit)
         doc, model = self.source.load(spec)
         schema = Schema.from_version(doc.get("schema") or {})
         health_check(model, schema)
@@ -112,6 +124,15 @@ class ServingState:
         )
         name, number = identity(doc)
         return Served(name, number, doc, model, schema, batcher)
+
+    def model_for_path(self, path: str) -> str | None:
+        """The served model a request path addresses (for recording a request that failed before routing)."""
+        if path.startswith("/v2/models/"):
+            name = path.split("/")[3]
+            return name if name in self.models else None
+        if path == "/invocations" and len(self.models) == 1:
+            return next(iter(self.models))
+        return None
 
     def install(self, served: Served) -> Served | None:
         old = self.models.get(served.name)
@@ -144,9 +165,7 @@ async def _read_json(request: Request, settings: Settings) -> Any:
             f"request body of {length} bytes is over the {settings.max_body_bytes}-byte limit: "
             "send fewer rows per request",
         )
-    body = await request.body()
-    if len(body) > settings.max_body_bytes:
-        raise BadRequest(413, f"request body is over the {settings.max_body_bytes}-byte limit: send fewer rows")
+    body = await _read_body(request, settings.max_body_bytes)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "text/csv":
         return ("csv", body.decode("utf-8", "replace"))
@@ -158,8 +177,27 @@ async def _read_json(request: Request, settings: Settings) -> Any:
         )
     try:
         return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(400, f"body is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
+    except json.JSONDecodeError as exc:
+        raise BadRequest(400, f"body is not valid JSON ({exc.msg})") from None
+    except UnicodeDecodeError:
+        raise BadRequest(400, "body is not valid JSON (not UTF-8 text)") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise BadRequest(400, f"body is not usable JSON ({exc}): send ordinary numbers") from None
+    except RecursionError:
+        raise BadRequest(400, "body is nested too deeply: send rows of values") from None
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with a 413 as soon as it passes ``limit``: a chunked upload (no Content-Length) is never
+    buffered past the limit."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(413, f"request body is over the {limit}-byte limit: send fewer rows per request")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def create_app(source: ModelSource, versions: list[str], settings: Settings | None = None) -> Starlette:
@@ -344,21 +382,42 @@ def create_app(source: ModelSource, versions: list[str], settings: Settings | No
         return JSONResponse({"accepted": len(ids)})
 
     async def load_version(request: Request) -> Response:
+        """Swap in another version of a served model, through the same lifecycle gates as a switch.
+
+        Body: ``{"version": "NAME@vN", "reason": "...", "force": false}``. The Deployer records the switch in the
+        deployment record and the lifecycle; a swap made by anyone else is logged here, and the Deployer reports
+        what the server really serves, so no record can claim another version."""
         if not settings.admin_token or not _bearer_ok(request, settings.admin_token):
             return _error(401, "model swaps need the admin token (Authorization: Bearer ...)")
         try:
             body = await _read_json(request, settings)
             spec = body.get("version") if isinstance(body, dict) else None
             if not isinstance(spec, str):
-                raise BadRequest(422, 'send {"version": "NAME@vN"}')
+                raise BadRequest(422, 'send {"version": "NAME@vN", "reason": "why"}')
+            reason = body.get("reason") or f"swap to {spec} over /mm/v1/load"
+            force = body.get("force") is True
+            if not isinstance(reason, str):
+                raise BadRequest(422, '"reason" must be a string')
+            name = spec.partition("@")[0]
+            if name not in state.models:
+                raise BadRequest(409, f"{spec} is not a version of the served model ({', '.join(state.models)})")
         except BadRequest as exc:
             return _error(exc.status, exc.message)
         async with state._swap_lock:
             try:
-                served = await asyncio.get_running_loop().run_in_executor(None, state.load, spec)
-            except Exception as exc:  # the old version keeps serving
+                served = await asyncio.get_running_loop().run_in_executor(
+                    None, lambda: state.load(spec, admit=(reason, force))
+                )
+            except Exception as exc:  # refused by a gate, or it does not load: the old version keeps serving
                 return _error(409, f"{spec} was not swapped in: {exc}")
             old = state.install(served)
+        logger.warning(
+            "swapped %s -> %s over /mm/v1/load (%s%s)",
+            old.id if old else None,
+            served.id,
+            reason,
+            ", forced" if force else "",
+        )
         if old is not None and old.batcher is not None:
             asyncio.get_running_loop().call_later(5, old.batcher.close)  # let its in-flight batch finish
         return JSONResponse({"serving": served.id, "previous": old.id if old else None})
@@ -428,41 +487,81 @@ def create_app(source: ModelSource, versions: list[str], settings: Settings | No
         }.get(exc.status_code, "")
         return _error(exc.status_code, f"{exc.detail} ({request.method} {request.url.path}): {hint}".rstrip(": "))
 
-    async def crash(request: Request, exc: Exception) -> Response:
-        state.errors += 1
-        return _error(500, f"internal error while serving {request.url.path}: {type(exc).__name__}")
-
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         yield
         if settings.on_shutdown is not None:
             await asyncio.get_running_loop().run_in_executor(None, settings.on_shutdown)
 
-    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: crash}, lifespan=lifespan)
-    app.state.serving = state
-
+    middleware = [Middleware(Guard, state=state)]
     if settings.token:
-        token = settings.token
-        inner = app.build_middleware_stack
-
-        class _Auth:
-            def __init__(self, wrapped: Any) -> None:
-                self.wrapped = wrapped
-
-            async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-                if scope["type"] == "http" and scope["path"] not in open_paths:
-                    header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-                    if not secrets.compare_digest(header, f"Bearer {token}"):
-                        await _error(
-                            401,
-                            "missing or wrong bearer token: send Authorization: Bearer <token> "
-                            "(the token is in the workspace's run/token)",
-                        )(scope, receive, send)
-                        return
-                await self.wrapped(scope, receive, send)
-
-        app.build_middleware_stack = lambda: _Auth(inner())  # type: ignore[method-assign]
+        middleware.append(Middleware(BearerAuth, token=settings.token, open_paths=open_paths))
+    app = Starlette(
+        routes=routes, exception_handlers={HTTPException: http_error}, middleware=middleware, lifespan=lifespan
+    )
+    app.state.serving = state
     return app
+
+
+class Guard:
+    """Answer an unexpected exception with a 500 JSON body, record it, and keep the connection.
+
+    Starlette's own error middleware re-raises after answering, so uvicorn drops the keep-alive connection (the
+    client's next good request fails) and nothing is recorded (the error-rate alert never sees it). A bug must
+    cost one request, visibly, never the connection."""
+
+    def __init__(self, app: ASGIApp, state: ServingState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            if started:  # half an answer is out: nothing sane can follow it on this connection
+                raise
+            self.state.errors += 1
+            path = scope.get("path", "")
+            message = f"internal error while serving {path}: {type(exc).__name__} (recorded; see the server log)"
+            request_id = new_request_id()
+            logger.exception("internal error on %s %s (request %s)", scope.get("method"), path, request_id)
+            name = self.state.model_for_path(path)
+            if self.state.settings.on_request is not None and name:
+                self.state.settings.on_request(
+                    {"time": time.time(), "model": name, "request_id": request_id, "status": 500, "error": message}
+                )
+            await _error(500, message, request_id)(scope, receive, send)
+
+
+class BearerAuth:
+    """Every path but the health and admin ones (which check their own token) needs ``Authorization: Bearer``."""
+
+    def __init__(self, app: ASGIApp, token: str, open_paths: set[str]) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}"
+        self.open_paths = open_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in self.open_paths:
+            header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+            if not secrets.compare_digest(header, self.expected):
+                await _error(
+                    401,
+                    "missing or wrong bearer token: send Authorization: Bearer <token> "
+                    "(the token is in the workspace's run/secrets/token)",
+                )(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _bearer_ok(request: Request, token: str) -> bool:
@@ -496,12 +595,25 @@ class WorkspaceSource:
         version = self.ws.registry.get(spec)
         return version.to_dict(), self.ws.registry.checkout(version.id)
 
+    def admit(self, spec: str, reason: str, force: bool) -> None:
+        from ..lifecycle import SERVING
+
+        version = self.ws.registry.get(spec)
+        if version.stage not in SERVING:
+            self.ws.lifecycle.preflight(version.id, "deploy", reason, force=force)
+
 
 class BundleSource:
     """A version packed into a directory (``version.json``, ``artifact.skops``, ``trusted.json``): Docker images."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+
+    def admit(self, spec: str, reason: str, force: bool) -> None:
+        doc = json.loads((self.root / "version.json").read_text())
+        name, number = identity(doc)
+        if spec != f"{name}@v{number}":
+            raise DeploymentError(f"this container serves only {name}@v{number}: switch with mm deploy {spec}")
 
     def load(self, spec: str | None = None) -> tuple[dict[str, Any], Any]:
         from .. import serialization

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_text
+from ..errors import DeploymentError, MMError
 from ..records import _Rich
+from ..specs import check_name
 
 
 @dataclass(repr=False)
@@ -35,10 +37,12 @@ class Deployment(_Rich):
     token_required: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
     status: str = "unknown"  # filled in by the runner's health check: running / stale / unhealthy
+    note: str | None = None  # what the health check found that the record does not say
 
     def __str__(self) -> str:
         where = f"pid {self.pid}" if self.runner == "local" else f"container {(self.container_id or '')[:12]}"
-        return f"{self.name}: {self.version} at {self.url} ({self.runner}, {where}, {self.status})"
+        text = f"{self.name}: {self.version} at {self.url} ({self.runner}, {where}, {self.status})"
+        return f"{text}; {self.note}" if self.note else text
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> Deployment:
@@ -50,27 +54,37 @@ class DeploymentStore:
         self.root = Path(run_dir) / "deployments"
 
     def path(self, name: str) -> Path:
-        return self.root / f"{name}.json"
+        return self.root / f"{check_name(name)}.json"
 
     def save(self, dep: Deployment) -> None:
         doc = asdict(dep)
         doc.pop("status", None)
+        doc.pop("note", None)
         atomic_write_text(self.path(dep.name), json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
     def get(self, name: str) -> Deployment | None:
+        path = self.path(name)
         try:
-            return Deployment.from_dict(json.loads(self.path(name).read_text()))
+            doc = json.loads(path.read_text())
+            return Deployment.from_dict(doc)
         except FileNotFoundError:
             return None
-        except json.JSONDecodeError:
-            return None
+        except (ValueError, TypeError, AttributeError, RecursionError):
+            raise DeploymentError(
+                f"the deployment record {path} is damaged: stop the server it names by hand and delete the file"
+            ) from None
 
     def all(self) -> list[Deployment]:
         if not self.root.is_dir():
             return []
         out = []
         for path in sorted(self.root.glob("*.json")):
-            dep = self.get(path.stem)
+            if path.name.endswith(".state.json"):
+                continue
+            try:
+                dep = self.get(path.stem)
+            except MMError:  # a stray or damaged file must not hide every other deployment
+                continue
             if dep is not None:
                 out.append(dep)
         return out

@@ -693,7 +693,9 @@ class DockerRunner:
             text = container.logs(tail=lines).decode(errors="replace")
         except Exception:
             return "(no logs)"
-        return "logs: " + (" | ".join(ln.strip() for ln in text.splitlines() if ln.strip()) or "(empty)")
+        found = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        said = [ln.removeprefix("mm-serve: error: ") for ln in found if ln.startswith("mm-serve: error: ")]
+        return said[-1] if said else "logs: " + (" | ".join(found) or "(empty)")
 
     def status(self, deployment: Deployment) -> str:
         """``running`` (container up and ready), ``unhealthy`` (up, not ready) or ``stale`` (gone or exited)."""

@@ -53,33 +53,28 @@ class LocalRunner:
         stamp = f"{version.name}-{int(time.time() * 1000)}"
         state_file = run / f"{stamp}.state.json"
         log_file = run / f"{version.name}.log"
+        # every value rides in --option=value form: no string, whatever it holds, can become an option of its own
         cmd = [
             sys.executable,
             "-m",
             "mm_magics.engine.serving.server",
-            "--workspace",
-            str(self.ws.root),
-            "--version",
-            version.id,
-            "--host",
-            host,
-            "--port",
-            str(port or 0),
-            "--state-file",
-            str(state_file),
-            "--metrics-db",
-            str(self.ws.run_dir / "metrics.sqlite"),
-            "--deployment",
-            version.name,
+            f"--workspace={self.ws.root}",
+            f"--version={version.id}",
+            f"--host={host}",
+            f"--port={port or 0}",
+            f"--state-file={state_file}",
+            f"--metrics-db={self.ws.run_dir / 'metrics.sqlite'}",
+            f"--deployment={version.name}",
         ]
         if batch:
             cmd.append("--batch")
         secrets_dir = self.ws.run_dir / "secrets"
         if token:
-            cmd += ["--token-file", str(_write_secret(secrets_dir / "token", token))]
+            cmd.append(f"--token-file={_write_secret(secrets_dir / 'token', token)}")
         if admin_token:
-            cmd += ["--admin-token-file", str(_write_secret(secrets_dir / "admin-token", admin_token))]
+            cmd.append(f"--admin-token-file={_write_secret(secrets_dir / 'admin-token', admin_token)}")
         with open(log_file, "ab") as log:
+            log_start = log.tell()
             proc = subprocess.Popen(
                 cmd,
                 stdin=subprocess.DEVNULL,
@@ -95,8 +90,8 @@ class LocalRunner:
             while not state_file.exists():
                 if proc.poll() is not None:
                     raise DeploymentError(
-                        f"the server for {version.id} exited with status {proc.returncode} before it was ready: "
-                        f"{_tail(log_file)} (full log: {log_file})"
+                        f"the server for {version.id} stopped before it was ready: {_tail(log_file, log_start)} "
+                        f"(full log: {log_file})"
                     )
                 if time.monotonic() > deadline:
                     raise DeploymentError(
@@ -146,22 +141,36 @@ class LocalRunner:
             self._children.pop(pid, None)
 
     def status(self, dep: Deployment) -> str:
+        """``running``, ``unhealthy`` or ``stale``; if the server serves another version than the record says (a
+        swap over ``/mm/v1/load`` by someone else), ``dep`` is corrected to what really serves, with a note."""
         if dep.pid:
             self._reap(dep.pid)
         if not pid_alive(dep.pid):
             return "stale"
+        headers = (
+            {"Authorization": f"Bearer {workspace_secret(self.ws.run_dir, 'token')}"} if dep.token_required else {}
+        )
         try:
-            ok = httpx.get(f"{dep.url}/v2/health/ready", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            ok = False
-        return "running" if ok else "unhealthy"
+            resp = httpx.get(f"{dep.url}/mm/v1/status", headers=headers, timeout=2)
+            served = resp.json().get("models", {}).get(dep.name) if resp.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, AttributeError):
+            served = None
+        if not isinstance(served, str):
+            return "unhealthy"
+        if served != dep.version:
+            dep.note = f"the record says {dep.version}, but the server serves {served} (swapped outside mm deploy)"
+            dep.version = served
+        return "running"
 
-    def swap(self, dep: Deployment, version: Version, admin_token: str) -> None:
-        """Load ``version`` into the running server; it only takes traffic once loaded and health-checked."""
+    def swap(
+        self, dep: Deployment, version: Version, admin_token: str, *, reason: str = "", force: bool = False
+    ) -> None:
+        """Load ``version`` into the running server; it only takes traffic once loaded and health-checked (the server
+        checks the same deploy gates, with the same ``reason`` and ``force``)."""
         try:
             resp = httpx.post(
                 f"{dep.url}/mm/v1/load",
-                json={"version": version.id},
+                json={"version": version.id, "reason": reason, "force": force},
                 headers={"Authorization": f"Bearer {admin_token}"},
                 timeout=120,
             )
@@ -206,12 +215,18 @@ def _write_secret(path: Path, value: str) -> Path:
     return path
 
 
-def _tail(path: Path, lines: int = 3) -> str:
+def _tail(path: Path, offset: int = 0) -> str:
+    """The server's own last word since ``offset``: its ``mm-serve: error:`` line (never the traceback above it)."""
     try:
-        text = path.read_text(errors="replace").strip().splitlines()
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            text = fh.read().decode(errors="replace").strip().splitlines()
     except FileNotFoundError:
         return "(no log)"
-    return " | ".join(text[-lines:])
+    said = [line.removeprefix("mm-serve: error: ") for line in text if line.startswith("mm-serve: error: ")]
+    if said:
+        return said[-1]
+    return (text[-1] if text else "(empty log)")[:300]
 
 
 def _error_text(resp: httpx.Response) -> str:

@@ -36,6 +36,10 @@ V2_DTYPES = {
 }
 
 
+#: Deepest list nesting a tensor's data may have (a real tensor has a handful of dimensions).
+MAX_DEPTH = 32
+
+
 class BadRequest(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -112,6 +116,8 @@ def _frame(rows: Any, schema: Schema, columns: list[str] | None, max_rows: int) 
                 f"{' (' + ', '.join(schema.columns) + ')' if schema.feature_names else ''}",
             )
         columns = schema.columns
+    elif not isinstance(columns, list):
+        raise BadRequest(422, '"columns" must be a list of feature names')
     elif len(columns) != n_cols:
         raise BadRequest(422, f"{len(columns)} column names but rows have {n_cols} values")
     names = [str(c) for c in columns]
@@ -121,6 +127,8 @@ def _frame(rows: Any, schema: Schema, columns: list[str] | None, max_rows: int) 
             arr = np.asarray(rows, dtype=np.float64)
         except (TypeError, ValueError):
             arr = None  # the slow path below names the offending value
+        except OverflowError:
+            raise BadRequest(422, "a value is beyond the float64 range: send numbers within ±1.8e308") from None
         if arr is not None and arr.ndim == 2:
             cols = schema.index if names == schema.columns else names
             return _conform(pd.DataFrame(arr, columns=cols, copy=False), schema, numeric=True)
@@ -147,6 +155,8 @@ def _conform(frame: pd.DataFrame, schema: Schema, *, numeric: bool = False) -> p
         if schema.numeric(col):
             try:
                 frame[col] = pd.to_numeric(frame[col], errors="raise").astype("float64")
+            except OverflowError:
+                raise BadRequest(422, f"feature {col!r} has a value beyond the float64 range") from None
             except (TypeError, ValueError):
                 bad = next((v for v in frame[col] if not _is_number(v)), None)
                 raise BadRequest(422, f"feature {col!r} must be numeric, got {bad!r}") from None
@@ -171,7 +181,7 @@ def from_v2(body: Any, schema: Schema, max_rows: int) -> tuple[pd.DataFrame, lis
         missing = [k for k in ("name", "shape", "datatype", "data") if k not in t]
         if missing:
             raise BadRequest(422, f"inputs[{i}] lacks {', '.join(missing)}")
-        if t["datatype"] not in V2_DTYPES:
+        if not isinstance(t["datatype"], str) or t["datatype"] not in V2_DTYPES:
             raise BadRequest(
                 422, f"inputs[{i}].datatype {t['datatype']!r} is not a V2 datatype ({', '.join(V2_DTYPES)})"
             )
@@ -197,7 +207,10 @@ def from_v2(body: Any, schema: Schema, max_rows: int) -> tuple[pd.DataFrame, lis
         _check_rows(n, max_rows)
         frame = _conform(pd.DataFrame({name: flat for name, _, flat in tensors}), schema)
     outputs = []
-    for o in body.get("outputs") or []:
+    requested = body.get("outputs")
+    if requested is not None and not isinstance(requested, list):
+        raise BadRequest(422, '"outputs" must be a list like [{"name": "predict"}]')
+    for o in requested or []:
         name = o.get("name") if isinstance(o, dict) else None
         if name not in ("predict", "predict_proba"):
             raise BadRequest(422, f'unknown output {name!r}: ask for "predict" or "predict_proba"')
@@ -212,12 +225,19 @@ def _flatten(data: Any, where: str) -> list[Any]:
 
 
 def _flatten_ordered(data: list[Any]) -> list[Any]:
+    """Row-major values of a nested list, iteratively (no recursion limit to hit on deeply nested input)."""
     out: list[Any] = []
-    for value in data:
-        if isinstance(value, list):
-            out.extend(_flatten_ordered(value))
-        else:
+    stack = [iter(data)]
+    while stack:
+        for value in stack[-1]:
+            if isinstance(value, list):
+                if len(stack) >= MAX_DEPTH:
+                    raise BadRequest(422, f"data is nested more than {MAX_DEPTH} lists deep: send rows of values")
+                stack.append(iter(value))
+                break
             out.append(value)
+        else:
+            stack.pop()
     return out
 
 

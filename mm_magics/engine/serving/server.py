@@ -15,10 +15,12 @@ import os
 import socket
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_text
+from ..errors import MMError
 from ..hosts import is_loopback, socket_family
 from .app import BundleSource, Settings, WorkspaceSource, create_app, identity
 
@@ -51,19 +53,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Serve, or end with one ``mm-serve: error:`` line (the runner quotes it; a traceback above it is for the log)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _serve(args)
+    except MMError as exc:
+        print(f"mm-serve: error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    except Exception as exc:
+        traceback.print_exc()
+        print(f"mm-serve: error: {type(exc).__name__}: {exc} (traceback above)", file=sys.stderr, flush=True)
+        return 1
+
+
+def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    args = build_parser().parse_args(argv)
     token = _read_secret(args.token_file)
     if not is_loopback(args.host) and not token:
-        print(f"mm-serve: refusing to listen on {args.host} without a bearer token: pass --token-file", file=sys.stderr)
-        return 2
+        raise MMError(f"refusing to listen on {args.host} without a bearer token: pass --token-file")
     if args.workspace:
         from ..workspace import Workspace
 
         if not args.version:
-            print("mm-serve: --workspace needs --version NAME@vN", file=sys.stderr)
-            return 2
+            raise MMError("--workspace needs --version NAME@vN")
         source: Any = WorkspaceSource(Workspace.open(args.workspace, create=False))
         spec = args.version
     else:
@@ -91,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         sock.bind((args.host, args.port))
     except (OSError, OverflowError) as exc:  # the runner checked the port; another process may have taken it since
         reason = getattr(exc, "strerror", None) or exc
-        raise SystemExit(f"mm-serve: cannot listen on {args.host}:{args.port}: {reason}") from None
+        raise MMError(f"cannot listen on {args.host}:{args.port}: {reason}") from None
     sock.listen(2048)
     sock.set_inheritable(True)
     app = create_app(source, [spec], settings)

@@ -8,6 +8,7 @@ deployment. Switching what a deployment serves loads and health-checks the new v
 from __future__ import annotations
 
 import contextlib
+import math
 import socket
 import time
 from collections.abc import Iterator
@@ -18,8 +19,9 @@ import numpy as np
 
 from ..atomic import file_lock
 from ..errors import DeploymentError, MMError
-from ..hosts import check_port, is_loopback
+from ..hosts import check_host, check_port, is_loopback
 from ..lifecycle import SERVING
+from ..specs import check_name
 from ..workspace import now_iso
 from .deployments import Deployment, DeploymentStore, Prediction
 from .local import LocalRunner, _error_text, workspace_secret
@@ -27,6 +29,9 @@ from .local import LocalRunner, _error_text, workspace_secret
 if TYPE_CHECKING:
     from ..records import Version
     from ..workspace import Workspace
+
+
+MAX_PROBES = 10_000
 
 
 class Deployer:
@@ -77,6 +82,7 @@ class Deployer:
         reason: str = "",
     ) -> Deployment:
         version = self.ws.registry.get(spec)
+        check_host(host)
         check_port(port, "127.0.0.1" if docker else host)  # before the lifecycle moves or a running server stops
         with self._lock(version.name):
             return self._deploy(version, docker=docker, port=port, host=host, batch=batch, force=force, reason=reason)
@@ -118,13 +124,13 @@ class Deployer:
         self.ws.lifecycle.transition(version.id, "deploy", reason, force=force)
 
     def get(self, name: str) -> Deployment | None:
-        dep = self.store.get(name)
+        dep = self.store.get(check_name(name))
         if dep is not None:
             dep.status = self._runner(dep).status(dep)
         return dep
 
     def require(self, name: str) -> Deployment:
-        dep = self.get(name)
+        dep = self.get(check_name(name))
         if dep is None:
             deployed = ", ".join(d.name for d in self.store.all()) or "none"
             raise DeploymentError(f"{name} is not deployed (deployed: {deployed}): deploy it with %mm_deploy {name}")
@@ -141,10 +147,13 @@ class Deployer:
     def _lock(self, name: str) -> Iterator[None]:
         """One deploy, switch or undeploy of a model at a time, across kernels: two kernels deploying the same model
         at once would otherwise both start a server, and the one whose record lost would serve on, unowned."""
-        with file_lock(self.store.root / f".{name}.deploy.lock"):
+        with file_lock(self.store.root / f".{check_name(name)}.deploy.lock"):
             yield
 
     def undeploy(self, name: str) -> Deployment:
+        check_name(name)
+        if self.store.get(name) is None:  # before any lock file is made for a name nobody deployed
+            raise DeploymentError(f"{name} is not deployed: nothing to stop (see %mm_deployments)")
         with self._lock(name):
             return self._undeploy(name)
 
@@ -174,12 +183,12 @@ class Deployer:
         if version.stage not in SERVING:  # gates first; the stage moves once the new version serves
             self.ws.lifecycle.preflight(version.id, "deploy", reason, force=force)
         previous = dep.version
-        dep = self._serve(dep, version)
+        dep = self._serve(dep, version, reason=reason, force=force)
         try:
             self._enter_deploy(version, reason, force)
         except BaseException:  # e.g. another session moved the version meanwhile: serve what the lifecycle says
             with contextlib.suppress(Exception):
-                self._serve(dep, self.ws.registry.get(previous))
+                self._serve(dep, self.ws.registry.get(previous), reason=f"Back to {previous}: {reason}", force=True)
             raise
         dep.history.append(
             {
@@ -196,14 +205,14 @@ class Deployer:
         self._retire_replaced(previous, version.id)
         return dep
 
-    def _serve(self, dep: Deployment, version: Version) -> Deployment:
+    def _serve(self, dep: Deployment, version: Version, *, reason: str, force: bool) -> Deployment:
         """Make ``dep`` serve ``version``: an in-process swap for a local server, a new container for Docker."""
         if dep.runner == "docker":
             history = dep.history
             dep = self.docker().switch(dep.name, version)
             dep.history = history
         else:
-            self.local.swap(dep, version, self.secret("admin-token"))
+            self.local.swap(dep, version, self.secret("admin-token"), reason=reason, force=force)
             dep.version = version.id
         return dep
 
@@ -230,7 +239,7 @@ class Deployer:
         """Ask a server (process or container) to write what it has recorded, so a snapshot taken now includes it.
 
         Best effort: False when nothing answers or the server predates the admin token."""
-        dep = self.store.get(name)
+        dep = self.store.get(check_name(name))
         if dep is None:
             return False
         try:
@@ -243,6 +252,8 @@ class Deployer:
 
     def probe(self, name: str, n: int = 20) -> list[dict[str, Any]]:
         """Timed single-row requests: network time = client total - the server's ``Server-Timing`` total."""
+        if not (isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_PROBES):
+            raise MMError(f"the number of probes must be a whole number from 1 to {MAX_PROBES}, not {n!r}")
         dep = self.require(name)
         rows = probe_rows(self.ws.registry.get(dep.version), self.ws.registry, n)
         out = []
@@ -330,4 +341,7 @@ def _rows(data: Any) -> list[list[Any]]:
 
 
 def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
+    value = value.item() if hasattr(value, "item") else value
+    if isinstance(value, float) and not math.isfinite(value):
+        raise MMError(f"{value} is not a value JSON can carry: replace NaN and infinite values before predicting")
+    return value

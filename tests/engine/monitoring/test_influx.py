@@ -237,6 +237,7 @@ def test_outage_loses_nothing_and_write_never_blocks(victoria, tmp_path):
         assert sink.drain(60)
         state = sink.state()
         assert state["connected"] and state["spooled"] == 0 and state["dropped"] == 0
+        assert state["last_error"] is None  # the outage's error is history once the server is back
         assert sorted(p.suffix for p in (tmp_path / "spool").iterdir()) == [".lock"]  # drained segments are gone
     finally:
         sink.close()

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sklearn.tree import DecisionTreeClassifier
 
 from mm_magics.engine.errors import DeploymentError, TransitionError
 from mm_magics.engine.monitoring.store import SQLiteStore
@@ -261,9 +262,13 @@ def test_a_server_that_fails_to_start_leaves_the_lifecycle_as_it_was(served):
     )
     path = ws.objects.path(v.sha256)
     path.chmod(0o644)
-    path.write_bytes(b"not the model")  # the server verifies the hash and refuses to load it
-    with pytest.raises(DeploymentError, match="exited with status 1 before it was ready"):
-        deployer.deploy("broken@v1")
+    path.write_bytes(b"not the model")
+    with pytest.raises(TransitionError, match="artifact intact: artifact of broken@v1 is corrupted"):
+        deployer.deploy("broken@v1")  # the deploy gate checks the artifact before any server starts
+    # forced past the gate, the server itself verifies the hash and refuses: its one-line reason, no traceback
+    with pytest.raises(DeploymentError, match="stopped before it was ready: artifact of broken@v1 is corrupted") as err:
+        deployer.deploy("broken@v1", force=True, reason="see what the server says")
+    assert "Traceback" not in str(err.value) and "\n" not in str(err.value)
     assert ws.registry.get("broken@v1").stage == "evaluate" and deployer.get("broken") is None
     assert [h.action for h in ws.registry.history("broken")] == ["commit"]  # no transition was recorded
 
@@ -273,7 +278,7 @@ def test_ctrl_c_while_a_server_starts_leaves_no_server_behind(served):
     ws.registry.commit(
         "slow", served["logreg"], message="s", metrics={"accuracy": 0.99}, schema=ws.registry.get("iris@v1").schema
     )
-    pgrep = ["pgrep", "-f", "--", "--version slow@v1 "]
+    pgrep = ["pgrep", "-f", "--", "--version=slow@v1 "]
 
     def interrupt_once_the_server_runs() -> None:
         deadline = time.monotonic() + 30
@@ -320,7 +325,7 @@ def test_two_kernels_deploying_one_model_at_once_start_one_server(served):
         with ThreadPoolExecutor(2) as pool:  # two Deployers, as two kernels would have
             deps = list(pool.map(lambda _: Deployer(ws).deploy("twin"), range(2)))
         assert deps[0].pid == deps[1].pid and deps[0].url == deps[1].url
-        pgrep = ["pgrep", "-f", "--", "--version twin@v1 "]
+        pgrep = ["pgrep", "-f", "--", "--version=twin@v1 "]
         servers = subprocess.run(pgrep, capture_output=True, text=True).stdout.split()
         assert servers == [str(deps[0].pid)], "a second server for the same model would serve on, unowned"
         served["deployer"].undeploy("twin")
@@ -412,3 +417,47 @@ def test_token_is_required_off_loopback_and_enforced(served, tmp_path):
         assert httpx.get(dep.url + "/v2/health/ready").status_code == 200  # probes stay open
     finally:
         deployer.local.stop(dep)
+
+
+def test_the_admin_load_route_passes_the_deploy_gates_and_the_record_tells_the_truth(served):
+    """Anyone holding the admin token can POST /mm/v1/load: it checks the same gates a switch does, and a swap made
+    that way (not through the Deployer) shows in the deployment as what really serves, never a stale record."""
+    ws, deployer = served["ws"], served["deployer"]
+    dep = deployer.get("iris")
+    admin = {"Authorization": f"Bearer {deployer.secret('admin-token')}"}
+    stump = DecisionTreeClassifier(max_depth=1, random_state=0).fit(served["X"], served["y"])  # an artifact of its own
+    weak = ws.registry.commit(
+        "iris", stump, message="weak", metrics={"accuracy": 0.5}, schema=ws.registry.get("iris@v1").schema
+    )
+    resp = httpx.post(f"{dep.url}/mm/v1/load", json={"version": weak.id}, headers=admin, timeout=60)
+    assert resp.status_code == 409 and "worse than deployed" in resp.json()["error"]
+    resp = httpx.post(f"{dep.url}/mm/v1/load", json={"version": "other@v1"}, headers=admin, timeout=60)
+    assert resp.status_code == 409 and "not a version of the served model" in resp.json()["error"]
+    assert deployer.get("iris").version == dep.version and deployer.get("iris").note is None
+
+    resp = httpx.post(
+        f"{dep.url}/mm/v1/load", json={"version": weak.id, "force": True, "reason": "drill"}, headers=admin, timeout=60
+    )
+    assert resp.status_code == 200, resp.text
+    seen = deployer.get("iris")
+    assert seen.version == weak.id and "swapped outside" in seen.note and weak.id in str(seen)
+    deployer.switch("iris", dep.version, reason="back to what the record says", force=True)
+    assert deployer.get("iris").version == dep.version and deployer.get("iris").note is None
+
+
+@pytest.mark.parametrize(
+    "argv, text",
+    [
+        (["predict", "iris", "[[NaN, 1, 2, 3]]"], "replace NaN and infinite values"),
+        (["predict", "iris", "[[1e999, 1, 2, 3]]"], "replace NaN and infinite values"),
+        (["predict", "iris", "[[1, 2, 3]]"], "expects 4 features"),
+        (["probe", "iris", "-n", "0"], "from 1 to"),
+        (["feedback", "iris", "--ids", "[]", "--labels", "[]"], "no feedback given"),
+    ],
+)
+def test_mistakes_against_a_running_deployment_get_one_line(served, capsys, argv, text):
+    from mm_magics.cli import main
+
+    assert main(["-C", str(served["ws"].root), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mm: error:") and err.count("\n") == 1 and text in err, err
