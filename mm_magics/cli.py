@@ -17,11 +17,15 @@ from typing import Any
 
 from .engine.errors import MMError
 
+#: Verbs that may start a workspace where there is none; every other verb needs one to exist (a mistyped -C path
+#: must be an error, not a new empty workspace).
+_CREATING = {"init", "remote", "pull"}
+
 
 def _ws(args: argparse.Namespace) -> Any:
     from .engine.workspace import Workspace
 
-    return Workspace.open(args.workspace)
+    return Workspace.open(args.workspace, create=args.command in _CREATING)
 
 
 # Engine messages name the magic to run next; in a shell the same hint must name the mm verb. Only verbs whose
@@ -126,11 +130,7 @@ def cmd_history(args: argparse.Namespace) -> Any:
 
 
 def cmd_fsck(args: argparse.Namespace) -> Any:
-    report = _ws(args).registry.fsck()
-    if not report.ok:
-        print(report)
-        raise SystemExit(1)
-    return report
+    return _ws(args).registry.fsck(repair=args.repair)  # main() exits 1 when the report is not ok
 
 
 def cmd_gc(args: argparse.Namespace) -> Any:
@@ -143,8 +143,7 @@ def cmd_trust(args: argparse.Namespace) -> Any:
 
 
 def cmd_remote(args: argparse.Namespace) -> Any:
-    ws = _ws(args)
-    ws.set_local(remote=args.url, artifact_remote=args.artifacts)
+    _ws(args).registry.set_remote(args.url, args.artifacts)
     return f"remote {args.url}" + (f", artifacts in {args.artifacts}" if args.artifacts else "")
 
 
@@ -180,8 +179,9 @@ def cmd_deployments(args: argparse.Namespace) -> Any:
 def cmd_predict(args: argparse.Namespace) -> Any:
     try:
         rows = json.loads(args.data)
-    except json.JSONDecodeError as exc:
-        raise MMError(f"DATA must be JSON rows, e.g. '[[5.1, 3.5, 1.4, 0.2]]' ({exc.msg})") from None
+    except (ValueError, RecursionError) as exc:
+        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
+        raise MMError(f"DATA must be JSON rows, e.g. '[[5.1, 3.5, 1.4, 0.2]]' ({detail})") from None
     return _deployer(args).predict(
         args.name, rows, outputs=("predict", "predict_proba") if args.proba else ("predict",)
     )
@@ -209,6 +209,8 @@ def cmd_probe(args: argparse.Namespace) -> Any:
     from .engine.monitoring.live import Monitor
 
     probes = _deployer(args).probe(args.name, args.n)
+    if not probes:
+        return f"{args.name}: no probes sent"
     Monitor(_ws(args)).store.write_probes(args.name, probes)
     net = sorted(p["network_ms"] for p in probes)
     return f"{args.name}: {len(probes)} probes, median network time {net[len(net) // 2]:.2f} ms (recorded)"
@@ -219,8 +221,10 @@ def cmd_feedback(args: argparse.Namespace) -> Any:
 
     try:
         ids, labels = json.loads(args.ids), json.loads(args.labels)
-    except json.JSONDecodeError as exc:
-        raise MMError(f"--ids and --labels take JSON lists ({exc.msg})") from None
+    except (ValueError, RecursionError):
+        raise MMError("--ids and --labels take JSON lists, e.g. --ids '[\"id1\"]' --labels '[1]'") from None
+    if not isinstance(ids, list) or not isinstance(labels, list):
+        raise MMError("--ids and --labels take JSON lists, e.g. --ids '[\"id1\"]' --labels '[1]'")
     count = Monitor(_ws(args)).record_feedback(args.name, [str(i) for i in ids], labels)
     return f"recorded feedback for {count} request(s) of {args.name}"
 
@@ -284,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("history", cmd_history, "the audit log (every commit), newest first")
     sp.add_argument("name", nargs="?")
     sp.add_argument("--limit", "-n", type=int, default=50)
-    add("fsck", cmd_fsck, "verify registry and artifacts; rebuild the index from git")
+    sp = add("fsck", cmd_fsck, "verify every ref, tag, document, git object and artifact; rebuild the index")
+    sp.add_argument("--repair", action="store_true", help="re-point or delete tags off the branch, re-create lost ones")
     sp = add("gc", cmd_gc, "delete artifacts no version references")
     sp.add_argument("--grace", type=float, default=3600.0, help="keep objects younger than this many seconds")
     sp = add("trust", cmd_trust, "trust extra types when loading artifacts (audited)")
@@ -333,7 +338,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        _emit(args, args.fn(args))
+        result = args.fn(args)
+        _emit(args, result)
+        if getattr(result, "ok", True) is False:  # fsck found problems: scripts and CI must see a failure
+            return 1
     except MMError as exc:
         print(f"mm: error: {in_shell_words(str(exc))}", file=sys.stderr)
         return 2
