@@ -178,8 +178,17 @@ class GitStore:
             # ``.lock`` file seen while we hold it was left by a killed process: it is removed at once instead of
             # after an age threshold (which stalled the next writer ~10 s after a kill).
             with self.ref_lock():
+                # no lock timeout: git would wait 100 ms on a lock that, under our flock, nobody alive holds
                 proc = subprocess.run(
-                    [self._git_exe(), "--git-dir", str(self.git_dir), "update-ref", "--stdin"],
+                    [
+                        self._git_exe(),
+                        "-c",
+                        "core.filesRefLockTimeout=0",
+                        "--git-dir",
+                        str(self.git_dir),
+                        "update-ref",
+                        "--stdin",
+                    ],
                     input=payload,
                     capture_output=True,
                     text=True,
@@ -189,6 +198,8 @@ class GitStore:
                     return True
                 err = proc.stderr
                 stale = self._stale_locks(err)
+                if stale:  # a writer died mid-transaction: its other locks (a tag's, say) are stale too
+                    stale += [p for p in (self.git_dir / "refs").rglob("*.lock") if p not in stale]
                 for lock in stale:
                     lock.unlink(missing_ok=True)
                     ref = lock.relative_to(self.git_dir).as_posix().removesuffix(".lock")
