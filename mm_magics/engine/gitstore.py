@@ -167,7 +167,7 @@ class GitStore:
         Returns False when another writer got there first (the caller rebuilds on the new head and retries).
         Note that git's files backend makes the transaction atomic against other writers but not against a crash:
         a process killed while git renames the lock files can publish the branch without the tag. The branch is
-        the source of truth, so readers repair a missing tag (:meth:`Registry._commit_of`).
+        the source of truth, so readers repair a missing tag (:meth:`Ledger.commit_of`).
         """
         lines = []
         for ref, new, old in updates:

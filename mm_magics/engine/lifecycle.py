@@ -8,114 +8,48 @@ DAG) that starts its own walk. A workspace may add stages and edges in ``mm.json
 from __future__ import annotations
 
 import json
-import math
-import operator
-import re
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
 from . import layout
-from .errors import GateError, LifecycleConfigError, TransitionError
+from .clock import now_iso
+from .errors import LifecycleConfigError, TransitionError
+from .ledger import Change, TreeView, dump_json, message
 from .records import GateResult, Transition
-from .registry import Change, Snapshot, _utcnow, dump_json, trailers
 from .specs import check_name
+from .stages import (  # re-exported: the lifecycle's vocabulary, importable from here as before
+    EDGES,
+    LOWER_IS_BETTER,
+    PRIMARY_METRICS,
+    SERVING,
+    STAGES,
+    Threshold,
+    apply_transition,
+    build_graph,
+    entry_path,
+    lower_is_better,
+    parse_gate,
+    transition_entry,
+)
 
 if TYPE_CHECKING:
     from .records import Version
     from .workspace import Workspace
 
-STAGES = ("design", "train", "evaluate", "deploy", "maintain", "retire")
-EDGES = (
-    ("design", "train"),
-    ("train", "evaluate"),
-    ("evaluate", "deploy"),
-    ("deploy", "maintain"),
-    ("maintain", "retire"),
-    ("design", "retire"),
-    ("train", "retire"),
-    ("evaluate", "retire"),
-    ("deploy", "retire"),
-)
-#: Stages in which a version counts as "the one in production" for the no-regression gate.
-SERVING = ("deploy", "maintain")
-#: Metrics where smaller is better; every other metric is taken as larger-is-better.
-LOWER_IS_BETTER = re.compile(r"(^|_)(mae|mse|rmse|loss|error|log_loss|latency|brier)($|_)")
-#: Which metric stands for "quality" when no threshold names one.
-PRIMARY_METRICS = ("accuracy", "f1_macro", "f1", "r2", "rmse", "mae")
-
-_OPS: dict[str, Callable[[float, float], bool]] = {
-    ">=": operator.ge,
-    "<=": operator.le,
-    ">": operator.gt,
-    "<": operator.lt,
-    "==": operator.eq,
-    "!=": operator.ne,
-}
-_GATE = re.compile(
-    r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(>=|<=|==|!=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
-)
-
-
-@dataclass(frozen=True)
-class Threshold:
-    metric: str
-    op: str
-    value: float
-
-    def __str__(self) -> str:
-        return f"{self.metric} {self.op} {self.value:g}"
-
-    def check(self, metrics: dict[str, Any]) -> GateResult:
-        actual = metrics.get(self.metric)
-        if not isinstance(actual, (int, float)):
-            have = ", ".join(k for k, v in metrics.items() if isinstance(v, (int, float))) or "none"
-            return GateResult(str(self), False, f"metric {self.metric!r} was not recorded (recorded: {have})")
-        ok = _OPS[self.op](float(actual), self.value)
-        if ok:
-            return GateResult(str(self), True, f"{self.metric} {actual:.4g} {self.op} {self.value:g}")
-        return GateResult(
-            str(self), False, f"{self.metric} {actual:.4g} fails {self} (off by {abs(actual - self.value):.4g})"
-        )
-
-
-def parse_gate(expr: str) -> Threshold:
-    """Parse ``"accuracy >= 0.9"``; the error says what a gate looks like."""
-    m = _GATE.match(expr) if isinstance(expr, str) else None
-    if not m:
-        raise GateError(
-            f"bad gate expression {expr!r}: write METRIC OP NUMBER with OP one of >=, <=, >, <, ==, != "
-            '(e.g. "accuracy >= 0.9")'
-        )
-    value = float(m.group(3))
-    if not math.isfinite(value):
-        raise GateError(f"bad gate expression {expr!r}: the threshold must be a finite number (e.g. 0.9)")
-    return Threshold(m.group(1), m.group(2), value)
-
-
-def lower_is_better(metric: str) -> bool:
-    return bool(LOWER_IS_BETTER.search(metric.lower()))
-
-
-def build_graph(config: dict[str, Any]) -> nx.DiGraph:
-    """The default stage DAG plus the workspace's extra stages and edges, refused if it would have a cycle."""
-    graph = nx.DiGraph()
-    graph.add_nodes_from(STAGES)
-    graph.add_edges_from(EDGES)
-    extra = config.get("lifecycle", {}) or {}
-    graph.add_nodes_from(extra.get("stages", []))
-    for edge in extra.get("edges", []):
-        if not (isinstance(edge, (list, tuple)) and len(edge) == 2):
-            raise LifecycleConfigError(f"lifecycle edge {edge!r} in mm.json is not a [from, to] pair: fix mm.json")
-        graph.add_edge(str(edge[0]), str(edge[1]))
-    if not nx.is_directed_acyclic_graph(graph):
-        cycle = " -> ".join(a for a, _ in nx.find_cycle(graph))
-        raise LifecycleConfigError(
-            f"lifecycle stages would form a cycle ({cycle}): remove an edge; a retrain makes a new version instead"
-        )
-    return graph
+__all__ = [
+    "EDGES",
+    "LOWER_IS_BETTER",
+    "PRIMARY_METRICS",
+    "SERVING",
+    "STAGES",
+    "Lifecycle",
+    "Threshold",
+    "build_graph",
+    "entry_path",
+    "lower_is_better",
+    "parse_gate",
+]
 
 
 class Lifecycle:
@@ -131,10 +65,6 @@ class Lifecycle:
     @property
     def graph(self) -> nx.DiGraph:
         return build_graph(self.ws.config)
-
-    def entry_path(self, has_metrics: bool) -> list[str]:
-        """The walk a freshly committed version has already made: trained, and evaluated if it has metrics."""
-        return ["design", "train", "evaluate"] if has_metrics else ["design", "train"]
 
     # -- configuration ---------------------------------------------------------------------------------------------
     def add_stage(self, stage: str, after: str, before: str | None = None, message: str = "") -> nx.DiGraph:
@@ -329,41 +259,35 @@ class Lifecycle:
         reason = reason or f"Move {version.id} to {to}"
         name, number, current = version.name, version.number, version.stage
 
-        def build(snap: Snapshot) -> Change:
+        def build(snap: TreeView) -> Change:
             sdoc = snap.json(layout.stage_file(name, number))
             if sdoc is None or sdoc["stage"] != current:
                 now = sdoc["stage"] if sdoc else "unknown"
                 raise TransitionError(f"{version.id} moved to {now} meanwhile (another session): check and retry")
-            when = _utcnow().isoformat(timespec="microseconds")
-            record = {
-                "from": current,
-                "to": to,
-                "path": path,
-                "actor": actor,
-                "time": when,
-                "reason": reason,
-                "forced": bool(failed and force),
-                "gates": [r.__dict__ for r in results],
-            }
-            sdoc.update(stage=to, since=when)
-            sdoc.setdefault("history", []).append(record)
-            msg = (
-                f"{reason}\n\n"
-                + trailers(
-                    action="transition",
-                    model=name,
-                    version=number,
-                    **{"from": current},
-                    to=to,
-                    path=" -> ".join(path),
-                    actor=actor,
-                    forced="yes" if record["forced"] else None,
-                )
-                + "\n"
+            record = transition_entry(
+                from_stage=current,
+                path=path,
+                actor=actor,
+                when=now_iso(),
+                reason=reason,
+                forced=bool(failed and force),
+                gates=[r.__dict__ for r in results],
+            )
+            apply_transition(sdoc, record)
+            msg = message(
+                reason,
+                action="transition",
+                model=name,
+                version=number,
+                **{"from": current},
+                to=to,
+                path=" -> ".join(path),
+                actor=actor,
+                forced="yes" if record["forced"] else None,
             )
             return Change({layout.stage_file(name, number): dump_json(sdoc)}, msg, result=record)
 
-        record, commit = self.registry._transact(build)
+        record, commit = self.registry.ledger.transact(build)
         out = _transition(version.id, json.loads(json.dumps(record)))
         out.commit = commit
         return out

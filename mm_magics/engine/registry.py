@@ -1,33 +1,26 @@
 """Versions in git: commit, get, log, diff, checkout, rollback, aliases, remotes, fsck and gc.
 
-Every change is one git commit built by :meth:`Registry._transact`: read the branch head, compute the new files
-from that snapshot, write the objects, then publish with a compare-and-swap of the branch (plus the version's tag)
-in one ref transaction. Losing the race means rebuilding on the new head, so concurrent kernels each get their own
-version number and nothing is lost; a crash before the swap leaves only unreferenced objects.
+Every change is one git commit made through the :class:`~.ledger.Ledger` (compare-and-swap on the branch), so
+concurrent kernels each get their own version number and a crash leaves the half-made version invisible.
 """
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import json
-import random
 import re
-import sqlite3
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 import numpy as np
 
-from . import documents, layout, probe, serialization
+from . import documents, layout, ledger, probe, serialization
 from .artifacts import GcReport
+from .clock import now_iso
 from .environment import capture_environment, project_state
 from .errors import (
     ArtifactError,
@@ -43,6 +36,7 @@ from .errors import (
 from .fingerprints import estimator_params, jsonable
 from .gitstore import BRANCH, REMOTE_TAGS, check_remote_url
 from .index import Index
+from .ledger import Change, Ledger, TreeView, dump_json, parse_trailers
 from .records import (
     AliasChange,
     AuditEntry,
@@ -54,6 +48,7 @@ from .records import (
     VersionDiff,
 )
 from .specs import VersionSpec, check_alias, check_name, parse_spec, version_id
+from .stages import entry_path, new_stage_doc
 
 if TYPE_CHECKING:
     from .workspace import Workspace
@@ -61,47 +56,6 @@ if TYPE_CHECKING:
 MAX_ATTEMPTS = 200
 MAX_PAGE = 10_000
 _MODEL_CACHE = 16
-
-
-@dataclass
-class Change:
-    """What one registry commit writes: files (None deletes), the commit message, new tags, and a result."""
-
-    files: dict[str, bytes | None]
-    message: str
-    tags: list[str] = field(default_factory=list)
-    result: Any = None
-
-
-class Snapshot:
-    """Read-only view of the registry tree at one commit, handed to transaction builders."""
-
-    def __init__(self, registry: Registry, head: str) -> None:
-        self.head = head
-        self._git = registry.git
-        self.tree = registry.git.commit_tree(head)
-
-    def json(self, path: str) -> dict[str, Any] | None:
-        """The document at ``path``, checked (a damaged one raises before anything is built on it), or None."""
-        raw = self._git.read(self.tree, path)
-        return documents.parse(path, raw) if raw is not None else None
-
-
-def dump_json(doc: dict[str, Any]) -> bytes:
-    return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
-
-
-def trailers(**values: Any) -> str:
-    return "\n".join(f"MM-{k.title()}: {v}" for k, v in values.items() if v is not None)
-
-
-def parse_trailers(message: str) -> dict[str, str]:
-    out = {}
-    for line in message.splitlines():
-        if line.startswith("MM-") and ": " in line:
-            key, _, value = line.partition(": ")
-            out[key[3:].lower()] = value
-    return out
 
 
 def check_model(model: Any) -> None:
@@ -140,57 +94,12 @@ class Registry:
         self.git = workspace.git
         self.objects = workspace.objects
         self.index = Index(workspace.cache_dir / "index.sqlite", workspace.git)
+        self.ledger = Ledger(workspace.git, self.index, workspace.actor)
         self._loaded: OrderedDict[str, Any] = OrderedDict()
         self._loaded_lock = threading.Lock()
 
     def close(self) -> None:
         self.index.close()
-
-    # -- the one write path ----------------------------------------------------------------------------------------
-    def _transact(self, build: Callable[[Snapshot], Change]) -> tuple[Any, str]:
-        """Apply ``build`` on the current head and publish it atomically; rebuild and retry if another writer won."""
-        for attempt in range(MAX_ATTEMPTS):
-            head = self.git.read_ref()
-            if head is None:
-                raise ConcurrencyError("the registry branch is missing; run `mm fsck` to diagnose the workspace")
-            snap = Snapshot(self, head)
-            change = build(snap)
-            tree = self.git.write_changes(snap.tree, change.files)
-            commit = self.git.write_commit(tree, [head], change.message, _author(self.ws.actor), _utcnow())
-            updates: list[tuple[str, str, str | None]] = [(BRANCH, commit, head)]
-            updates += [(ref, commit, None) for ref in change.tags]
-            if self.git.update_refs(updates):
-                # published: from here on nothing may report the change as failed (the user would make it twice)
-                with contextlib.suppress(MMError, sqlite3.Error):
-                    self.index.sync()
-                    self._repair_crashed_tags()
-                return change.result, commit
-            if self.git.read_ref() == head:
-                self._refuse_stale_tags(change.tags)
-            time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 20)))
-        raise ConcurrencyError(
-            f"gave up after {MAX_ATTEMPTS} attempts: other processes kept committing first; try again"
-        )
-
-    def _repair_crashed_tags(self) -> None:
-        """Re-create the tags a killed writer lost (git found their locks stale): at once, not at the next read."""
-        while self.git.crashed_tags:
-            ref = self.git.crashed_tags.pop()
-            with contextlib.suppress(MMError):
-                spec = parse_spec(ref.removeprefix("refs/tags/"))
-                if spec.number is not None:
-                    self._commit_of(spec.name, spec.number)
-
-    def _refuse_stale_tags(self, tags: list[str]) -> None:
-        """The branch did not move yet our update failed: a tag we create already exists off the branch (left by
-        a diverged push or pull). Retrying can never succeed, so say what it is and how to repair it."""
-        for ref in tags:
-            sha = self.git.read_ref(ref)
-            if sha is not None:
-                raise CorruptRegistryError(
-                    f"tag {ref.removeprefix('refs/tags/')} already exists but is not on the registry branch (left by "
-                    "a refused push or a diverged pull): run `mm fsck --repair`, then commit again"
-                )
 
     # -- commit ----------------------------------------------------------------------------------------------------
     def commit(
@@ -259,11 +168,11 @@ class Registry:
         action: str,
         rollback_of: str | None = None,
     ) -> Version:
-        entry = self.ws.lifecycle.entry_path(bool(fields.get("metrics")))
+        entry = entry_path(bool(fields.get("metrics")))
         actor = self.ws.actor
 
-        def build(snap: Snapshot) -> Change:
-            created = _utcnow().isoformat(timespec="microseconds")
+        def build(snap: TreeView) -> Change:
+            created = now_iso()
             mdoc = snap.json(layout.model_file(name)) or {
                 "name": name,
                 "created": created,
@@ -284,26 +193,9 @@ class Registry:
                 "rollback_of": rollback_of,
                 **fields,
             }
-            sdoc = {
-                "stage": entry[-1],
-                "since": created,
-                "history": [
-                    {
-                        "from": None,
-                        "to": entry[-1],
-                        "path": entry,
-                        "actor": actor,
-                        "time": created,
-                        "reason": message,
-                        "forced": False,
-                        "gates": [],
-                    }
-                ],
-            }
-            msg = (
-                f"{message}\n\n"
-                + trailers(action=action, model=name, version=number, parent=parent_id, actor=actor, stage=entry[-1])
-                + "\n"
+            sdoc = new_stage_doc(entry, actor=actor, when=created, reason=message)
+            msg = ledger.message(
+                message, action=action, model=name, version=number, parent=parent_id, actor=actor, stage=entry[-1]
             )
             files = {
                 layout.model_file(name): dump_json(mdoc),
@@ -312,7 +204,7 @@ class Registry:
             }
             return Change(files, msg, [layout.tag(name, number)], number)
 
-        number, _ = self._transact(build)
+        number, _ = self.ledger.transact(build)
         try:
             return self.get(version_id(name, number))
         except UnknownVersionError:  # published, so it exists: the index cache lags (e.g. damaged); rebuild it
@@ -383,17 +275,7 @@ class Registry:
             stage = sdoc["stage"] if sdoc else None
         mdoc = self.index.model_doc(name) or {}
         aliases = sorted(a for a, n in mdoc.get("aliases", {}).items() if n == number)
-        return Version.from_doc(doc, stage=stage, aliases=aliases, commit=self._commit_of(name, number))
-
-    def _commit_of(self, name: str, number: int) -> str | None:
-        """The version's commit via its tag, re-creating the tag if a crash lost it (the branch has the truth)."""
-        tag = layout.tag(name, number)
-        sha = self.git.read_ref(tag)
-        if sha is None:
-            sha = self.git.commit_adding(layout.version_file(name, number))
-            if sha is not None:
-                self.git.update_refs([(tag, sha, None)], attempts=3)
-        return sha
+        return Version.from_doc(doc, stage=stage, aliases=aliases, commit=self.ledger.commit_of(name, number))
 
     def models(self) -> list[ModelSummary]:
         self.index.sync()
@@ -426,7 +308,7 @@ class Registry:
         versions = []
         for number, doc, stage in self.index.page(spec.name, max(1, limit), before):
             v = Version.from_doc(doc, stage=stage, aliases=sorted(by_number.get(number, [])))
-            v.commit = self._commit_of(spec.name, number)
+            v.commit = self.ledger.commit_of(spec.name, number)
             versions.append(v)
         total = int(mdoc.get("latest", 0))  # versions are never deleted, so no COUNT(*) over the table
         nxt = versions[-1].number if versions and versions[-1].number > 1 and len(versions) == limit else None
@@ -621,7 +503,7 @@ class Registry:
     def _alias(self, name: str, alias: str, number: int | None, message: str) -> AliasChange:
         actor = self.ws.actor
 
-        def build(snap: Snapshot) -> Change:
+        def build(snap: TreeView) -> Change:
             mdoc = snap.json(layout.model_file(name))
             if mdoc is None:
                 raise UnknownModelError(f"unknown model {name!r}")
@@ -630,21 +512,18 @@ class Registry:
                 mdoc["aliases"].pop(alias, None)
             else:
                 mdoc["aliases"][alias] = number
-            msg = (
-                f"{message}\n\n"
-                + trailers(
-                    action="alias",
-                    model=name,
-                    alias=alias,
-                    old=f"v{old}" if old else "-",
-                    new=f"v{number}" if number else "-",
-                    actor=actor,
-                )
-                + "\n"
+            msg = ledger.message(
+                message,
+                action="alias",
+                model=name,
+                alias=alias,
+                old=f"v{old}" if old else "-",
+                new=f"v{number}" if number else "-",
+                actor=actor,
             )
             return Change({layout.model_file(name): dump_json(mdoc)}, msg, result=old)
 
-        old, commit = self._transact(build)
+        old, commit = self.ledger.transact(build)
         return AliasChange(name=name, alias=alias, old=old, new=number, commit=commit)
 
     # -- model-level and workspace-level settings ---------------------------------------------------------------
@@ -653,15 +532,15 @@ class Registry:
         self.resolve(name)
         actor = self.ws.actor
 
-        def build(snap: Snapshot) -> Change:
+        def build(snap: TreeView) -> Change:
             mdoc = snap.json(layout.model_file(name))
             if mdoc is None:
                 raise UnknownModelError(f"unknown model {name!r}")
             mutate(mdoc)
-            msg = f"{message}\n\n" + trailers(action=action, model=name, actor=actor) + "\n"
+            msg = ledger.message(message, action=action, model=name, actor=actor)
             return Change({layout.model_file(name): dump_json(mdoc)}, msg)
 
-        return self._transact(build)[1]
+        return self.ledger.transact(build)[1]
 
     def model_doc(self, name: str) -> dict[str, Any]:
         self.resolve(name)
@@ -670,13 +549,13 @@ class Registry:
     def update_config(self, mutate: Callable[[dict[str, Any]], None], message: str) -> str:
         actor = self.ws.actor
 
-        def build(snap: Snapshot) -> Change:
+        def build(snap: TreeView) -> Change:
             doc = snap.json(layout.CONFIG) or {}
             mutate(doc)
-            msg = f"{message}\n\n" + trailers(action="config", actor=actor) + "\n"
+            msg = ledger.message(message, action="config", actor=actor)
             return Change({layout.CONFIG: dump_json(doc)}, msg)
 
-        return self._transact(build)[1]
+        return self.ledger.transact(build)[1]
 
     def trust(self, types: Iterable[str], message: str = "") -> list[str]:
         """Add types to the workspace's trusted set for loading artifacts (an audited, shared decision)."""
@@ -808,7 +687,7 @@ class Registry:
             count += 1
             d = json.loads(doc)
             vid = version_id(model, number)
-            if self._commit_of(model, number) is None:
+            if self.ledger.commit_of(model, number) is None:
                 problems.append(f"{vid}: no commit on the main branch adds it: the registry history was rewritten")
             if self.index.stage_doc(model, number) is None and not self.index.broken(layout.stage_file(model, number)):
                 problems.append(
@@ -940,15 +819,6 @@ def _guard(problems: list[str], what: str, check: Callable[[], Any]) -> Any:
         text = str(exc).split(": run `mm fsck`")[0] if isinstance(exc, MMError) else f"{type(exc).__name__}: {exc}"
         problems.append(f"{what}: {text}")
         return None
-
-
-def _author(actor: str) -> tuple[str, str]:
-    user, _, host = actor.partition("@")
-    return (actor, f"{user or 'mm'}@{host or 'localhost'}")
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def _lines(code: str | None) -> list[str]:
