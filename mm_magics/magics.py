@@ -21,6 +21,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Float, Int, Unicode
 
+from . import render
 from .engine.errors import MMError
 from .engine.records import CheckedOut, CommittedRun, GateList, ModelList
 from .engine.specs import parse_spec
@@ -658,6 +659,7 @@ def load(ipython: Any) -> None:
         return
     magics = MMMagics(shell=ipython, parent=ipython)  # Magics.__init__ adds it to shell.configurables (%config)
     ipython.register_magics(magics)
+    render.register(ipython)
     for key in VERSION_MAGICS:
         ipython.set_hook("complete_command", magics.complete, str_key=key)
 
@@ -678,5 +680,6 @@ def unload(ipython: Any) -> None:
     if previous is not None:
         kernel.saved_sigint_handler = previous
     ipython.configurables[:] = [c for c in ipython.configurables if c is not magics]
+    render.unregister(ipython)
     if magics._ws is not None:
         magics._ws.close()

@@ -1,7 +1,9 @@
-"""HTML for engine records in notebooks (``_repr_html_``).
+"""HTML for engine records in notebooks: a face, attached to the records from outside.
 
-Pure string building with escaping everywhere: it imports nothing notebook-related, so records keep their rich
-display without the engine depending on IPython. Each renderer is small and keyed by the record's class name.
+The engine never imports this module. :func:`register` hands every record type to IPython's HTML formatter with
+``for_type_by_name`` (module and class name, so nothing is imported until such a record is displayed); the magics
+call it at ``%load_ext``. Pure string building with escaping everywhere; each renderer is small and keyed by the
+record's own class (module and qualified name, so two classes of one name never meet).
 """
 
 from __future__ import annotations
@@ -18,21 +20,46 @@ STYLE = (
     ".mm .tag{display:inline-block;padding:0 6px;margin-right:4px;border-radius:8px;background:#ddf4ff;"
     "color:#0969da;font-size:12px}.mm pre{margin:4px 0;max-height:320px;overflow:auto}</style>"
 )
-_RENDERERS: dict[str, Callable[[Any], str]] = {}
+RECORDS = "mm_magics.engine.records"
+#: Every engine record a face displays, by (module, class): its HTML renderer, or None for its text in a <pre>.
+_RENDERERS: dict[tuple[str, str], Callable[[Any], str] | None] = {
+    (RECORDS, name): None for name in ("ModelSummary", "AliasChange", "AuditEntry", "FsckReport", "CheckedOut")
+} | {("mm_magics.engine.serving.deployments", name): None for name in ("Deployment", "DeploymentList", "Prediction")}
 
 
-def renders(name: str) -> Callable[[Callable[[Any], str]], Callable[[Any], str]]:
+def renders(module: str, name: str) -> Callable[[Callable[[Any], str]], Callable[[Any], str]]:
     def deco(fn: Callable[[Any], str]) -> Callable[[Any], str]:
-        _RENDERERS[name] = fn
+        _RENDERERS[(module, name)] = fn
         return fn
 
     return deco
 
 
+def rendered_types() -> list[tuple[str, str]]:
+    """The (module, class name) of every record this face renders."""
+    return list(_RENDERERS)
+
+
 def to_html(obj: Any) -> str:
-    fn = _RENDERERS.get(type(obj).__name__)
+    fn = _RENDERERS.get((type(obj).__module__, type(obj).__qualname__))
     body = fn(obj) if fn else f"<pre>{e(str(obj))}</pre>"
     return f"{STYLE}<div class='mm'>{body}</div>"
+
+
+def register(ipython: Any) -> None:
+    """Attach :func:`to_html` to every record type in IPython's HTML formatter (deferred: imports nothing)."""
+    formatter = ipython.display_formatter.formatters["text/html"]
+    for module, name in _RENDERERS:
+        formatter.for_type_by_name(module, name, to_html)
+
+
+def unregister(ipython: Any) -> None:
+    formatter = ipython.display_formatter.formatters["text/html"]
+    for key in _RENDERERS:
+        formatter.deferred_printers.pop(key, None)
+        for typ in list(formatter.type_printers):
+            if (typ.__module__, typ.__qualname__) == key:
+                formatter.type_printers.pop(typ, None)
 
 
 def e(value: Any) -> str:
@@ -74,7 +101,7 @@ def _lower(metric: str) -> bool:
     return lower_is_better(metric)
 
 
-@renders("Run")
+@renders("mm_magics.engine.training", "Run")
 def _run(run: Any) -> str:
     metrics = scalar_metrics(run.metrics)
     prev = (run.previous or {}).get("metrics", {})
@@ -119,7 +146,7 @@ def _run(run: Any) -> str:
     return "".join(out)
 
 
-@renders("Version")
+@renders(RECORDS, "Version")
 def _version(v: Any) -> str:
     metrics = scalar_metrics(v.metrics)
     rows = [
@@ -142,7 +169,7 @@ def _version(v: Any) -> str:
     return table(["", ""], rows)
 
 
-@renders("LogPage")
+@renders(RECORDS, "LogPage")
 def _log(page: Any) -> str:
     rows = []
     for v in page.versions:
@@ -170,7 +197,7 @@ def _log(page: Any) -> str:
     )
 
 
-@renders("VersionDiff")
+@renders(RECORDS, "VersionDiff")
 def _diff(d: Any) -> str:
     out = [f"<b>{e(d.a)} → {e(d.b)}</b>"]
     if d.agreement is not None:
@@ -205,7 +232,7 @@ def _diff(d: Any) -> str:
     return "".join(out)
 
 
-@renders("ModelList")
+@renders(RECORDS, "ModelList")
 def _models(ml: Any) -> str:
     if not ml.models:
         return f"<span class='dim'>{e(str(ml))}</span>"
@@ -221,7 +248,7 @@ def _models(ml: Any) -> str:
     return table(["model", "latest", "aliases", "stages"], rows)
 
 
-@renders("Transition")
+@renders(RECORDS, "Transition")
 def _transition(t: Any) -> str:
     gates = "".join(f"<li class='{'good' if g.passed else 'bad'}'>{e(g.gate)}: {e(g.detail)}</li>" for g in t.gates)
     forced = " <span class='bad'>(forced)</span>" if t.forced else ""
@@ -231,7 +258,7 @@ def _transition(t: Any) -> str:
     )
 
 
-@renders("GateList")
+@renders(RECORDS, "GateList")
 def _gates(g: Any) -> str:
     if g.results:
         items = "".join(
@@ -242,7 +269,7 @@ def _gates(g: Any) -> str:
     return f"<pre>{e(str(g))}</pre>"
 
 
-@renders("CommittedRun")
+@renders(RECORDS, "CommittedRun")
 def _committed(c: Any) -> str:
     return _run(c.run) + f"<div>committed <b>{e(c.version.id)}</b> <code>{e((c.version.commit or '')[:8])}</code></div>"
 
@@ -260,7 +287,7 @@ def sparkline(values: list[float], width: int = 140, height: int = 24, color: st
     )
 
 
-@renders("Snapshot")
+@renders("mm_magics.engine.monitoring.live", "Snapshot")
 def _snapshot(s: Any) -> str:
     err = f"{s.error_rate:.1%}" if s.error_rate is not None else "—"
     out = [

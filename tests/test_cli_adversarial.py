@@ -266,3 +266,24 @@ def test_a_host_never_reaches_the_server_command_line_as_an_option(populated, ho
     with pytest.raises(DeploymentError, match="not an address to listen on"):
         deployer.deploy("m@v1", host=host)
     assert deployer.list() == [] and populated.registry.get("m@v1").stage == "evaluate"
+
+
+@pytest.mark.parametrize(
+    "name, version",
+    [
+        ("--index-url=http://127.0.0.1:9/simple", "1.0"),
+        ("-rrequirements.txt", "1"),
+        ("numpy", "1.0 --pre"),
+        ("numpy", "--no-deps"),
+    ],
+)
+def test_a_recorded_package_never_reaches_pip_as_an_option(populated, name, version):
+    """A Docker build downloads the version's recorded packages with ``pip download``; the record lives in git and
+    anyone can edit it, so each entry must be a plain name and version (and they go after ``--`` regardless)."""
+    from mm_magics.engine.errors import DeploymentError
+    from mm_magics.engine.serving.docker_runner import requirements_for
+
+    v = populated.registry.get("m@v1")
+    v.environment = {**v.environment, "packages": {**v.environment.get("packages", {}), name: version}}
+    with pytest.raises(DeploymentError, match="not a package name and version"):
+        requirements_for(v)

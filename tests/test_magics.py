@@ -31,6 +31,12 @@ def ip(_shell, tmp_path, monkeypatch):
     magics.runs.clear()
 
 
+def html_of(ip, obj) -> str:
+    """What a notebook shows for ``obj``: the printer IPython's HTML formatter finds for it (the one %load_ext
+    registered; this terminal test shell keeps the HTML formatter disabled, a kernel does not)."""
+    return ip.display_formatter.formatters["text/html"].lookup(obj)(obj)
+
+
 def ws(tmp_path) -> Workspace:
     return Workspace.open(tmp_path / "ws" / ".mm")
 
@@ -92,7 +98,7 @@ def test_train_records_a_full_run(ip):
     from sklearn.utils.validation import check_is_fitted
 
     check_is_fitted(ip.user_ns["model"])
-    assert "<table>" in run._repr_html_() and "accuracy" in str(run)
+    assert "<table>" in html_of(ip, run) and "accuracy" in str(run)
 
 
 def test_binary_gets_binary_metrics_and_regression_gets_errors(ip):
@@ -155,10 +161,10 @@ def test_commit_log_diff_checkout_rollback(ip, tmp_path):
     v2 = result.version
     assert v2.id == "iris@v2" and v2.parent == "iris@v1" and v2.message == "a tree"
     page = line(ip, "mm_log iris")
-    assert [v.number for v in page.versions] == [2, 1] and "<table>" in page._repr_html_()
+    assert [v.number for v in page.versions] == [2, 1] and "<table>" in html_of(ip, page)
     diff = line(ip, "mm_diff iris@v1 iris@v2")
     assert diff.params["max_depth"] == (None, 1) and 0 < diff.agreement < 1
-    assert "predictions agree" in diff._repr_html_()
+    assert "predictions agree" in html_of(ip, diff)
     out = line(ip, "mm_checkout iris@v1 --as old")
     assert out.var == "old"
     X = ip.user_ns["X"]
@@ -179,7 +185,7 @@ def test_lifecycle_alias_gate_models(ip):
     gates = line(ip, 'mm_gate iris "accuracy>=0.9"')
     assert gates.gates == [{"expr": "accuracy >= 0.9", "stage": "deploy"}]
     check = line(ip, "mm_stage iris@v2 deploy --check")
-    assert not check.results[0].passed and "✘" in check._repr_html_()
+    assert not check.results[0].passed and "✘" in html_of(ip, check)
     with pytest.raises(UsageError, match="iris@v2 cannot enter deploy: accuracy >= 0.9"):
         line(ip, "mm_stage iris@v2 deploy -m try")
     t = line(ip, "mm_stage iris@v1 deploy -m ship")

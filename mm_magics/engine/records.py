@@ -1,7 +1,7 @@
 """Plain data objects the engine returns; every face (magic, CLI, REST, widget) renders these.
 
-Each has a readable ``__str__`` for terminals and logs; the notebook face adds HTML on top via ``_repr_html_``,
-which imports its renderer lazily so the engine itself never pulls in anything notebook-related.
+Each has a readable ``__str__`` for terminals and logs and a ``to_dict`` for JSON faces. HTML is attached from the
+outside by the notebook face (``mm_magics.render``, through IPython's formatters): the engine never imports a face.
 """
 
 from __future__ import annotations
@@ -10,13 +10,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
-class _Rich:
-    """Mixin: ``_repr_html_`` for notebooks without making the engine depend on any notebook package."""
-
-    def _repr_html_(self) -> str:
-        from mm_magics.render import to_html
-
-        return to_html(self)
+class Record:
+    """Base of the engine's records: readable text, a compact repr, and a plain dict for every face."""
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         """IPython's plain-text display: the readable form (records are declared with ``repr=False`` so IPython's
@@ -32,7 +27,7 @@ class _Rich:
 
 
 @dataclass(repr=False)
-class Version(_Rich):
+class Version(Record):
     """One committed version: its metadata as stored in git, plus its current stage and aliases."""
 
     name: str
@@ -82,7 +77,7 @@ class Version(_Rich):
 
 
 @dataclass(repr=False)
-class LogPage(_Rich):
+class LogPage(Record):
     """A page of a model's history, newest first; ``next_before`` is the cursor for the next page."""
 
     name: str
@@ -102,7 +97,7 @@ class LogPage(_Rich):
 
 
 @dataclass(repr=False)
-class ModelSummary(_Rich):
+class ModelSummary(Record):
     name: str
     latest: int
     aliases: dict[str, int]
@@ -124,7 +119,7 @@ class MetricDelta:
 
 
 @dataclass(repr=False)
-class VersionDiff(_Rich):
+class VersionDiff(Record):
     """What changed between two versions, including how often their predictions agree on a probe sample."""
 
     a: str
@@ -171,7 +166,7 @@ class VersionDiff(_Rich):
 
 
 @dataclass(repr=False)
-class AliasChange(_Rich):
+class AliasChange(Record):
     name: str
     alias: str
     old: int | None
@@ -192,7 +187,7 @@ class GateResult:
 
 
 @dataclass(repr=False)
-class Transition(_Rich):
+class Transition(Record):
     """A lifecycle move, as recorded in the audit log."""
 
     version: str
@@ -212,7 +207,7 @@ class Transition(_Rich):
 
 
 @dataclass(repr=False)
-class AuditEntry(_Rich):
+class AuditEntry(Record):
     commit: str
     time: str
     actor: str
@@ -225,7 +220,7 @@ class AuditEntry(_Rich):
 
 
 @dataclass(repr=False)
-class FsckReport(_Rich):
+class FsckReport(Record):
     versions: int
     objects: int
     problems: list[str]
@@ -254,7 +249,7 @@ def _fmt(value: Any) -> str:
 
 
 @dataclass(repr=False)
-class ModelList(_Rich):
+class ModelList(Record):
     models: list[ModelSummary]
 
     def __str__(self) -> str:
@@ -264,7 +259,7 @@ class ModelList(_Rich):
 
 
 @dataclass(repr=False)
-class GateList(_Rich):
+class GateList(Record):
     """A model's gates for a stage, or (with results) how a version fares against them."""
 
     name: str
@@ -283,7 +278,7 @@ class GateList(_Rich):
 
 
 @dataclass(repr=False)
-class CheckedOut(_Rich):
+class CheckedOut(Record):
     version: Version
     var: str
 
@@ -292,7 +287,7 @@ class CheckedOut(_Rich):
 
 
 @dataclass(repr=False)
-class CommittedRun(_Rich):
+class CommittedRun(Record):
     """A training run committed straight away (``%%mm_train --commit``)."""
 
     run: Any

@@ -65,11 +65,6 @@ class Run:
     def estimator(self) -> str:
         return type(self.model).__name__
 
-    def _repr_html_(self) -> str:
-        from mm_magics.render import to_html
-
-        return to_html(self)
-
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         printer.text(str(self))
 

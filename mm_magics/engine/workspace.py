@@ -18,7 +18,6 @@ import getpass
 import json
 import os
 import socket
-from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from . import documents
 from .artifacts import ArtifactStore
 from .atomic import atomic_write_text, file_lock
+from .clock import utcnow
 from .errors import CorruptRegistryError, WorkspaceError, WorkspaceFormatError
 from .gitstore import BRANCH, GitStore
 
@@ -43,10 +43,6 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "lifecycle": {"stages": [], "edges": []},
 }
 IGNORED = "objects/\ncache/\nrun/\nlocal.json\n"
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def default_actor() -> str:
@@ -143,7 +139,7 @@ class Workspace:
                     [],
                     "Create mm_magics workspace\n\nMM-Action: init\n",
                     ("mm_magics", "mm@localhost"),
-                    datetime.now(UTC),
+                    utcnow(),
                 )
                 store.update_refs([(BRANCH, commit, None)])
             store.close()

@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..documents import finite_number
 from ..errors import MMError
-from ..records import _Rich
+from ..records import Record
 from ..specs import check_name
 from .drift import PSI_SIGNIFICANT, ks, psi, reference
 from .influx_settings import INFLUX_STATE
@@ -52,7 +52,7 @@ def parse_duration(text: str | float | int) -> float:
 
 
 @dataclass(repr=False)
-class Snapshot(_Rich):
+class Snapshot(Record):
     """Everything %mm_monitor shows, as plain data."""
 
     name: str

@@ -14,12 +14,12 @@ from typing import Any
 
 from ..atomic import atomic_write_text
 from ..errors import DeploymentError, MMError
-from ..records import _Rich
+from ..records import Record
 from ..specs import check_name
 
 
 @dataclass(repr=False)
-class Deployment(_Rich):
+class Deployment(Record):
     """A running (or once-running) server for one version of one model."""
 
     name: str
@@ -110,7 +110,7 @@ def pid_alive(pid: int | None) -> bool:
 
 
 @dataclass(repr=False)
-class DeploymentList(_Rich):
+class DeploymentList(Record):
     deployments: list[Deployment]
 
     def __str__(self) -> str:
@@ -120,7 +120,7 @@ class DeploymentList(_Rich):
 
 
 @dataclass(repr=False)
-class Prediction(_Rich):
+class Prediction(Record):
     """A prediction made through the real endpoint, with the latency split the server reported."""
 
     version: str

@@ -26,7 +26,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import http.client
 import importlib.util
 import io
 import json
@@ -49,11 +48,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..atomic import atomic_write_text, file_lock
+from ..clock import now_iso
 from ..environment import capture_environment
 from ..errors import DeploymentError
 from ..hosts import check_port, free_port
 from ..monitoring.influx_settings import resolve as resolve_influx
-from ..workspace import now_iso
+from .client import ServerClient
 from .deployments import Deployment, DeploymentStore, pid_alive
 from .local import workspace_secret
 
@@ -165,6 +165,13 @@ def requirements_for(version: Version) -> list[str]:
         recorded = dict(capture_environment()["packages"])
     pins: dict[str, str | None] = {}
     for name, ver in recorded.items():
+        if not (isinstance(name, str) and _PACKAGE.fullmatch(name) and _VERSION.fullmatch(str(ver))):
+            # the record comes from git, which anyone can edit: it reaches pip's command line, so only a plain
+            # name==version may pass (never an option such as --index-url=...)
+            raise DeploymentError(
+                f"{version.id} records the package {name!r}=={ver!r}, which is not a package name and version: "
+                "run `mm fsck`, or commit the model again"
+            )
         if _norm(name) != "mm-magics":
             pins[_norm(name)] = str(ver)
     optional = (INFLUX_PACKAGE,) if importlib.util.find_spec("influxdb_client") else ()
@@ -176,6 +183,10 @@ def requirements_for(version: Version) -> list[str]:
         except metadata.PackageNotFoundError:
             pins[_norm(name)] = None
     return sorted(f"{name}=={ver}" if ver else name for name, ver in pins.items())
+
+
+_PACKAGE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,98}[A-Za-z0-9])?")  # PEP 508 names
+_VERSION = re.compile(r"[0-9][A-Za-z0-9.+!_-]{0,63}")  # PEP 440 versions (and local labels)
 
 
 def _norm(name: str) -> str:
@@ -240,8 +251,9 @@ class WheelCache:
         with tempfile.TemporaryDirectory(prefix="mm-wheels-", dir=self.root) as tmp:
             base = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "-q", "-d", tmp]
             # offline first (the cache may already hold everything), then from the index with the cache as a source
-            offline = [*base, "--no-index", "--find-links", str(self.root), *self._pip_args(), *requirements]
-            online = [*base, "--find-links", str(self.root), *self._pip_args(), *requirements]
+            # requirements after "--": whatever one holds, pip reads it as a requirement, never as an option
+            offline = [*base, "--no-index", "--find-links", str(self.root), *self._pip_args(), "--", *requirements]
+            online = [*base, "--find-links", str(self.root), *self._pip_args(), "--", *requirements]
             proc = subprocess.run(offline, capture_output=True, text=True, check=False)
             if proc.returncode != 0:
                 proc = subprocess.run(online, capture_output=True, text=True, check=False)
@@ -326,17 +338,6 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def _http_ready(port: int, timeout: float = 2.0) -> bool:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", "/v2/health/ready")
-        return conn.getresponse().status == 200
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        conn.close()
-
-
 def _secrets_tar(files: dict[str, str | None]) -> bytes:
     """A tar of ``mm/<name>`` files for ``put_archive`` into ``/run``: readable only by the server's user, and never
     in the image or the container's environment. ``None`` values are left out."""
@@ -392,8 +393,10 @@ class DockerRunner:
         stop_timeout: float = 5.0,
         drain: float = 1.0,
         progress: Callable[[str], None] | None = None,
+        client: ServerClient | None = None,
     ) -> None:
         self.ws = ws
+        self.client = client or ServerClient()
         self.base_image = base_image or os.environ.get(BASE_IMAGE_ENV) or DEFAULT_BASE_IMAGE
         self.ready_timeout = ready_timeout
         self.stop_timeout = stop_timeout
@@ -668,7 +671,7 @@ class DockerRunner:
     def _wait_ready(self, container: Any, port: int, version: Version) -> None:
         deadline = time.monotonic() + self.ready_timeout
         next_check = 0.0
-        while not _http_ready(port, timeout=1.0):
+        while not self.client.ready(f"http://127.0.0.1:{port}", timeout=1.0):
             now = time.monotonic()
             if now >= next_check:  # ask the engine now and then whether the container died meanwhile
                 next_check = now + 0.5
@@ -708,14 +711,14 @@ class DockerRunner:
         except docker.errors.NotFound:
             return "stale"
         except DeploymentError:  # engine unreachable: judge by what answers on the port
-            return "running" if _http_ready(deployment.port) else "stale"
+            return "running" if self.client.ready(f"http://127.0.0.1:{deployment.port}") else "stale"
         except Exception as exc:
             if not _is_docker_error(exc):
                 raise
-            return "running" if _http_ready(deployment.port) else "stale"
+            return "running" if self.client.ready(f"http://127.0.0.1:{deployment.port}") else "stale"
         if container.status not in ("running", "paused", "restarting"):  # created, exited, dead, removing
             return "stale"
-        return "running" if _http_ready(deployment.port) else "unhealthy"
+        return "running" if self.client.ready(f"http://127.0.0.1:{deployment.port}") else "unhealthy"
 
     def stop(
         self, deployment: Deployment | str, keep_image: bool = False, *, timeout: float | None = None

@@ -17,11 +17,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import httpx
-
+from ..clock import now_iso
 from ..errors import DeploymentError
 from ..hosts import check_port
-from ..workspace import now_iso
+from .client import ServerClient
 from .deployments import Deployment, DeploymentStore, pid_alive
 
 if TYPE_CHECKING:
@@ -32,9 +31,10 @@ READY_TIMEOUT = 60.0
 
 
 class LocalRunner:
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: Workspace, client: ServerClient | None = None) -> None:
         self.ws = workspace
         self.store = DeploymentStore(workspace.run_dir)
+        self.client = client or ServerClient()
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     def start(
@@ -100,7 +100,7 @@ class LocalRunner:
                 time.sleep(0.02)
             state = json.loads(state_file.read_text())
             url = f"http://{host}:{state['port']}"
-            _wait_ready(url, deadline)
+            self.client.wait_ready(url, deadline, alive=lambda: proc.poll() is None)
         except BaseException:  # not ready, or Ctrl-C while waiting: no server may outlive a deployment never recorded
             proc.kill()
             proc.wait()
@@ -147,14 +147,8 @@ class LocalRunner:
             self._reap(dep.pid)
         if not pid_alive(dep.pid):
             return "stale"
-        headers = (
-            {"Authorization": f"Bearer {workspace_secret(self.ws.run_dir, 'token')}"} if dep.token_required else {}
-        )
-        try:
-            resp = httpx.get(f"{dep.url}/mm/v1/status", headers=headers, timeout=2)
-            served = resp.json().get("models", {}).get(dep.name) if resp.status_code == 200 else None
-        except (httpx.HTTPError, ValueError, AttributeError):
-            served = None
+        token = workspace_secret(self.ws.run_dir, "token") if dep.token_required else None
+        served = (self.client.served(dep.url, token) or {}).get(dep.name)
         if not isinstance(served, str):
             return "unhealthy"
         if served != dep.version:
@@ -167,29 +161,7 @@ class LocalRunner:
     ) -> None:
         """Load ``version`` into the running server; it only takes traffic once loaded and health-checked (the server
         checks the same deploy gates, with the same ``reason`` and ``force``)."""
-        try:
-            resp = httpx.post(
-                f"{dep.url}/mm/v1/load",
-                json={"version": version.id, "reason": reason, "force": force},
-                headers={"Authorization": f"Bearer {admin_token}"},
-                timeout=120,
-            )
-        except httpx.HTTPError as exc:
-            raise DeploymentError(f"could not reach {dep.name}'s server at {dep.url} ({exc}): redeploy it") from None
-        if resp.status_code != 200:
-            raise DeploymentError(f"{dep.url} refused {version.id}: {_error_text(resp)}")
-
-
-def _wait_ready(url: str, deadline: float) -> None:
-    while True:
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise DeploymentError(f"{url} did not become ready in time")
-        time.sleep(0.02)
+        self.client.load(dep.url, version.id, admin_token, reason=reason, force=force)
 
 
 def workspace_secret(run_dir: Path, kind: str) -> str:
@@ -227,10 +199,3 @@ def _tail(path: Path, offset: int = 0) -> str:
     if said:
         return said[-1]
     return (text[-1] if text else "(empty log)")[:300]
-
-
-def _error_text(resp: httpx.Response) -> str:
-    try:
-        return str(resp.json().get("error", resp.text))
-    except ValueError:
-        return resp.text[:200]

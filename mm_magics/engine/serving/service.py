@@ -9,22 +9,21 @@ from __future__ import annotations
 
 import contextlib
 import math
-import socket
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import numpy as np
 
 from ..atomic import file_lock
+from ..clock import now_iso
 from ..errors import DeploymentError, MMError
 from ..hosts import check_host, check_port, is_loopback
 from ..lifecycle import SERVING
 from ..specs import check_name
-from ..workspace import now_iso
+from .client import ServerClient, error_text
 from .deployments import Deployment, DeploymentStore, Prediction
-from .local import LocalRunner, _error_text, workspace_secret
+from .local import LocalRunner, workspace_secret
 
 if TYPE_CHECKING:
     from ..records import Version
@@ -38,19 +37,20 @@ class Deployer:
     def __init__(self, workspace: Workspace) -> None:
         self.ws = workspace
         self.store = DeploymentStore(workspace.run_dir)
-        self.local = LocalRunner(workspace)
+        self.client = ServerClient()
+        self.local = LocalRunner(workspace, self.client)
         self._docker: Any = None
-        # keep-alive, so %mm_predict measures the model rather than TCP set-up; TCP_NODELAY, because h11 writes
-        # headers and body separately and Nagle + delayed ACK would add ~40 ms to every request after the first
-        nodelay = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
-        self._http = httpx.Client(timeout=30, transport=httpx.HTTPTransport(socket_options=nodelay))
+
+    def close(self) -> None:
+        """Close the HTTP client (its keep-alive connections); the servers keep running."""
+        self.client.close()
 
     def docker(self) -> Any:
         if self._docker is None:
             from .docker_runner import DockerRunner
 
             base = self.ws.local_config.get("docker_base_image") or self.ws.config.get("docker_base_image")
-            self._docker = DockerRunner(self.ws, base_image=base) if base else DockerRunner(self.ws)
+            self._docker = DockerRunner(self.ws, base_image=base, client=self.client)
         return self._docker
 
     def docker_available(self) -> tuple[bool, str]:
@@ -242,13 +242,7 @@ class Deployer:
         dep = self.store.get(check_name(name))
         if dep is None:
             return False
-        try:
-            resp = self._http.post(
-                f"{dep.url}/mm/v1/flush", headers={"Authorization": f"Bearer {self.secret('admin-token')}"}, timeout=5
-            )
-        except httpx.HTTPError:
-            return False
-        return resp.status_code == 200
+        return self.client.flush(dep.url, self.secret("admin-token"))
 
     def probe(self, name: str, n: int = 20) -> list[dict[str, Any]]:
         """Timed single-row requests: network time = client total - the server's ``Server-Timing`` total."""
@@ -281,15 +275,9 @@ class Deployer:
             ],
             "outputs": [{"name": o} for o in outputs],
         }
-        headers = {"Authorization": f"Bearer {self.secret('token')}"} if dep.token_required else {}
-        start = time.perf_counter()
-        try:
-            resp = self._http.post(f"{dep.url}/v2/models/{name}/infer", json=body, headers=headers)
-        except httpx.HTTPError as exc:
-            raise DeploymentError(f"{name} at {dep.url} did not answer ({exc}): check %mm_deployments") from None
-        total = time.perf_counter() - start
+        resp, total = self.client.infer(dep.url, name, body, self.secret("token") if dep.token_required else None)
         if resp.status_code != 200:
-            raise DeploymentError(f"{name} refused the request ({resp.status_code}): {_error_text(resp)}")
+            raise DeploymentError(f"{name} refused the request ({resp.status_code}): {error_text(resp)}")
         timing = parse_server_timing(resp.headers.get("server-timing", ""))
         payload = resp.json()
         result = {o["name"]: np.reshape(o["data"], o["shape"]).tolist() for o in payload["outputs"]}

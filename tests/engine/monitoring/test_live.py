@@ -11,6 +11,7 @@ from mm_magics.engine import Workspace, fingerprint, schema_of
 from mm_magics.engine.errors import MMError
 from mm_magics.engine.monitoring.live import Monitor, parse_duration
 from mm_magics.engine.serving.service import Deployer
+from mm_magics.render import to_html
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,7 @@ def test_requests_feedback_quality_and_quiet_drift(live):
     assert max(d["psi"] for d in snap.drift.values()) < 0.2  # a resample of the training data is no drift
     assert not [a for a in snap.alerts if a["rule"] == "psi"]
     assert live["ws"].lifecycle.stage("iris@v1") == "maintain"  # watched in production now
-    assert "iris (iris@v1)" in str(snap) and "<svg" in snap._repr_html_()
+    assert "iris (iris@v1)" in str(snap) and "<svg" in to_html(snap)
 
 
 def test_drifted_batch_raises_a_psi_alert_that_says_what_to_do(live):
