@@ -23,9 +23,12 @@ _CREATING = {"init", "remote", "pull"}
 
 
 def _ws(args: argparse.Namespace) -> Any:
+    """The one workspace of this command (opened on first use, closed by :func:`main`)."""
     from .engine.workspace import Workspace
 
-    return Workspace.open(args.workspace, create=args.command in _CREATING)
+    if getattr(args, "opened", None) is None:
+        args.opened = Workspace.open(args.workspace, create=args.command in _CREATING)
+    return args.opened
 
 
 # Engine messages name the magic to run next; in a shell the same hint must name the mm verb. Only verbs whose
@@ -156,9 +159,7 @@ def cmd_pull(args: argparse.Namespace) -> Any:
 
 
 def _deployer(args: argparse.Namespace) -> Any:
-    from .engine.serving.service import Deployer
-
-    return Deployer(_ws(args))
+    return _ws(args).deployments
 
 
 def cmd_deploy(args: argparse.Namespace) -> Any:
@@ -190,42 +191,36 @@ def cmd_predict(args: argparse.Namespace) -> Any:
 def cmd_monitor(args: argparse.Namespace) -> Any:
     import time
 
-    from .engine.monitoring.live import Monitor, parse_duration
+    from .engine.monitoring.live import parse_duration
 
-    ws = _ws(args)
-    monitor, deployer = Monitor(ws), _deployer(args)
+    monitor, deployer = _ws(args).monitor, _deployer(args)
     if args.frame:
         return monitor.frame(args.name, args.window).to_string(max_rows=50)
-    while True:
-        deployer.flush_metrics(args.name)
-        snap = monitor.snapshot(args.name, args.window, deployment=deployer.get(args.name))
-        if not args.watch:
-            return snap
+    snap = monitor.view(args.name, args.window, deployments=deployer, evaluate=True)  # the user's action
+    while args.watch:
         print("\033[2J\033[H" + str(snap), flush=True)
         time.sleep(parse_duration(args.watch))
+        snap = monitor.view(args.name, args.window, deployments=deployer)  # a refresh: reads only
+    return snap
 
 
 def cmd_probe(args: argparse.Namespace) -> Any:
-    from .engine.monitoring.live import Monitor
-
     probes = _deployer(args).probe(args.name, args.n)
     if not probes:
         return f"{args.name}: no probes sent"
-    Monitor(_ws(args)).store.write_probes(args.name, probes)
+    _ws(args).monitor.store.write_probes(args.name, probes)
     net = sorted(p["network_ms"] for p in probes)
     return f"{args.name}: {len(probes)} probes, median network time {net[len(net) // 2]:.2f} ms (recorded)"
 
 
 def cmd_feedback(args: argparse.Namespace) -> Any:
-    from .engine.monitoring.live import Monitor
-
     try:
         ids, labels = json.loads(args.ids), json.loads(args.labels)
     except (ValueError, RecursionError):
         raise MMError("--ids and --labels take JSON lists, e.g. --ids '[\"id1\"]' --labels '[1]'") from None
     if not isinstance(ids, list) or not isinstance(labels, list):
         raise MMError("--ids and --labels take JSON lists, e.g. --ids '[\"id1\"]' --labels '[1]'")
-    count = Monitor(_ws(args)).record_feedback(args.name, [str(i) for i in ids], labels)
+    count = _ws(args).monitor.record_feedback(args.name, [str(i) for i in ids], labels)
     return f"recorded feedback for {count} request(s) of {args.name}"
 
 
@@ -351,6 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `mm log m | head`: the reader left; say nothing more (the recipe in Python's docs)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    finally:
+        if getattr(args, "opened", None) is not None:
+            args.opened.close()
     return 0
 
 

@@ -98,8 +98,6 @@ class MMMagics(Magics):
         self._ws: Workspace | None = None
         self._ws_key: tuple[str | None, str | None] | None = None
         self.runs: dict[str, Run] = {}
-        self._deployer: Any = None
-        self._monitor: Any = None
         self._monitors: dict[str, tuple[threading.Thread, threading.Event]] = {}
         self._interrupt_hooked = False
         self._last_predictions: dict[str, Any] = {}
@@ -369,12 +367,7 @@ class MMMagics(Magics):
     # -- deployment ----------------------------------------------------------------------------------------------
     @property
     def deployer(self) -> Any:
-        from .engine.serving.service import Deployer
-
-        ws = self.ws
-        if self._deployer is None or self._deployer.ws is not ws:
-            self._deployer = Deployer(ws)
-        return self._deployer
+        return self.ws.deployments
 
     @magic_arguments()
     @argument("version", help="NAME, NAME@vN or NAME@ALIAS")
@@ -439,17 +432,7 @@ class MMMagics(Magics):
     # -- monitoring ----------------------------------------------------------------------------------------------
     @property
     def monitor(self) -> Any:
-        from .engine.monitoring.live import Monitor
-
-        ws = self.ws
-        if self._monitor is None or self._monitor.ws is not ws:
-            self._monitor = Monitor(ws)
-        return self._monitor
-
-    def _snapshot(self, monitor: Any, deployer: Any, name: str, window: str) -> Any:
-        deployer.flush_metrics(name)
-        dep = deployer.get(name)
-        return monitor.snapshot(name, window, deployment=dep)
+        return self.ws.monitor
 
     @magic_arguments()
     @argument("name", help="deployed model name")
@@ -473,7 +456,7 @@ class MMMagics(Magics):
         if args.stop:
             print(f"stopped monitoring {name}")
             return None
-        snap = self._snapshot(self.monitor, self.deployer, name, args.window)
+        snap = self.monitor.view(name, args.window, deployments=self.deployer, evaluate=True)
         if not args.refresh or not hasattr(self.shell, "kernel"):
             return snap
         every = max(parse_duration(args.refresh), 0.5)
@@ -485,19 +468,16 @@ class MMMagics(Magics):
         root = self.ws.root
 
         def loop() -> None:
-            from .engine.monitoring.live import Monitor
-            from .engine.serving.service import Deployer
             from .engine.workspace import Workspace
 
             with Workspace.open(root) as ws:  # its own connections: SQLite handles are not shared across threads
-                monitor, deployer = Monitor(ws), Deployer(ws)
+                monitor, deployer = ws.monitor, ws.deployments
                 while not stop.wait(every) and time.monotonic() < deadline:
                     try:
-                        handle.update(self._snapshot(monitor, deployer, name, args.window))
+                        handle.update(monitor.view(name, args.window, deployments=deployer))  # a pure read
                     except Exception as exc:  # show the problem in place, keep the kernel untouched
                         handle.update({"text/plain": f"monitor stopped: {exc}"}, raw=True)
                         return
-                monitor.close()
 
         thread = threading.Thread(target=loop, name=f"mm-monitor-{name}", daemon=True)
         self._monitors[name] = (thread, stop)

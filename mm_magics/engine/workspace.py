@@ -31,7 +31,9 @@ from .gitstore import BRANCH, GitStore
 
 if TYPE_CHECKING:
     from .lifecycle import Lifecycle
+    from .monitoring.live import Monitor
     from .registry import Registry
+    from .serving.service import Deployer
 
 FORMAT = 1
 DIRNAME = ".mm"
@@ -204,9 +206,25 @@ class Workspace:
 
         return Lifecycle(self)
 
+    @cached_property
+    def deployments(self) -> Deployer:
+        """Deploy, switch, undeploy, predict: the serving verbs (made on first use)."""
+        from .serving.service import Deployer
+
+        return Deployer(self)
+
+    @cached_property
+    def monitor(self) -> Monitor:
+        """Live metrics, feedback, drift and alerts of deployed models (made on first use)."""
+        from .monitoring.live import Monitor
+
+        return Monitor(self)
+
     def close(self) -> None:
-        if "registry" in self.__dict__:
-            self.registry.close()
+        """Close everything this workspace opened (index and metric store connections, HTTP clients, git)."""
+        for part in ("monitor", "deployments", "registry"):
+            if part in self.__dict__:
+                self.__dict__[part].close()
         self.git.close()
 
     def __enter__(self) -> Workspace:

@@ -167,11 +167,66 @@ class Monitor:
         name: str,
         window: str | float = "5m",
         *,
-        evaluate_alerts: bool = True,
         deployment: Any = None,
         sink: dict[str, Any] | None = None,
     ) -> Snapshot:
-        """The live picture of ``name`` over ``window``; ``sink`` defaults to what the servers last reported."""
+        """The live picture of ``name`` over ``window``: a pure read (a refresh tick, a poll, a GET may call it).
+
+        Its ``alerts`` are the rules firing on this window now, each with the time it was first recorded as open
+        when :meth:`evaluate` has recorded it. ``sink`` defaults to what the servers last reported."""
+        snap, vdoc = self._picture(name, window, deployment, sink)
+        stored = {a["rule"]: a for a in self.store.alerts(name).to_dict(orient="records")}
+        version = int(snap.version.split("@v")[1]) if snap.version else None
+        snap.alerts = [
+            {
+                "model": name,
+                "version": version,
+                "rule": rule,
+                "severity": "warning",
+                "message": message,
+                "value": value,
+                "opened": stored.get(rule, {}).get("opened"),
+            }
+            for rule, firing, message, value in self._checks(snap, vdoc)
+            if firing
+        ]
+        return snap
+
+    def view(self, name: str, window: str | float = "5m", *, deployments: Any, evaluate: bool = False) -> Snapshot:
+        """What ``%mm_monitor`` and ``mm monitor`` show, one verb for both: the server writes what it has recorded
+        (``deployments.flush_metrics``), then the picture; ``evaluate=True`` (the user's action, not a refresh tick)
+        also records alerts and the maintain move."""
+        deployments.flush_metrics(name)
+        picture = self.evaluate if evaluate else self.snapshot
+        return picture(name, window, deployment=deployments.get(name))
+
+    def evaluate(
+        self,
+        name: str,
+        window: str | float = "5m",
+        *,
+        deployment: Any = None,
+        sink: dict[str, Any] | None = None,
+    ) -> Snapshot:
+        """The one monitoring step that writes: record alerts opening and resolving, and move a deployed version
+        that now has live traffic from *deploy* to *maintain* (an audited commit). A user action calls it (starting
+        ``%mm_monitor`` or ``mm monitor``); refreshes and polls call :meth:`snapshot`."""
+        snap, vdoc = self._picture(name, window, deployment, sink)
+        version = int(snap.version.split("@v")[1]) if snap.version else None
+        for rule, firing, message, value in self._checks(snap, vdoc):
+            if firing:
+                self.store.open_alert(name, version, rule, "warning", message, value)
+            else:
+                self.store.resolve_alert(name, rule)
+        snap.alerts = self.store.alerts(name).to_dict(orient="records")
+        if vdoc is not None and vdoc.stage == "deploy" and snap.requests:
+            # the version is now watched in production: the lifecycle moves it to maintain
+            self.ws.lifecycle.transition(vdoc.id, "maintain", "Monitoring started: live traffic recorded")
+        return snap
+
+    def _picture(
+        self, name: str, window: str | float, deployment: Any, sink: dict[str, Any] | None
+    ) -> tuple[Snapshot, Any]:
         check_name(name)
         window_s = parse_duration(window)
         sink = sink if sink is not None else self.sink_state()
@@ -191,7 +246,6 @@ class Monitor:
             joined = joined[joined["version"] == number]  # live quality of the version serving now
         quality, labelled = _quality(joined, vdoc.task if vdoc else None)
         drift = self._drift(name, number, since, vdoc) if number else {}
-        series = _series(reqs, since, now)
         snap = Snapshot(
             name=name,
             version=f"{name}@v{number}" if number else None,
@@ -208,15 +262,9 @@ class Monitor:
             alerts=[],
             sink=sink,
             deployment=deployment.to_dict() if deployment is not None else None,
-            series=series,
+            series=_series(reqs, since, now),
         )
-        if evaluate_alerts:
-            self._alerts(snap, vdoc)
-        snap.alerts = self.store.alerts(name).to_dict(orient="records")
-        if vdoc is not None and vdoc.stage == "deploy" and n:
-            # the version is now watched in production: the lifecycle moves it to maintain
-            self.ws.lifecycle.transition(vdoc.id, "maintain", "Monitoring started: live traffic recorded")
-        return snap
+        return snap, vdoc
 
     def _drift(self, name: str, number: int, since: float, vdoc: Any) -> dict[str, dict[str, float | None]]:
         counts, samples = self.store.drift(name, number, since)
@@ -236,9 +284,9 @@ class Monitor:
             }
         return out
 
-    def _alerts(self, snap: Snapshot, vdoc: Any) -> None:
+    def _checks(self, snap: Snapshot, vdoc: Any) -> list[tuple[str, bool, str, float | None]]:
+        """Every alert rule on this picture: ``(rule, firing, message, value)``; computes, writes nothing."""
         rules = self.rules(snap.name)
-        version = int(snap.version.split("@v")[1]) if snap.version else None
         retrain = f"retrain with %%mm_train {snap.name} --from {snap.version}" if snap.version else "retrain"
         checks: list[tuple[str, bool, str, float | None]] = []
         enough = snap.requests >= rules["min_requests"]
@@ -289,11 +337,7 @@ class Monitor:
                     worst[1],
                 )
             )
-        for rule, firing, message, value in checks:
-            if firing:
-                self.store.open_alert(snap.name, version, rule, "warning", message, value)
-            else:
-                self.store.resolve_alert(snap.name, rule)
+        return checks
 
 
 def _percentiles(values: pd.Series) -> dict[str, float]:

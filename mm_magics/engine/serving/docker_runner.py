@@ -393,10 +393,10 @@ class DockerRunner:
         stop_timeout: float = 5.0,
         drain: float = 1.0,
         progress: Callable[[str], None] | None = None,
-        client: ServerClient | None = None,
+        http: ServerClient | None = None,
     ) -> None:
         self.ws = ws
-        self.client = client or ServerClient()
+        self.http = http or ServerClient()  # our server's routes; self.client is the Docker engine
         self.base_image = base_image or os.environ.get(BASE_IMAGE_ENV) or DEFAULT_BASE_IMAGE
         self.ready_timeout = ready_timeout
         self.stop_timeout = stop_timeout
@@ -671,7 +671,7 @@ class DockerRunner:
     def _wait_ready(self, container: Any, port: int, version: Version) -> None:
         deadline = time.monotonic() + self.ready_timeout
         next_check = 0.0
-        while not self.client.ready(f"http://127.0.0.1:{port}", timeout=1.0):
+        while not self.http.ready(f"http://127.0.0.1:{port}", timeout=1.0):
             now = time.monotonic()
             if now >= next_check:  # ask the engine now and then whether the container died meanwhile
                 next_check = now + 0.5
@@ -711,14 +711,14 @@ class DockerRunner:
         except docker.errors.NotFound:
             return "stale"
         except DeploymentError:  # engine unreachable: judge by what answers on the port
-            return "running" if self.client.ready(f"http://127.0.0.1:{deployment.port}") else "stale"
+            return "running" if self.http.ready(f"http://127.0.0.1:{deployment.port}") else "stale"
         except Exception as exc:
             if not _is_docker_error(exc):
                 raise
-            return "running" if self.client.ready(f"http://127.0.0.1:{deployment.port}") else "stale"
+            return "running" if self.http.ready(f"http://127.0.0.1:{deployment.port}") else "stale"
         if container.status not in ("running", "paused", "restarting"):  # created, exited, dead, removing
             return "stale"
-        return "running" if self.client.ready(f"http://127.0.0.1:{deployment.port}") else "unhealthy"
+        return "running" if self.http.ready(f"http://127.0.0.1:{deployment.port}") else "unhealthy"
 
     def stop(
         self, deployment: Deployment | str, keep_image: bool = False, *, timeout: float | None = None

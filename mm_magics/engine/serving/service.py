@@ -50,7 +50,7 @@ class Deployer:
             from .docker_runner import DockerRunner
 
             base = self.ws.local_config.get("docker_base_image") or self.ws.config.get("docker_base_image")
-            self._docker = DockerRunner(self.ws, base_image=base, client=self.client)
+            self._docker = DockerRunner(self.ws, base_image=base, http=self.client)
         return self._docker
 
     def docker_available(self) -> tuple[bool, str]:

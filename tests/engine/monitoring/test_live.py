@@ -62,7 +62,11 @@ def test_requests_feedback_quality_and_quiet_drift(live):
     labels = y.iloc[:120].tolist()
     labels[:12] = [(v + 1) % 3 for v in labels[:12]]  # ten percent of the ground truth disagrees
     monitor.record_feedback("iris", ids, labels)
-    snap = monitor.snapshot("iris", "10m", deployment=live["deployer"].get("iris"))
+    head = live["ws"].git.read_ref()
+    for _ in range(3):  # what a refresh tick or a panel poll does: reads only, however often
+        snap = monitor.snapshot("iris", "10m", deployment=live["deployer"].get("iris"))
+    assert live["ws"].git.read_ref() == head and live["ws"].lifecycle.stage("iris@v1") == "deploy"
+    snap = monitor.evaluate("iris", "10m", deployment=live["deployer"].get("iris"))  # the user's action writes
     assert snap.requests == 120 and snap.error_rate == 0 and snap.version == "iris@v1"
     expected = (live["model"].predict(X.iloc[:120]) == labels).mean()
     assert snap.quality["accuracy"] == pytest.approx(expected) and snap.labelled == 120
@@ -106,7 +110,11 @@ def test_alert_rules_are_configurable_and_audited(live):
     rules = monitor.set_rules("iris", latency_p99_ms=0.001, min_requests=1)
     assert rules["latency_p99_ms"] == 0.001
     snap = monitor.snapshot("iris", "10m", deployment=live["deployer"].get("iris"))
-    assert any(a["rule"] == "latency_p99_ms" for a in snap.alerts)
+    assert any(a["rule"] == "latency_p99_ms" and a["opened"] is None for a in snap.alerts)  # firing, not recorded
+    assert "latency_p99_ms" not in set(monitor.store.alerts("iris")["rule"])
+    snap = monitor.evaluate("iris", "10m", deployment=live["deployer"].get("iris"))
+    assert any(a["rule"] == "latency_p99_ms" and a["opened"] for a in snap.alerts)
+    assert "latency_p99_ms" in set(monitor.store.alerts("iris")["rule"])
     assert live["ws"].registry.history("iris")[0].action == "alerts"
     with pytest.raises(MMError, match="unknown alert rule"):
         monitor.set_rules("iris", nonsense=1)
