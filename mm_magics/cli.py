@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, is_dataclass
@@ -31,24 +30,14 @@ def _ws(args: argparse.Namespace) -> Any:
     return args.opened
 
 
-# Engine messages name the magic to run next; in a shell the same hint must name the mm verb. Only verbs whose
-# arguments are spelled the same in both faces are rewritten (%%mm_train and %mm_commit have no shell form).
-_MAGIC_HINT = re.compile(r"(?<!%)%mm_(deploy|deployments|undeploy|rollback|stage|alias|monitor|predict|probe)\b")
-
-
-def in_shell_words(text: str) -> str:
-    """Rewrite ``%mm_deploy x`` style hints as ``mm deploy x``, so advice printed by ``mm`` can be pasted as is."""
-    return _MAGIC_HINT.sub(r"mm \1", text)
-
-
 def _emit(args: argparse.Namespace, result: Any) -> None:
     if getattr(args, "json", False):
         print(json.dumps(_plain(result), indent=2, default=str))
     elif isinstance(result, list):
         for item in result:
-            print(in_shell_words(str(item)))
+            print(item)
     elif result is not None:
-        print(in_shell_words(str(result)))
+        print(result)
 
 
 def _plain(obj: Any) -> Any:
@@ -338,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(result, "ok", True) is False:  # fsck found problems: scripts and CI must see a failure
             return 1
     except MMError as exc:
-        print(f"mm: error: {in_shell_words(str(exc))}", file=sys.stderr)
+        print(f"mm: error: {exc}", file=sys.stderr)  # str() spells the advice for a shell
         return 2
     except KeyboardInterrupt:
         print("mm: interrupted", file=sys.stderr)

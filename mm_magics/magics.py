@@ -22,7 +22,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Float, Int, Unicode
 
 from . import render
-from .engine.errors import MMError
+from .engine.errors import MMError, magic_spelling
 from .engine.records import CheckedOut, CommittedRun, GateList, ModelList
 from .engine.specs import parse_spec
 
@@ -42,7 +42,7 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(self, *args, **kwargs)
         except MMError as exc:
-            raise UsageError(str(exc)) from None
+            raise UsageError(exc.render(magic_spelling)) from None  # advice in this face's words
 
     return wrapper
 

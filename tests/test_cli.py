@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from mm_magics.cli import in_shell_words, main
+from mm_magics.cli import main
 
 
 @pytest.fixture
@@ -72,9 +72,22 @@ def test_advice_names_the_shell_verb_not_the_magic(populated, capsys):
     assert code == 2 and err.endswith("deploy it with mm deploy m\n")
     code, _, err = run(populated, capsys, "undeploy", "m")
     assert code == 2 and "(see mm deployments)" in err
-    assert in_shell_words("%%mm_train m --from m@v1; %mm_commit m; %mm_stage m@v1 deploy") == (
-        "%%mm_train m --from m@v1; %mm_commit m; mm stage m@v1 deploy"
-    )  # notebook-only verbs stay as they are
+    assert run(populated, capsys, "gate", "m", "accuracy>=0.99")[0] == 0
+    code, _, err = run(populated, capsys, "stage", "m@v2", "deploy", "-m", "go")
+    assert code == 2 and "(mm stage m@v2 deploy --force -m WHY)" in err
+
+
+def test_advice_is_data_each_face_spells():
+    """The engine hands a fix as a verb and arguments; a shell, a notebook and a JSON client each get their form."""
+    from mm_magics.engine.errors import DeploymentError, Fix, magic_spelling
+
+    err = DeploymentError("m is not deployed: deploy it with {fix}", fix=Fix("deploy", ("m@v2",)))
+    assert str(err) == "m is not deployed: deploy it with mm deploy m@v2"
+    assert err.render(magic_spelling) == "m is not deployed: deploy it with %mm_deploy m@v2"
+    assert err.fix.to_dict() == {"verb": "deploy", "args": ["m@v2"]}
+    train = Fix("train", ("m", "--from", "m@v1"))
+    assert str(train) == "%%mm_train m --from m@v1 in a notebook"  # a notebook-only verb, named for a shell
+    assert magic_spelling(Fix("stage", ("m@v1", "deploy", "-m", "two words"))) == "%mm_stage m@v1 deploy -m 'two words'"
 
 
 def test_demo_runs_the_quickstart_notebook(tmp_path, capsys):

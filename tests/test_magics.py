@@ -346,3 +346,16 @@ def test_monitor_feedback_probe(ip, tmp_path):
             line(ip, "mm_feedback iris [0] --ids two_ids")
     finally:
         line(ip, "mm_undeploy iris")
+
+
+def test_engine_advice_is_spelled_as_a_magic_in_the_notebook(ip):
+    ip.run_cell(
+        "%%mm_train iris --commit -m one\nfrom sklearn.linear_model import LogisticRegression\n"
+        "model = LogisticRegression(max_iter=500)\n"
+    )
+    with pytest.raises(UsageError, match=r"\(see %mm_deployments\)$"):
+        line(ip, "mm_undeploy iris")
+    with pytest.raises(UsageError, match=r"deploy it with %mm_deploy iris$"):
+        line(ip, "mm_predict iris [[1,2,3,4]]")
+    with pytest.raises(UsageError, match=r"retrain to make a new version \(%%mm_train iris --from iris@v1\)"):
+        line(ip, "mm_stage iris@v1 train")

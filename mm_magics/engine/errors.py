@@ -6,12 +6,66 @@ message must name the problem *and* the fix. Anything that is not an ``MMError``
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+#: Verbs that exist only in a notebook (they run or take the user's Python objects): no shell spelling.
+NOTEBOOK_ONLY = ("train", "commit")
+
+
+@dataclass(frozen=True)
+class Fix:
+    """The next step an error or an alert advises, as data: a verb and its arguments.
+
+    The engine never spells it; each face does, its own way (``%mm_deploy iris`` in a notebook, ``mm deploy iris``
+    in a shell, ``{"verb": "deploy", "args": ["iris"]}`` over REST)."""
+
+    verb: str
+    args: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"verb": self.verb, "args": list(self.args)}
+
+    def __str__(self) -> str:
+        return shell_spelling(self)
+
+
+def shell_spelling(fix: Fix) -> str:
+    """``mm VERB ARGS`` (a notebook-only verb is named as the magic to run in a notebook)."""
+    if fix.verb in NOTEBOOK_ONLY:
+        return f"{magic_spelling(fix)} in a notebook"
+    return shlex.join(["mm", fix.verb, *fix.args])
+
+
+def magic_spelling(fix: Fix) -> str:
+    """``%mm_VERB ARGS`` (``%%mm_train`` is a cell magic)."""
+    prefix = "%%" if fix.verb == "train" else "%"
+    return " ".join([f"{prefix}mm_{fix.verb}", *(shlex.quote(a) for a in fix.args)])
+
 
 class MMError(Exception):
-    """Base of every error the engine raises on purpose; its text is shown to the user as is."""
+    """Base of every error the engine raises on purpose; its text is shown to the user as is.
+
+    A message may hold ``{fix}``, where the face's spelling of :attr:`fix` goes (``str()`` spells it for a shell;
+    the magics call :meth:`render` with theirs)."""
 
     #: HTTP status a server face should answer with.
     status: int = 400
+
+    def __init__(self, message: str = "", *, fix: Fix | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+
+    def render(self, spell: Callable[[Fix], str] = shell_spelling) -> str:
+        if self.fix is None or "{fix}" not in self.message:
+            return self.message
+        return self.message.replace("{fix}", spell(self.fix))
+
+    def __str__(self) -> str:
+        return self.render()
 
 
 class WorkspaceError(MMError):

@@ -14,7 +14,7 @@ import networkx as nx
 
 from . import layout
 from .clock import now_iso
-from .errors import LifecycleConfigError, TransitionError
+from .errors import Fix, LifecycleConfigError, TransitionError
 from .ledger import Change, TreeView, dump_json, message
 from .records import GateResult, Transition
 from .specs import check_name
@@ -160,7 +160,8 @@ class Lifecycle:
             onward = ", ".join(graph.successors(current)) or "none (final stage)"
             raise TransitionError(
                 f"{version.id} cannot go from {current} to {to} (next stages: {onward}); stages never move "
-                f"backwards: retrain with %%mm_train {version.name} --from {version.id} to make a new version"
+                "backwards: retrain to make a new version ({fix})",
+                fix=Fix("train", (version.name, "--from", version.id)),
             )
         return version, nx.shortest_path(graph, current, to)
 
@@ -181,8 +182,8 @@ class Lifecycle:
                         ok,
                         "metrics recorded"
                         if ok
-                        else "no evaluation metrics recorded: evaluate the "
-                        "model (%%mm_train records them) and commit it with metrics",
+                        else "no evaluation metrics recorded: evaluate the model (training through mm_magics "
+                        "records them) and commit it with metrics",
                     )
                 )
             for gate in model_gates:
@@ -240,8 +241,8 @@ class Lifecycle:
         if failed and not force:
             detail = "; ".join(f"{r.gate}: {r.detail}" for r in failed)
             raise TransitionError(
-                f"{version.id} cannot enter {to}: {detail}. Fix the model, or force it with a reason "
-                f"(%mm_stage {version.id} {to} --force -m WHY)"
+                f"{version.id} cannot enter {to}: {detail}. Fix the model, or force it with a reason ({{fix}})",
+                fix=Fix("stage", (version.id, to, "--force", "-m", "WHY")),
             )
         if force and not reason.strip():
             raise TransitionError(f"forcing {version.id} into {to} needs a reason: pass -m WHY (it is audited)")

@@ -254,7 +254,7 @@ class ModelList(Record):
 
     def __str__(self) -> str:
         if not self.models:
-            return "no models yet: train one with %%mm_train NAME and commit it with %mm_commit NAME -m MSG"
+            return "no models yet: train one and commit it (the quick start shows how; `mm demo` runs it)"
         return "\n".join(str(m) for m in self.models)
 
 

@@ -27,6 +27,7 @@ from .errors import (
     ArtifactMissingError,
     ConcurrencyError,
     CorruptRegistryError,
+    Fix,
     MMError,
     ModelError,
     RemoteError,
@@ -71,7 +72,7 @@ def check_model(model: Any) -> None:
     try:
         check_is_fitted(model)
     except NotFittedError:
-        raise ModelError(f"{kind} is not fitted: call .fit(X, y) on it first (or train it with %%mm_train)") from None
+        raise ModelError(f"{kind} is not fitted: call .fit(X, y) on it first (or train it through mm_magics)") from None
     except TypeError as exc:
         raise ModelError(f"{kind} is not a scikit-learn estimator ({exc}): pass a fitted estimator") from None
 
@@ -241,15 +242,16 @@ class Registry:
             known = self.index.model_names()
             hint = f" (known: {', '.join(known[:10])})" if known else " (the registry is empty)"
             raise UnknownModelError(
-                f"unknown model {spec.name!r}{hint}: commit one with %mm_commit (or Registry.commit)"
+                f"unknown model {spec.name!r}{hint}: check the name, or commit a model under it ({{fix}})",
+                fix=Fix("commit", (spec.name, "-m", "WHY")),
             )
         if spec.alias is not None:
             number = mdoc.get("aliases", {}).get(spec.alias)
             if number is None:
                 aliases = ", ".join(sorted(mdoc.get("aliases", {}))) or "none"
                 raise UnknownVersionError(
-                    f"model {spec.name!r} has no alias {spec.alias!r} (aliases: {aliases}); set it with "
-                    f"%mm_alias {spec.name}@vN {spec.alias}"
+                    f"model {spec.name!r} has no alias {spec.alias!r} (aliases: {aliases}); set it with {{fix}}",
+                    fix=Fix("alias", (f"{spec.name}@vN", spec.alias)),
                 )
             return spec.name, int(number)
         latest = int(mdoc["latest"])

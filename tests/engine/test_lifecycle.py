@@ -95,8 +95,9 @@ def test_graph_is_enforced(two):
         lc.transition("m@v2", "prod")
     lc.transition("m@v2", "deploy", "x", force=True)
     lc.transition("m@v2", "maintain", "watching")
-    with pytest.raises(TransitionError, match="retrain with %%mm_train m --from m@v2"):
+    with pytest.raises(TransitionError, match=r"retrain to make a new version \(%%mm_train m --from m@v2") as err:
         lc.transition("m@v2", "train")
+    assert err.value.fix.to_dict() == {"verb": "train", "args": ["m", "--from", "m@v2"]}
 
 
 def test_every_transition_is_an_audited_commit(two):

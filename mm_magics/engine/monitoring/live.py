@@ -87,7 +87,7 @@ class Snapshot(Record):
             lines.append(f"  quality on {self.labelled} labelled: {q}")
         else:
             lines.append(
-                "  quality: no feedback yet (labels via %mm_feedback NAME y_true, mm feedback, or POST .../feedback)"
+                "  quality: no feedback yet (send the true labels of logged requests as feedback, or POST .../feedback)"
             )
         drifted = {f: d for f, d in self.drift.items() if (d.get("psi") or 0) > 0}
         if drifted:
@@ -287,7 +287,7 @@ class Monitor:
     def _checks(self, snap: Snapshot, vdoc: Any) -> list[tuple[str, bool, str, float | None]]:
         """Every alert rule on this picture: ``(rule, firing, message, value)``; computes, writes nothing."""
         rules = self.rules(snap.name)
-        retrain = f"retrain with %%mm_train {snap.name} --from {snap.version}" if snap.version else "retrain"
+        retrain = f"retrain {snap.name} from {snap.version}" if snap.version else f"retrain {snap.name}"
         checks: list[tuple[str, bool, str, float | None]] = []
         enough = snap.requests >= rules["min_requests"]
         p99 = snap.latency_ms.get("server", {}).get("p99")
@@ -306,7 +306,7 @@ class Monitor:
                 "error_rate",
                 enough and er is not None and er > rules["error_rate"],
                 f"error rate {er or 0:.1%} > {rules['error_rate']:.0%}: check client payloads against the "
-                "schema (%mm_monitor shows the errors)",
+                "schema (the request log shows the errors)",
                 er,
             )
         )

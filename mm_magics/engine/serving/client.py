@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from ..errors import DeploymentError
+from ..errors import DeploymentError, Fix
 
 READY = "/v2/health/ready"
 
@@ -93,5 +93,7 @@ class ServerClient:
         try:
             resp = self._http.post(f"{url}/v2/models/{name}/infer", json=body, headers=headers)
         except httpx.HTTPError as exc:
-            raise DeploymentError(f"{name} at {url} did not answer ({exc}): check %mm_deployments") from None
+            raise DeploymentError(
+                f"{name} at {url} did not answer ({exc}): check the deployment ({{fix}})", fix=Fix("deployments")
+            ) from None
         return resp, time.perf_counter() - start

@@ -115,7 +115,7 @@ class DeploymentList(Record):
 
     def __str__(self) -> str:
         if not self.deployments:
-            return "nothing deployed: %mm_deploy NAME[@vN] starts a server"
+            return "nothing deployed: deploying a version starts a server for it"
         return "\n".join(str(d) for d in self.deployments)
 
 

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 from ..atomic import atomic_write_text, file_lock
 from ..clock import now_iso
 from ..environment import capture_environment
-from ..errors import DeploymentError
+from ..errors import DeploymentError, Fix
 from ..hosts import check_port, free_port
 from ..monitoring.influx_settings import resolve as resolve_influx
 from .client import ServerClient
@@ -570,12 +570,14 @@ class DockerRunner:
                 if current.runner == "docker" and self.status(current) == "running":
                     raise DeploymentError(
                         f"{version.name} already runs {current.version} in a container at {current.url}: switch it "
-                        f"with %mm_rollback / DockerRunner.switch, or stop it with %mm_undeploy {version.name}"
+                        "(deploy another version, or DockerRunner.switch), or stop it with {fix}",
+                        fix=Fix("undeploy", (version.name,)),
                     )
                 if current.runner != "docker" and pid_alive(current.pid):
                     raise DeploymentError(
                         f"{version.name} is deployed locally ({current.version} at {current.url}): stop it with "
-                        f"%mm_undeploy {version.name} first"
+                        "{fix} first",
+                        fix=Fix("undeploy", (version.name,)),
                     )
                 if current.runner == "docker":  # stale or unhealthy: replace it, clearing what is left of it
                     self._remove_container(current.container_id, timeout=1)
@@ -798,7 +800,9 @@ class DockerRunner:
             return deployment
         dep = self.store.get(deployment)
         if dep is None:
-            raise DeploymentError(f"{deployment} is not deployed: nothing to stop (see %mm_deployments)")
+            raise DeploymentError(
+                f"{deployment} is not deployed: nothing to stop (see {{fix}})", fix=Fix("deployments")
+            )
         return dep
 
     @contextlib.contextmanager

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..atomic import file_lock
 from ..clock import now_iso
-from ..errors import DeploymentError, MMError
+from ..errors import DeploymentError, Fix, MMError
 from ..hosts import check_host, check_port, is_loopback
 from ..lifecycle import SERVING
 from ..specs import check_name
@@ -133,7 +133,9 @@ class Deployer:
         dep = self.get(check_name(name))
         if dep is None:
             deployed = ", ".join(d.name for d in self.store.all()) or "none"
-            raise DeploymentError(f"{name} is not deployed (deployed: {deployed}): deploy it with %mm_deploy {name}")
+            raise DeploymentError(
+                f"{name} is not deployed (deployed: {deployed}): deploy it with {{fix}}", fix=Fix("deploy", (name,))
+            )
         return dep
 
     def list(self) -> list[Deployment]:
@@ -153,14 +155,14 @@ class Deployer:
     def undeploy(self, name: str) -> Deployment:
         check_name(name)
         if self.store.get(name) is None:  # before any lock file is made for a name nobody deployed
-            raise DeploymentError(f"{name} is not deployed: nothing to stop (see %mm_deployments)")
+            raise DeploymentError(f"{name} is not deployed: nothing to stop (see {{fix}})", fix=Fix("deployments"))
         with self._lock(name):
             return self._undeploy(name)
 
     def _undeploy(self, name: str) -> Deployment:
         dep = self.store.get(name)
         if dep is None:
-            raise DeploymentError(f"{name} is not deployed: nothing to stop (see %mm_deployments)")
+            raise DeploymentError(f"{name} is not deployed: nothing to stop (see {{fix}})", fix=Fix("deployments"))
         self._runner(dep).stop(dep)
         self.store.delete(name)
         dep.status = "stopped"
@@ -174,7 +176,9 @@ class Deployer:
     def _switch(self, name: str, spec: str, *, reason: str, force: bool) -> Deployment:
         dep = self.require(name)
         if dep.status != "running":
-            raise DeploymentError(f"{name}'s deployment is {dep.status}: redeploy with %mm_deploy {spec}")
+            raise DeploymentError(
+                f"{name}'s deployment is {dep.status}: redeploy with {{fix}}", fix=Fix("deploy", (spec,))
+            )
         version = self.ws.registry.get(spec)
         if version.name != name:
             raise DeploymentError(f"{version.id} is not a version of {name}")
