@@ -6,9 +6,10 @@ never run), so a violation fails here before it ships:
     faces       mm_magics.magics, cli, render, demo (later widgets/, server/)
     facade      engine.workspace, and engine.serving.server (a server process's entry point)
     services    engine.lifecycle, training, serving.*, monitoring.*
-    core        engine.registry
+    core        engine.registry, diff, integrity, remotes
     primitives  everything else in the engine: errors, specs, layout, atomic, clock, records, documents, gitstore,
-                index, artifacts, serialization, fingerprints, environment, probe, hosts, ledger, stages
+                index, artifacts, serialization, fingerprints, environment, probe, hosts, ledger, stages,
+                metrics, estimators
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ SERVICES = (
     "mm_magics.engine.serving",
     "mm_magics.engine.monitoring",
 )
-CORE = {"mm_magics.engine.registry"}
+CORE = {"mm_magics.engine.registry", "mm_magics.engine.diff", "mm_magics.engine.integrity", "mm_magics.engine.remotes"}
 RANK = {"primitives": 0, "core": 1, "services": 2, "facade": 3}
 
 

@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,14 +58,32 @@ def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
     atomic_write_bytes(path, text.encode("utf-8"), durable=durable)
 
 
+class LockTimeout(TimeoutError):
+    """Another process held the lock for longer than the caller would wait."""
+
+
 @contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An advisory inter-process lock; the kernel drops it when the holder dies, so it can never go stale."""
+def file_lock(path: Path, timeout: float | None = None) -> Iterator[None]:
+    """An advisory inter-process lock; the kernel drops it when the holder dies, so it can never go stale.
+
+    ``timeout`` (seconds) bounds the wait: :class:`LockTimeout` instead of waiting forever behind a holder that
+    is alive but busy (a Docker build, say)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        if timeout is None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        else:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise LockTimeout(f"{path} stayed locked for {timeout:.0f} s") from None
+                    time.sleep(0.05)
         yield
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)

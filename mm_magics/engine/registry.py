@@ -6,8 +6,6 @@ concurrent kernels each get their own version number and a crash leaves the half
 
 from __future__ import annotations
 
-import difflib
-import json
 import re
 import threading
 from collections import OrderedDict
@@ -16,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
-import numpy as np
 
 from . import documents, layout, ledger, probe, serialization
 from .artifacts import GcReport
@@ -25,17 +22,15 @@ from .environment import capture_environment, project_state
 from .errors import (
     ArtifactError,
     ArtifactMissingError,
-    ConcurrencyError,
     CorruptRegistryError,
     Fix,
     MMError,
-    ModelError,
-    RemoteError,
     UnknownModelError,
     UnknownVersionError,
 )
+from .estimators import check_model, task_of
 from .fingerprints import estimator_params, jsonable
-from .gitstore import BRANCH, REMOTE_TAGS, check_remote_url
+from .gitstore import BRANCH
 from .index import Index
 from .ledger import Change, Ledger, TreeView, dump_json, parse_trailers
 from .records import (
@@ -43,7 +38,6 @@ from .records import (
     AuditEntry,
     FsckReport,
     LogPage,
-    MetricDelta,
     ModelSummary,
     Version,
     VersionDiff,
@@ -57,34 +51,6 @@ if TYPE_CHECKING:
 MAX_ATTEMPTS = 200
 MAX_PAGE = 10_000
 _MODEL_CACHE = 16
-
-
-def check_model(model: Any) -> None:
-    """Refuse anything that is not a fitted scikit-learn-style estimator, with the fix in the message."""
-    from sklearn.exceptions import NotFittedError
-    from sklearn.utils.validation import check_is_fitted
-
-    kind = type(model).__name__
-    if not (hasattr(model, "fit") and (hasattr(model, "predict") or hasattr(model, "transform"))):
-        raise ModelError(
-            f"{kind} is not a scikit-learn estimator (it needs fit and predict): pass a fitted estimator or pipeline"
-        )
-    try:
-        check_is_fitted(model)
-    except NotFittedError:
-        raise ModelError(f"{kind} is not fitted: call .fit(X, y) on it first (or train it through mm_magics)") from None
-    except TypeError as exc:
-        raise ModelError(f"{kind} is not a scikit-learn estimator ({exc}): pass a fitted estimator") from None
-
-
-def task_of(model: Any) -> str | None:
-    from sklearn.base import is_classifier, is_regressor
-
-    if is_classifier(model):
-        return "classification"
-    if is_regressor(model):
-        return "regression"
-    return None
 
 
 class Registry:
@@ -377,7 +343,7 @@ class Registry:
         trusted = self.ws.config.get("trusted_types", [])
         return serialization.loads(data, trusted=trusted, label=f"artifact of {version.id}")
 
-    def _cached_model(self, version: Version) -> Any:
+    def cached_model(self, version: Version) -> Any:
         """Loaded models for internal use only (diff), keyed by content hash so they can never be stale."""
         sha = version.sha256
         with self._loaded_lock:  # a monitor thread and a cell may diff at once
@@ -398,58 +364,6 @@ class Registry:
             return None
         data = self._artifact_bytes(version.probe["sha256"], f"probe sample of {version.id}")
         return probe.decode(data, version.probe["format"])
-
-    # -- diff ------------------------------------------------------------------------------------------------------
-    def diff(self, a: str, b: str, *, agreement: bool = True) -> VersionDiff:
-        """Everything that differs between two versions, and how often their predictions agree."""
-        sa, sb = parse_spec(a), parse_spec(b)  # both well-formed before either is looked up
-        va, vb = self.get(sa), self.get(sb)
-        out = VersionDiff(
-            a=va.id,
-            b=vb.id,
-            params=_dict_changes(va.params, vb.params),
-            metrics=_metric_deltas(va.metrics, vb.metrics),
-            data_changed=va.data.get("hash") != vb.data.get("hash"),
-            data=_dict_changes(_data_summary(va.data), _data_summary(vb.data)),
-            code_diff="".join(
-                difflib.unified_diff(
-                    _lines(va.code),
-                    _lines(vb.code),
-                    fromfile=va.id,
-                    tofile=vb.id,
-                )
-            ),
-            schema=_dict_changes(va.schema, vb.schema),
-            environment=_dict_changes(_flat_env(va.environment), _flat_env(vb.environment)),
-            artifact_changed=va.sha256 != vb.sha256,
-        )
-        if agreement:
-            self._agreement(va, vb, out)
-        else:
-            out.agreement_note = "not computed (agreement=False)"
-        return out
-
-    def _agreement(self, va: Version, vb: Version, out: VersionDiff) -> None:
-        source = vb if vb.probe else va
-        if not source.probe:
-            out.agreement_note = "no probe sample recorded (probe_rows is 0 or no training data was given)"
-            return
-        if not out.artifact_changed:
-            out.agreement, out.agreement_rows = 1.0, int(source.probe["rows"])
-            return
-        try:
-            X = self.probe_data(source.id)
-            pa = np.asarray(self._cached_model(va).predict(X))
-            pb = np.asarray(self._cached_model(vb).predict(X))
-        except Exception as exc:  # different feature sets etc.: say why, don't fail the diff
-            out.agreement_note = f"not comparable on {source.id}'s probe sample ({type(exc).__name__}: {exc})"
-            return
-        if pa.dtype.kind in "fc" or pb.dtype.kind in "fc":
-            same = np.isclose(pa.astype(float), pb.astype(float), rtol=1e-3, atol=1e-9)
-        else:
-            same = pa == pb
-        out.agreement = float(np.mean(same)) if len(same) else None
-        out.agreement_rows = len(same)
 
     # -- rollback and aliases ------------------------------------------------------------------------------------
     def rollback(self, name: str, to: str | int, message: str = "") -> Version:
@@ -577,214 +491,46 @@ class Registry:
         self.update_config(mutate, message or f"Trust types: {', '.join(new)}")
         return self.ws.config["trusted_types"]
 
-    # -- integrity -----------------------------------------------------------------------------------------------
+    # -- diff, integrity, remotes: one module each, entered here --------------------------------------------------
+    def diff(self, a: str, b: str, *, agreement: bool = True) -> VersionDiff:
+        """Everything that differs between two versions, and how often their predictions agree."""
+        from .diff import compare
+
+        return compare(self, a, b, agreement=agreement)
+
     def referenced_objects(self) -> set[str]:
-        self.index.sync()
-        refs: set[str] = set()
-        for _model, _number, doc in self.index.artifacts():
-            d = json.loads(doc)
-            refs.add(d["artifact"]["sha256"])
-            if d.get("probe"):
-                refs.add(d["probe"]["sha256"])
-        return refs
+        """Every artifact and probe sample some version references."""
+        from .integrity import referenced_objects
+
+        return referenced_objects(self)
 
     def fsck(self, *, repair: bool = False) -> FsckReport:
-        """Check every ref, tag, document, git object and artifact; never raises, never says ok over damage.
+        """Check every ref, tag, document, git object and artifact (see :mod:`.integrity`)."""
+        from .integrity import fsck
 
-        ``repair`` fixes what can be fixed without a person's judgement: tags off the branch are re-pointed at the
-        commit that added their version (or deleted when the branch has no such version), lost tags are re-created,
-        and the index is rebuilt from git. A damaged document is reported with the file to restore.
-        """
-        problems: list[str] = []
-        repaired: list[str] = []
-        head = _guard(problems, "registry branch", self.git.read_ref)
-        if head is None and not problems:
-            problems.append(f"the registry branch {BRANCH} is missing: restore it from a remote (mm pull)")
-        if head is not None:
-            problems += _guard(problems, "documents", lambda: self._check_documents(head)) or []
-            problems += _guard(problems, "git objects", self.git.object_problems) or []
-        _guard(problems, "index", self.index.rebuild)
-        if head is not None:
-            tag_problems, fixes = _guard(problems, "tags", lambda: self._check_tags(repair)) or ([], [])
-            problems += tag_problems
-            repaired += fixes
-            if fixes:
-                _guard(problems, "index", self.index.rebuild)
-        count, artifact_problems = _guard(problems, "artifacts", self._check_artifacts) or (0, [])
-        problems += artifact_problems
-        refs = _guard(problems, "artifacts", self.referenced_objects) or set()
-        objects = _guard(problems, "object store", lambda: list(self.objects)) or []
-        orphans = [sha for sha in objects if sha not in refs]
-        return FsckReport(
-            versions=count,
-            objects=len(objects),
-            problems=problems,
-            orphans=orphans,
-            index_rebuilt=True,
-            repaired=repaired,
-        )
-
-    def _check_documents(self, head: str) -> list[str]:
-        """Every document parses and has its kind's shape; every model has mm.json's, its own and each version's."""
-        out = []
-        tree = self.git.commit_tree(head)
-        versions: dict[str, set[int]] = {}
-        latest: dict[str, int] = {}
-        for path, blob in sorted(self.git.changed_paths(None, tree).items()):
-            kind, name, number = layout.classify(path)
-            if kind == "other" or blob is None:
-                continue
-            try:
-                doc = documents.parse(path, self.git.read_blob(blob))
-            except CorruptRegistryError as exc:
-                out.append(str(exc).split(": run `mm fsck`")[0])
-                doc = None
-            if kind == "versions" and name is not None and number is not None:
-                versions.setdefault(name, set()).add(number)
-            if kind == "model" and name is not None and doc is not None:
-                latest[name] = int(doc["latest"])
-        restore = "restore it from the registry's history (git -C .mm log -- PATH)"
-        if self.git.read(tree, layout.CONFIG) is None:
-            out.append(f"{layout.CONFIG} is missing: {restore}")
-        for name, _binsha, _mode in self.git.list_dir(tree, "models"):
-            if self.git.read(tree, layout.model_file(name)) is None:
-                out.append(f"{layout.model_file(name)} is missing: {restore}")
-            lost = [n for n in range(1, latest.get(name, 0) + 1) if n not in versions.get(name, set())]
-            for n in lost[:20]:
-                out.append(f"{layout.version_file(name, n)} is missing ({name} has v1..v{latest[name]}): {restore}")
-        return out
-
-    def _check_tags(self, repair: bool) -> tuple[list[str], list[str]]:
-        """Tags must name a version on the branch and point at a commit on it."""
-        problems, fixes = [], []
-        on_branch = self.git.tags(merged=BRANCH)
-        for ref, sha in self.git.tags().items():
-            vid = ref.removeprefix("refs/tags/")
-            try:
-                spec = parse_spec(vid)
-            except MMError:
-                continue  # a tag of the user's own, not a version
-            if spec.number is None:
-                continue
-            added = self.git.commit_adding(layout.version_file(spec.name, spec.number))
-            if ref in on_branch and added is not None:
-                continue
-            problems.append(
-                f"tag {vid} points to {sha[:8]}, which is not on the registry branch (a refused push or a diverged "
-                "pull left it): `mm fsck --repair` " + ("re-points it" if added else "deletes it")
-            )
-            if repair:
-                self.git.delete_refs([ref])
-                if added is not None:
-                    self.git.update_refs([(ref, added, None)], attempts=3)
-                fixes.append(f"tag {vid} " + (f"re-pointed to {added[:8]}" if added else "deleted"))
-        if problems and repair:
-            problems = []
-        return problems, fixes
-
-    def _check_artifacts(self) -> tuple[int, list[str]]:
-        problems: list[str] = []
-        count = 0
-        for model, number, doc in self.index.artifacts():
-            count += 1
-            d = json.loads(doc)
-            vid = version_id(model, number)
-            if self.ledger.commit_of(model, number) is None:
-                problems.append(f"{vid}: no commit on the main branch adds it: the registry history was rewritten")
-            if self.index.stage_doc(model, number) is None and not self.index.broken(layout.stage_file(model, number)):
-                problems.append(
-                    f"{vid}: no lifecycle record ({layout.stage_file(model, number)} is missing): restore it from "
-                    "the registry's history (git -C .mm log -- PATH)"
-                )
-            for what, meta in (("artifact", d["artifact"]), ("probe sample", d.get("probe"))):
-                if meta:
-                    problem = self.objects.verify(meta["sha256"])
-                    if problem:
-                        problems.append(f"{vid} {what}: {problem}")
-        return count, problems
+        return fsck(self, repair=repair)
 
     def gc(self, *, grace_seconds: float = 3600.0) -> GcReport:
         """Delete artifacts no version references (older than the grace period)."""
         return self.objects.gc(self.referenced_objects(), grace_seconds=grace_seconds)
 
-    # -- remotes ---------------------------------------------------------------------------------------------------
-    def _remotes(self, remote: str | None, artifacts: str | Path | None) -> tuple[str, Path | None]:
-        local = self.ws.local_config
-        url = remote or local.get("remote")
-        if not url:
-            raise RemoteError("no git remote configured: pass one (mm push URL) or run `mm remote URL [ARTIFACT_DIR]`")
-        check_remote_url(url)  # a URL stored before this check existed is refused too
-        art = artifacts or local.get("artifact_remote")
-        return str(url), Path(art) if art else None
-
-    def push(self, remote: str | None = None, artifacts: str | Path | None = None) -> dict[str, Any]:
-        """Send artifacts first, then git: a version is never visible remotely before its artifact is there."""
-        url, art = self._remotes(remote, artifacts)
-        copied = self.objects.push_to(art, self.referenced_objects()) if art else 0
-        self.git.push(url)
-        return {"remote": url, "artifact_remote": str(art) if art else None, "objects_copied": copied}
-
-    def pull(self, remote: str | None = None, artifacts: str | Path | None = None) -> dict[str, Any]:
-        """Fast-forward to the remote registry and fetch the artifacts it references.
-
-        Diverged histories are refused: two workspaces may have numbered different versions alike.
-        """
-        url, art = self._remotes(remote, artifacts)
-        fetched = self.git.fetch(url)
-        head = self.git.read_ref()
-        moved = False
-        if fetched and fetched != head:
-            self.index.sync()
-            fresh = not self.index.model_names()
-            if head is None or fresh or self.git.is_ancestor(head, fetched):
-                if not self.git.update_refs([(BRANCH, fetched, head)]):
-                    raise ConcurrencyError("the registry changed while pulling; pull again")
-                moved = True
-            elif not self.git.is_ancestor(fetched, head):
-                raise RemoteError(
-                    f"local and remote registries have diverged ({head[:8]} vs {fetched[:8]}): push from one "
-                    "workspace at a time, or start a fresh workspace and pull into it"
-                )
-        ignored = self._adopt_remote_tags(url) if moved else []
-        self.index.sync()
-        copied = self.objects.fetch_from(art, self.referenced_objects()) if art else 0
-        out: dict[str, Any] = {"remote": url, "updated": moved, "objects_copied": copied}
-        if ignored:
-            out["ignored_tags"] = ignored
-            out["note"] = (
-                f"ignored {len(ignored)} remote tag(s) not on the remote's branch ({', '.join(ignored[:5])}): "
-                "the remote holds tags from a refused push; `mm fsck --repair` there removes them"
-            )
-        return out
-
-    def _adopt_remote_tags(self, url: str) -> list[str]:
-        """Copy the remote's version tags that lie on our (now fast-forwarded) branch; return the others' names.
-
-        A tag off the branch names a version the branch lacks: adopting it would make every later commit of that
-        model fail, so it stays out."""
-        self.git.fetch_tags(url)
-        try:
-            fetched = self.git.tags(REMOTE_TAGS)
-            good = self.git.tags(REMOTE_TAGS, merged=BRANCH)
-            local = self.git.tags()
-            updates = []
-            for ref, sha in good.items():
-                tag = "refs/tags/" + ref.removeprefix(REMOTE_TAGS)
-                if local.get(tag) != sha:
-                    updates.append((tag, sha, local.get(tag)))
-            if updates:
-                self.git.update_refs(updates, attempts=3)
-            return sorted(ref.removeprefix(REMOTE_TAGS) for ref in fetched if ref not in good)
-        finally:
-            self.git.delete_refs(self.git.tags(REMOTE_TAGS))
-
     def set_remote(self, url: str, artifacts: str | Path | None = None) -> dict[str, Any]:
         """Remember the git remote and artifact location used by push and pull (machine-local, never committed)."""
-        check_remote_url(url)
-        if artifacts is not None and (not str(artifacts).strip() or str(artifacts).startswith("-")):
-            raise RemoteError(f"artifact location {str(artifacts)!r} is not a directory path: pass one")
-        self.ws.set_local(remote=url, artifact_remote=str(artifacts) if artifacts is not None else None)
-        return {"remote": url, "artifact_remote": str(artifacts) if artifacts is not None else None}
+        from .remotes import set_remote
+
+        return set_remote(self, url, artifacts)
+
+    def push(self, remote: str | None = None, artifacts: str | Path | None = None) -> dict[str, Any]:
+        """Send artifacts first, then git, atomically (see :mod:`.remotes`)."""
+        from .remotes import push
+
+        return push(self, remote, artifacts)
+
+    def pull(self, remote: str | None = None, artifacts: str | Path | None = None) -> dict[str, Any]:
+        """Fast-forward to the remote registry and fetch the artifacts it references (see :mod:`.remotes`)."""
+        from .remotes import pull
+
+        return pull(self, remote, artifacts)
 
 
 _TYPE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
@@ -811,44 +557,3 @@ def _check_fields(**fields: Any) -> None:
         value = fields[key]
         if value is not None and not isinstance(value, str):
             raise MMError(f"{key} must be a string, not {type(value).__name__}")
-
-
-def _guard(problems: list[str], what: str, check: Callable[[], Any]) -> Any:
-    """Run one fsck check; damage it trips over becomes a problem line, never a traceback (fsck must finish)."""
-    try:
-        return check()
-    except Exception as exc:
-        text = str(exc).split(": run `mm fsck`")[0] if isinstance(exc, MMError) else f"{type(exc).__name__}: {exc}"
-        problems.append(f"{what}: {text}")
-        return None
-
-
-def _lines(code: str | None) -> list[str]:
-    return [line + "\n" for line in (code or "").splitlines()]
-
-
-def _dict_changes(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    return {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
-
-
-def _metric_deltas(a: dict[str, Any], b: dict[str, Any]) -> list[MetricDelta]:
-    out = []
-    for k in sorted(a.keys() | b.keys()):
-        va, vb = a.get(k), b.get(k)
-        if isinstance(va, (list, dict)) or isinstance(vb, (list, dict)):
-            if va != vb:
-                out.append(MetricDelta(k, va, vb, None))
-            continue
-        num = isinstance(va, (int, float)) and isinstance(vb, (int, float))
-        out.append(MetricDelta(k, va, vb, (vb - va) if num else None))
-    return out
-
-
-def _data_summary(fp: dict[str, Any]) -> dict[str, Any]:
-    return {k: fp.get(k) for k in ("hash", "rows", "columns", "dtypes") if k in fp}
-
-
-def _flat_env(env: dict[str, Any]) -> dict[str, Any]:
-    flat = {k: v for k, v in env.items() if k != "packages"}
-    flat.update(env.get("packages", {}))
-    return flat

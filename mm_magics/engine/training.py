@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from . import metrics
 from .environment import capture_environment
 from .errors import MMError
+from .estimators import task_of
 from .fingerprints import estimator_params, fingerprint, jsonable, schema_of
-from .registry import task_of
 
 _MISSING = object()
 Progress = Callable[[str], None]
@@ -175,44 +176,8 @@ def find_data(ns: MutableMapping[str, Any], data_vars: tuple[str, str] | None) -
     return X, y, xn, yn
 
 
-# -- metrics -------------------------------------------------------------------------------------------------------
-def classification_metrics(y_true: Any, y_pred: Any) -> dict[str, Any]:
-    from sklearn import metrics as skm
-
-    labels = np.unique(np.concatenate([np.asarray(y_true).ravel(), np.asarray(y_pred).ravel()]))
-    out: dict[str, Any] = {"accuracy": float(skm.accuracy_score(y_true, y_pred))}
-    if len(labels) == 2:
-        pos = labels[-1]
-        out["precision"] = float(skm.precision_score(y_true, y_pred, pos_label=pos, zero_division=0))
-        out["recall"] = float(skm.recall_score(y_true, y_pred, pos_label=pos, zero_division=0))
-        out["f1"] = float(skm.f1_score(y_true, y_pred, pos_label=pos, zero_division=0))
-    for avg in ("macro", "weighted"):
-        p, r, f, _ = skm.precision_recall_fscore_support(y_true, y_pred, average=avg, zero_division=0)
-        out.update({f"precision_{avg}": float(p), f"recall_{avg}": float(r), f"f1_{avg}": float(f)})
-    out["confusion_matrix"] = {
-        "labels": jsonable(labels.tolist()),
-        "matrix": skm.confusion_matrix(y_true, y_pred, labels=labels).tolist(),
-    }
-    return out
-
-
-def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, Any]:
-    from sklearn import metrics as skm
-
-    return {
-        "mae": float(skm.mean_absolute_error(y_true, y_pred)),
-        "rmse": float(np.sqrt(skm.mean_squared_error(y_true, y_pred))),
-        "r2": float(skm.r2_score(y_true, y_pred)),
-    }
-
-
 def evaluate(model: Any, X: Any, y: Any, task: str | None) -> dict[str, Any]:
-    pred = model.predict(X)
-    if task == "classification":
-        return classification_metrics(y, pred)
-    if task == "regression":
-        return regression_metrics(y, pred)
-    return {}
+    return metrics.for_task(task, y, model.predict(X))
 
 
 def _cv_metrics(

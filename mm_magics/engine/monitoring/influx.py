@@ -92,478 +92,28 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import math
 import os
-import secrets
 import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
 from influxdb_client import InfluxDBClient, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
-from .influx_settings import DEFAULT_BUCKET, resolve
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not POSIX: no adoption of other processes' spool
-    fcntl = None  # type: ignore[assignment]
+from .influx_settings import DEFAULT_BUCKET, client_options, redact_url, resolve
+from .line_protocol import KINDS, normalize_tags, to_line
+from .spool import Spool, complete_lines, fsync_all, save_pos
 
 __all__ = ["DEFAULT_BUCKET", "InfluxSink", "to_line"]
 
 PRECISION = WritePrecision.US
-SEGMENT_MAX_BYTES = 16 * 1024 * 1024  # a segment is read whole on replay: this bounds replay memory
 PERMANENT_STATUS = frozenset({400, 413, 422})  # the data is bad, retrying cannot help: bisect and drop
 ADOPT_EVERY = 60.0  # seconds between scans for other processes' orphaned spool
-
-# -- line protocol ---------------------------------------------------------------------------------------------------
-
-_ESC_KEY = str.maketrans({"\\": "\\\\", ",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"})
-_ESC_STRING = str.maketrans({"\\": "\\\\", '"': r"\"", "\n": r"\n", "\t": r"\t", "\r": r"\r"})
-
-# The tag part of a line (",deployment=…,model=…,status=…,version=…") is the same for almost every point of a
-# series, so it is built once per distinct tag set and reused: conversion is the sink's hot path (it runs on the
-# caller's thread). Bounded: cleared when it grows past _TAGSET_MAX entries (a high-cardinality tag still works).
-_TAGSETS: dict[tuple[Any, ...], str] = {}
-_TAGSET_MAX = 10_000
-
-ExtraTags = tuple[tuple[str, str], ...]
-
-
-def _tag(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = str(value)
-    return text.translate(_ESC_KEY) if text else None
-
-
-def _tagset(names: tuple[str, ...], values: tuple[Any, ...], extra: ExtraTags) -> str:
-    key = (names, values, extra)
-    try:
-        cached = _TAGSETS.get(key)
-    except TypeError:  # an unhashable tag value: build it every time
-        cached, key = None, None
-    if cached is not None:
-        return cached
-    pairs = [(k, v) for k, raw in zip(names, values, strict=True) if (v := _tag(raw)) is not None]
-    if extra:
-        present = {k for k, _ in pairs}
-        pairs.extend(p for p in extra if p[0] not in present)
-        pairs.sort()  # InfluxDB's recommended order (each kind lists its own tags sorted already)
-    text = "".join(f",{k}={v}" for k, v in pairs)
-    if key is not None:
-        if len(_TAGSETS) >= _TAGSET_MAX:
-            _TAGSETS.clear()
-        _TAGSETS[key] = text
-    return text
-
-
-def _float(value: Any) -> str | None:
-    """A float field (shortest round-trip repr), or None when missing or not finite (line protocol has no NaN)."""
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return repr(number) if math.isfinite(number) else None
-
-
-def _ms(seconds: Any) -> str | None:
-    """Seconds as milliseconds with nanosecond resolution: ``0.3`` rather than ``0.30000000000000004``.
-
-    Float noise would show on dashboards, and servers that keep ~12 significant digits (VictoriaMetrics) round it
-    anyway. ``round(ns) / 1e6`` is correctly rounded, so its repr is the short decimal; ``round(x, 6)`` is 4x slower.
-    """
-    if seconds is None:
-        return None
-    try:
-        return repr(round(float(seconds) * 1e9) / 1e6)
-    except (TypeError, ValueError, OverflowError):  # not a number, NaN, infinity
-        return None
-
-
-def _int(value: Any) -> str | None:
-    if value is None:
-        return None
-    try:
-        return f"{int(value)}i"
-    except (TypeError, ValueError, OverflowError):
-        return None
-
-
-def _string(value: Any) -> str | None:
-    return None if value is None else '"' + str(value).translate(_ESC_STRING) + '"'
-
-
-def _timestamp(value: Any) -> int:
-    """Microseconds since the epoch: a float of unix seconds (~1.7e9) resolves ~0.24 µs, so µs is exact, ns is not."""
-    if value is None:
-        return time.time_ns() // 1000
-    return round(float(value) * 1e6)
-
-
-def _fields(*pairs: tuple[str, str | None]) -> str:
-    return ",".join([f"{k}={v}" for k, v in pairs if v is not None])
-
-
-_REQUEST_TAGS = ("deployment", "model", "status", "version")
-_REQUEST_MS = (
-    ("total_s", "latency_ms"),
-    ("queue_s", "queue_ms"),
-    ("proc_s", "processing_ms"),
-    ("network_s", "network_ms"),
-)
-_FEEDBACK_TAGS = ("model", "version")
-_METRIC_TAGS = ("feature", "model", "name", "version")
-_ALERT_TAGS = ("model", "rule", "severity", "version")
-
-
-def _request(rec: Mapping[str, Any], extra: ExtraTags) -> str | None:
-    # written out by hand (not through _fields): this runs once per served request
-    get = rec.get
-    parts = []
-    for key, name in _REQUEST_MS:
-        if (text := _ms(get(key))) is not None:
-            parts.append(f"{name}={text}")
-    for key in ("batch_size", "rows"):
-        if (text := _int(get(key))) is not None:
-            parts.append(f"{key}={text}")
-    if not parts:
-        return None
-    tags = _tagset(_REQUEST_TAGS, (get("deployment"), get("model"), get("status"), get("version")), extra)
-    return f"mm_request{tags} {','.join(parts)} {_timestamp(get('time'))}"
-
-
-def _feedback(rec: Mapping[str, Any], extra: ExtraTags) -> str | None:
-    get = rec.get
-    fields = _fields(("count", "1i"), ("correct", _int(get("correct"))), ("abs_error", _float(get("abs_error"))))
-    tags = _tagset(_FEEDBACK_TAGS, (get("model"), get("version")), extra)
-    return f"mm_feedback{tags} {fields} {_timestamp(get('time'))}"
-
-
-def _metric(rec: Mapping[str, Any], extra: ExtraTags) -> str | None:
-    get = rec.get
-    value = _float(get("value"))
-    if value is None:
-        return None
-    tags = _tagset(_METRIC_TAGS, (get("feature"), get("model"), get("name"), get("version")), extra)
-    return f"mm_metric{tags} value={value} {_timestamp(get('time'))}"
-
-
-def _alert(rec: Mapping[str, Any], extra: ExtraTags) -> str | None:
-    get = rec.get
-    fields = _fields(("active", "1i"), ("message", _string(get("message"))))
-    tags = _tagset(_ALERT_TAGS, (get("model"), get("rule"), get("severity"), get("version")), extra)
-    return f"mm_alert{tags} {fields} {_timestamp(get('time'))}"
-
-
-_KINDS: dict[str, Callable[[Mapping[str, Any], ExtraTags], str | None]] = {
-    "request": _request,
-    "feedback": _feedback,
-    "metric": _metric,
-    "alert": _alert,
-}
-
-
-def to_line(record: Mapping[str, Any], extra_tags: Mapping[str, Any] | None = None) -> str | None:
-    """One record as one line of line protocol (µs timestamps), or None when it has no field to write.
-
-    Raises ValueError for an unknown ``kind``. ``extra_tags`` are added unless the record sets the same tag.
-    """
-    convert = _KINDS.get(record.get("kind"))  # type: ignore[arg-type]
-    if convert is None:
-        raise ValueError(f"unknown monitoring record kind {record.get('kind')!r}: use one of {sorted(_KINDS)}")
-    return convert(record, _extra_tags(extra_tags))
-
-
-def _extra_tags(tags: Mapping[str, Any] | None) -> ExtraTags:
-    if not tags:
-        return ()
-    return tuple(sorted((str(k).translate(_ESC_KEY), v) for k, raw in tags.items() if (v := _tag(raw)) is not None))
-
-
-# -- settings ---------------------------------------------------------------------------------------------------------
-
-
-def _redact_url(url: str) -> str:
-    """The URL without user:password, fit to show in %mm_monitor and in a state file."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid url>"
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-def _env_bool(value: str) -> bool:
-    return value.lower() in ("yes", "true")  # influxdb_client.client._base._to_bool
-
-
-def _client_options(env: Mapping[str, str]) -> tuple[float | None, dict[str, Any]]:
-    """The connection settings ``InfluxDBClient.from_env_properties`` reads, besides url, token and org.
-
-    Returns (timeout in seconds or None, keyword arguments for ``InfluxDBClient``), with the same variable names,
-    defaults and parsing as the client, so a machine configured for the client's CLI-style setup works unchanged.
-    """
-    options: dict[str, Any] = {}
-    timeout = env.get("INFLUXDB_V2_TIMEOUT")
-    if "INFLUXDB_V2_VERIFY_SSL" in env:
-        options["verify_ssl"] = _env_bool(env["INFLUXDB_V2_VERIFY_SSL"])
-    for name, key in (
-        ("INFLUXDB_V2_SSL_CA_CERT", "ssl_ca_cert"),
-        ("INFLUXDB_V2_CERT_FILE", "cert_file"),
-        ("INFLUXDB_V2_CERT_KEY_FILE", "cert_key_file"),
-        ("INFLUXDB_V2_CERT_KEY_PASSWORD", "cert_key_password"),
-    ):
-        if env.get(name):
-            options[key] = env[name]
-    if (pool := _env_int(env.get("INFLUXDB_V2_CONNECTION_POOL_MAXSIZE"))) is not None:
-        options["connection_pool_maxsize"] = pool
-    if "INFLUXDB_V2_AUTH_BASIC" in env:
-        options["auth_basic"] = _env_bool(env["INFLUXDB_V2_AUTH_BASIC"])
-    timeout_ms = _env_int(timeout)
-    return (timeout_ms / 1000.0 if timeout_ms else None), options
-
-
-def _env_int(value: str | None) -> int | None:
-    """An integer setting; a malformed one is ignored rather than stopping a model server from starting."""
-    try:
-        return int(value) if value else None
-    except ValueError:
-        return None
-
-
-# -- the spool ---------------------------------------------------------------------------------------------------------
-
-
-def _try_lock(path: Path) -> int | None:
-    """An exclusive flock on ``path`` (created if missing), or None if someone holds it or it was just replaced."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    if fcntl is None:  # no flock (not POSIX): one process per spool directory, and no adoption
-        return fd
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        if os.fstat(fd).st_ino != os.stat(path).st_ino:  # unlinked by its last owner between our open and flock
-            raise BlockingIOError
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
-
-
-def _parse_segment(name: str) -> tuple[str, int] | None:
-    parts = name.rsplit(".", 2)
-    if len(parts) != 3 or parts[2] != "lp" or not parts[1].isdigit():
-        return None
-    return parts[0], int(parts[1])
-
-
-def _read_pos(segment: Path) -> int:
-    try:
-        return int(Path(f"{segment}.pos").read_text().strip() or 0)
-    except (OSError, ValueError):
-        return 0  # lost or torn offset: replay the segment from the start (at-least-once)
-
-
-def _complete_lines(segment: Path) -> tuple[int, list[bytes]]:
-    """(start offset, the complete lines after it): a torn last line (no newline) and NUL-damaged lines are skipped.
-
-    NUL lines are kept in the list as empty entries so offsets stay exact; callers skip empty lines.
-    """
-    start = _read_pos(segment)
-    with open(segment, "rb") as fh:
-        fh.seek(start)
-        data = fh.read()
-    end = data.rfind(b"\n") + 1
-    lines = data[:end].split(b"\n")[:-1]
-    return start, [b"" if b"\x00" in line else line for line in lines]
-
-
-def _count(segment: Path) -> int:
-    try:
-        return sum(1 for line in _complete_lines(segment)[1] if line)
-    except OSError:
-        return 0
-
-
-class _Spool:
-    """Append-only segment files in one directory. Not thread-safe: the sink's lock guards every call but reads."""
-
-    def __init__(self, directory: Path) -> None:
-        self.dir = directory
-        self.stream = self._new_stream()
-        self.count = 0  # complete points on disk, own and adopted
-        self.locks: dict[str, int] = {}  # stream -> flock fd (our own and the ones we adopted)
-        self._fh: BinaryIO | None = None
-        self._path: Path | None = None
-        self._next = -1
-        self._size = 0
-        self._dirty = False
-        self._dir_dirty = False
-        self._retired: list[BinaryIO] = []  # rotated segments, fsync'd and closed by the writer outside the lock
-
-    @staticmethod
-    def _new_stream() -> str:
-        return f"{time.time_ns():019d}-{os.getpid()}-{secrets.token_hex(4)}"
-
-    @property
-    def open_path(self) -> Path | None:
-        return self._path
-
-    def busy(self) -> bool:
-        return self.count > 0 or self._fh is not None
-
-    def _own(self) -> None:
-        if self.stream in self.locks:
-            return
-        self.dir.mkdir(parents=True, exist_ok=True)
-        for _ in range(5):
-            fd = _try_lock(self.dir / f"{self.stream}.lock")
-            if fd is not None:
-                self.locks[self.stream] = fd
-                return
-            self.stream = self._new_stream()
-        raise OSError(f"cannot lock a spool stream in {self.dir}")
-
-    def append(self, seq: int, lines: list[str]) -> None:
-        """Append points ``seq .. seq+len-1``; a break in the sequence or a full segment starts a new segment."""
-        data = ("\n".join(lines) + "\n").encode()
-        if self._fh is None or seq != self._next or self._size + len(data) > SEGMENT_MAX_BYTES:
-            self._rotate(seq)
-        assert self._fh is not None
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[self._fh.write(view) or 0 :]
-        except OSError:
-            self._retire()  # never append after a partial write: the torn tail stays the segment's last line
-            raise
-        self._size += len(data)
-        self._next = seq + len(lines)
-        self.count += len(lines)
-        self._dirty = True
-
-    def _rotate(self, seq: int) -> None:
-        self._retire()
-        self._own()
-        path = self.dir / f"{self.stream}.{seq:016d}.lp"
-        self._fh = open(path, "ab", buffering=0)  # noqa: SIM115 - kept open across appends
-        self._path, self._next, self._size = path, seq, 0
-        self._dir_dirty = True
-
-    def _retire(self) -> None:
-        if self._fh is not None:
-            self._retired.append(self._fh)
-        self._fh, self._path, self._next, self._size = None, None, -1, 0
-
-    def seal(self) -> None:
-        """Stop appending to the open segment so it can be replayed; the next append starts a new one."""
-        self._retire()
-
-    def take_sync(self) -> tuple[list[int], list[BinaryIO], bool]:
-        """What the writer must fsync outside the lock: dup'd fds of the open segment, retired files, the directory."""
-        fds = []
-        if self._dirty and self._fh is not None:
-            fds.append(os.dup(self._fh.fileno()))
-        self._dirty = False
-        retired, self._retired = self._retired, []
-        dir_dirty, self._dir_dirty = self._dir_dirty, False
-        return fds, retired, dir_dirty
-
-    def sealed(self) -> list[Path]:
-        """Segments of our own and adopted streams, in replay order, except the one still open for appends."""
-        found = []
-        with contextlib.suppress(FileNotFoundError):
-            for entry in os.scandir(self.dir):
-                parsed = _parse_segment(entry.name)
-                if parsed and parsed[0] in self.locks and self.dir / entry.name != self._path:
-                    found.append((parsed, self.dir / entry.name))
-        return [path for _, path in sorted(found)]
-
-    def orphans(self) -> dict[str, tuple[int, int]]:
-        """Lock other streams whose writer is gone: {stream: (lock fd, complete points)}. Call without the lock."""
-        if fcntl is None:
-            return {}
-        streams: set[str] = set()
-        try:
-            for entry in os.scandir(self.dir):
-                if entry.name.endswith(".lock"):
-                    streams.add(entry.name[: -len(".lock")])
-                elif parsed := _parse_segment(entry.name):
-                    streams.add(parsed[0])
-        except FileNotFoundError:
-            return {}
-        adopted = {}
-        for stream in streams - set(self.locks):
-            fd = _try_lock(self.dir / f"{stream}.lock")
-            if fd is None:
-                continue
-            segments = [p for p in self.dir.glob(f"{stream}.*.lp") if _parse_segment(p.name)]
-            count = sum(_count(p) for p in segments)
-            if not count:  # nothing replayable (e.g. only a torn line): clear it so the stream can be released
-                for segment in segments:
-                    self.finish(segment)
-            adopted[stream] = (fd, count)
-        return adopted
-
-    def finish(self, segment: Path) -> None:
-        """A fully replayed segment: delete it (and its offset file)."""
-        with contextlib.suppress(FileNotFoundError):
-            segment.unlink()
-        with contextlib.suppress(FileNotFoundError):
-            Path(f"{segment}.pos").unlink()
-
-    def release(self, stream: str) -> None:
-        """Forget an adopted (or our own, at close) stream with no segment left: remove its lock file, then unlock."""
-        fd = self.locks.pop(stream, None)
-        if fd is None:
-            return
-        for stray in self.dir.glob(f"{stream}.*.lp.pos*"):  # offsets (and a .tmp a crash left) of gone segments
-            with contextlib.suppress(FileNotFoundError):
-                stray.unlink()
-        with contextlib.suppress(FileNotFoundError):
-            (self.dir / f"{stream}.lock").unlink()
-        os.close(fd)
-
-    def streams_without_segments(self) -> list[str]:
-        have = {p[0] for e in os.scandir(self.dir) if (p := _parse_segment(e.name))} if self.dir.exists() else set()
-        return [s for s in self.locks if s not in have and s != self.stream]
-
-
-def _save_pos(segment: Path, offset: int) -> None:
-    tmp = Path(f"{segment}.pos.tmp")
-    tmp.write_text(str(offset))
-    os.replace(tmp, f"{segment}.pos")
-
-
-def _fsync_all(fds: list[int], retired: list[BinaryIO], directory: Path | None) -> None:
-    for fd in fds:
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    for fh in retired:
-        with contextlib.suppress(OSError):
-            os.fsync(fh.fileno())
-        fh.close()
-    if directory is not None:
-        with contextlib.suppress(OSError):
-            dfd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-
 
 # -- the sink ----------------------------------------------------------------------------------------------------------
 
@@ -597,7 +147,7 @@ class InfluxSink:
         self.max_queue = max_queue
         self.max_backoff = max_backoff
         self._token = token or ""  # memory only: used to scrub error messages
-        self._extra = _extra_tags(tags)
+        self._extra = normalize_tags(tags)
         self._client = InfluxDBClient(
             url=url, token=token, org=org, timeout=max(1, int(timeout * 1000)), **dict(client_options or {})
         )
@@ -609,7 +159,7 @@ class InfluxSink:
         self._queued = 0
         self._seq = 0
         self._inflight: int | None = None  # first sequence number of the batch being sent
-        self._spool = _Spool(Path(spool_dir))
+        self._spool = Spool(Path(spool_dir))
         self._connected = False
         self._written = 0
         self._dropped = 0
@@ -650,7 +200,7 @@ class InfluxSink:
         settings = resolve(local)
         if settings is None:
             return None
-        timeout, options = _client_options(os.environ)
+        timeout, options = client_options(os.environ)
         if timeout is not None:
             kwargs.setdefault("timeout", timeout)
         kwargs.setdefault("tags", dict(settings.tags))
@@ -658,7 +208,7 @@ class InfluxSink:
         return cls(settings.url, settings.token, settings.org, settings.bucket, spool_dir=Path(spool_dir), **kwargs)
 
     def __repr__(self) -> str:
-        return f"InfluxSink({_redact_url(self.url)!r}, bucket={self.bucket!r})"
+        return f"InfluxSink({redact_url(self.url)!r}, bucket={self.bucket!r})"
 
     # -- the caller's side: never blocks on the network, never raises -----------------------------------------------
     def write(self, records: Iterable[Mapping[str, Any]]) -> None:
@@ -670,7 +220,7 @@ class InfluxSink:
             extra = self._extra
             for rec in records:
                 try:
-                    convert = _KINDS.get(rec.get("kind"))
+                    convert = KINDS.get(rec.get("kind"))
                     if convert is None:
                         raise ValueError(f"unknown monitoring record kind {rec.get('kind')!r}")
                     line = convert(rec, extra)
@@ -713,7 +263,7 @@ class InfluxSink:
                 "written": self._written,
                 "dropped": self._dropped,
                 "last_error": self._last_error,
-                "url": _redact_url(self.url),
+                "url": redact_url(self.url),
                 "bucket": self.bucket,
             }
 
@@ -752,7 +302,7 @@ class InfluxSink:
             self._spool.seal()
             sync = self._spool.take_sync()
         with contextlib.suppress(OSError):
-            _fsync_all(*sync[:2], self._spool.dir if sync[2] else None)
+            fsync_all(*sync[:2], self._spool.dir if sync[2] else None)
         if alive:
             return  # keep our stream lock: the thread may still append; the lock dies with the process
         with self._lock:
@@ -895,7 +445,7 @@ class InfluxSink:
             segments = self._spool.sealed()
         for segment in segments:
             try:
-                start, lines = _complete_lines(segment)
+                start, lines = complete_lines(segment)
             except FileNotFoundError:
                 continue
             offset = start
@@ -911,7 +461,7 @@ class InfluxSink:
                     self._spool.finish(segment)  # before the count drops: a drained spool has no file left
                 else:
                     with contextlib.suppress(OSError):
-                        _save_pos(segment, offset)
+                        save_pos(segment, offset)
                 with self._cond:
                     self._spool.count = max(0, self._spool.count - len(points))
                     self._cond.notify_all()
@@ -928,7 +478,7 @@ class InfluxSink:
             fds, retired, dir_dirty = self._spool.take_sync()
         if fds or retired or dir_dirty:
             try:
-                _fsync_all(fds, retired, self._spool.dir if dir_dirty else None)
+                fsync_all(fds, retired, self._spool.dir if dir_dirty else None)
             except OSError as exc:
                 self._note(exc, prefix="spool fsync failed")
 
@@ -948,7 +498,7 @@ class InfluxSink:
         if self._client.ping():
             self._ok()
         else:
-            self._failed(ConnectionError(f"no answer to ping from {_redact_url(self.url)}"))
+            self._failed(ConnectionError(f"no answer to ping from {redact_url(self.url)}"))
 
     def _send(self, lines: Sequence[str | bytes]) -> bool:
         """Send lines; True when the server has them (or rejected them as malformed: dropped, never retried)."""
@@ -1002,7 +552,7 @@ class InfluxSink:
             text = f"{type(exc).__name__}: {getattr(exc, 'reason', None) or exc}"
         if self._token:
             text = text.replace(self._token, "***")
-        text = text.replace(self.url, _redact_url(self.url))
+        text = text.replace(self.url, redact_url(self.url))
         with self._lock:
             self._last_error = (f"{prefix}: {text}" if prefix else text)[:500]
 
@@ -1018,4 +568,4 @@ class InfluxSink:
         finally:
             self._lock.release()
         with contextlib.suppress(Exception):
-            _fsync_all(*sync[:2], self._spool.dir if sync[2] else None)
+            fsync_all(*sync[:2], self._spool.dir if sync[2] else None)

@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from ..hosts import is_loopback
 
@@ -71,3 +71,54 @@ def resolve(local: Mapping[str, Any] | None, env: Mapping[str, str] | None = Non
         bucket=cfg.get("bucket") or env.get("INFLUXDB_V2_BUCKET") or DEFAULT_BUCKET,
         tags=tags,
     )
+
+
+def redact_url(url: str) -> str:
+    """The URL without user:password, fit to show in %mm_monitor and in a state file."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid url>"
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _env_bool(value: str) -> bool:
+    return value.lower() in ("yes", "true")  # influxdb_client.client._base._to_bool
+
+
+def client_options(env: Mapping[str, str]) -> tuple[float | None, dict[str, Any]]:
+    """The connection settings ``InfluxDBClient.from_env_properties`` reads, besides url, token and org.
+
+    Returns (timeout in seconds or None, keyword arguments for ``InfluxDBClient``), with the same variable names,
+    defaults and parsing as the client, so a machine configured for the client's CLI-style setup works unchanged.
+    """
+    options: dict[str, Any] = {}
+    timeout = env.get("INFLUXDB_V2_TIMEOUT")
+    if "INFLUXDB_V2_VERIFY_SSL" in env:
+        options["verify_ssl"] = _env_bool(env["INFLUXDB_V2_VERIFY_SSL"])
+    for name, key in (
+        ("INFLUXDB_V2_SSL_CA_CERT", "ssl_ca_cert"),
+        ("INFLUXDB_V2_CERT_FILE", "cert_file"),
+        ("INFLUXDB_V2_CERT_KEY_FILE", "cert_key_file"),
+        ("INFLUXDB_V2_CERT_KEY_PASSWORD", "cert_key_password"),
+    ):
+        if env.get(name):
+            options[key] = env[name]
+    if (pool := _env_int(env.get("INFLUXDB_V2_CONNECTION_POOL_MAXSIZE"))) is not None:
+        options["connection_pool_maxsize"] = pool
+    if "INFLUXDB_V2_AUTH_BASIC" in env:
+        options["auth_basic"] = _env_bool(env["INFLUXDB_V2_AUTH_BASIC"])
+    timeout_ms = _env_int(timeout)
+    return (timeout_ms / 1000.0 if timeout_ms else None), options
+
+
+def _env_int(value: str | None) -> int | None:
+    """An integer setting; a malformed one is ignored rather than stopping a model server from starting."""
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None

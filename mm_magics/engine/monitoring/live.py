@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .. import metrics
 from ..documents import finite_number
 from ..errors import MMError
 from ..records import Record
@@ -380,26 +381,11 @@ def _quality(joined: pd.DataFrame, task: str | None) -> tuple[dict[str, float], 
         y_true.extend(t)
     if not y_true:
         return {}, 0
-    from sklearn import metrics as skm
-
     if task == "regression":
-        yt, yp = np.asarray(y_true, float), np.asarray(y_pred, float)
-        return {
-            "mae": float(skm.mean_absolute_error(yt, yp)),
-            "rmse": float(np.sqrt(skm.mean_squared_error(yt, yp))),
-            "r2": float(skm.r2_score(yt, yp)) if len(yt) > 1 else float("nan"),
-        }, len(yt)
-    yt, yp = [_label(v) for v in y_true], [_label(v) for v in y_pred]
-    labels = sorted(set(yt) | set(yp))
-    out = {"accuracy": float(skm.accuracy_score(yt, yp))}
-    if len(labels) == 2:
-        pos = labels[-1]
-        out["precision"] = float(skm.precision_score(yt, yp, pos_label=pos, zero_division=0))
-        out["recall"] = float(skm.recall_score(yt, yp, pos_label=pos, zero_division=0))
-        out["f1"] = float(skm.f1_score(yt, yp, pos_label=pos, zero_division=0))
+        out = metrics.regression(y_true, y_pred)
     else:
-        out["f1_macro"] = float(skm.f1_score(yt, yp, average="macro", zero_division=0))
-    return out, len(yt)
+        out = metrics.classification([_label(v) for v in y_true], [_label(v) for v in y_pred], confusion=False)
+    return {k: v for k, v in out.items() if k in metrics.HEADLINE}, len(y_true)
 
 
 def _label(value: Any) -> str:

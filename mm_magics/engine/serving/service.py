@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..atomic import file_lock
+from ..atomic import LockTimeout, file_lock
 from ..clock import now_iso
 from ..errors import DeploymentError, Fix, MMError
 from ..hosts import check_host, check_port, is_loopback
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 
 MAX_PROBES = 10_000
+#: How long a deploy waits for another session's deploy, switch or undeploy of the same model.
+LOCK_TIMEOUT = 600.0
 
 
 class Deployer:
@@ -149,8 +151,14 @@ class Deployer:
     def _lock(self, name: str) -> Iterator[None]:
         """One deploy, switch or undeploy of a model at a time, across kernels: two kernels deploying the same model
         at once would otherwise both start a server, and the one whose record lost would serve on, unowned."""
-        with file_lock(self.store.root / f".{check_name(name)}.deploy.lock"):
-            yield
+        try:
+            with file_lock(self.store.root / f".{check_name(name)}.deploy.lock", timeout=LOCK_TIMEOUT):
+                yield
+        except LockTimeout:
+            raise DeploymentError(
+                f"another session has been deploying {name} for over {LOCK_TIMEOUT:.0f} s (a Docker build can take "
+                "a few minutes): wait for it, then try again"
+            ) from None
 
     def undeploy(self, name: str) -> Deployment:
         check_name(name)
