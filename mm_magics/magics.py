@@ -613,6 +613,13 @@ class MMMagics(Magics):
             return []
 
 
+#: Magics with no ``mm`` verb, and why: they work on the kernel's own objects or cell code (a shell has neither).
+NOTEBOOK_ONLY = {
+    "mm_train": "runs the cell's code and fits the estimator it defines, in the kernel",
+    "mm_commit": "versions an estimator object that lives in the kernel",
+    "mm": "lists these magics",
+}
+
 VERSION_MAGICS = (
     "%mm_log",
     "%mm_diff",

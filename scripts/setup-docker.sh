@@ -10,11 +10,23 @@
 #
 # Run as root: `bash scripts/setup-docker.sh`. Then deploy with the base image local/python:3.11
 # (MM_DOCKER_BASE_IMAGE=local/python:3.11). Environment: MM_BASE_IMAGE (image name to provide, default
-# local/python:3.11), DEBIAN_MIRROR (default http://deb.debian.org/debian), XDG_CACHE_HOME.
+# local/python:3.11), DEBIAN_MIRROR (default: the first Debian mirror in this machine's apt sources), XDG_CACHE_HOME.
 set -euo pipefail
 
 IMAGE="${MM_BASE_IMAGE:-local/python:3.11}"
-MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+# The mirror this machine's apt already uses (deb822 "URIs:" or one-line "deb" entries), never a hard-coded host:
+# a machine that reaches only its own mirror must build from that one.
+apt_mirror() {
+    local files=(/etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list /etc/apt/sources.list)
+    local f
+    for f in "${files[@]}"; do
+        [ -f "$f" ] || continue
+        awk '/^URIs:/ {print $2; exit} /^deb / {for (i = 2; i <= NF; i++) if ($i ~ /^[a-z+]+:\/\//) {print $i; exit}}' "$f" \
+            | grep -v -- '-security' | head -n 1
+    done | head -n 1
+}
+MIRROR="${DEBIAN_MIRROR:-$(apt_mirror)}"
+MIRROR="${MIRROR:-http://deb.debian.org/debian}"
 CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/mm_magics"
 TARBALL="$CACHE_DIR/$(echo "$IMAGE" | tr '/:' '__').tar.gz"
 DOCKERD_LOG=/tmp/dockerd.log

@@ -9,6 +9,8 @@ from IPython.testing.globalipapp import start_ipython
 
 from mm_magics.engine import Workspace
 
+from .waiting import wait_until
+
 TRAIN_LOGREG = "from sklearn.linear_model import LogisticRegression\nmodel = LogisticRegression(max_iter=500)\n"
 TRAIN_TREE = "from sklearn.tree import DecisionTreeClassifier\nmodel = DecisionTreeClassifier(max_depth=1)\n"
 
@@ -329,13 +331,9 @@ def test_monitor_feedback_probe(ip, tmp_path):
         line(ip, "mm_feedback iris y.head(5)")
         assert pred.request_id
         line(ip, "mm_probe iris -n 3")
-        import time
-
-        deadline = time.monotonic() + 10
-        snap = line(ip, "mm_monitor iris --window 10m")
-        while snap.requests < 4 and time.monotonic() < deadline:
-            time.sleep(0.1)
-            snap = line(ip, "mm_monitor iris --window 10m")
+        snap = wait_until(
+            lambda: (s := line(ip, "mm_monitor iris --window 10m")).requests >= 4 and s, "4 requests in the monitor"
+        )
         assert snap.requests >= 4 and "network" in snap.latency_ms
         assert snap.quality["accuracy"] == 1.0 and snap.labelled == 5
         assert "iris (iris@v1)" in str(snap)

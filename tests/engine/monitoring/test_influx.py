@@ -27,6 +27,7 @@ from mm_magics.engine.atomic import atomic_write_text
 from mm_magics.engine.monitoring.influx import InfluxSink, to_line
 
 from ...victoria import free_port
+from ...waiting import wait_until
 
 
 def dead_url() -> str:
@@ -273,9 +274,7 @@ def test_a_server_that_never_answers_spools_and_a_later_sink_replays(victoria, t
         t0 = int(time.time()) - 2000
         for k in range(40):
             sink.write([request(t0 + (k * 10 + i) / 1000, k * 10 + i, "hung") for i in range(10)])
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and sink.state()["spooled"] < 400:
-            time.sleep(0.05)
+        wait_until(lambda: sink.state()["spooled"] >= 400, "400 points in the spool")
         state = sink.state()
         assert state["connected"] is False and state["spooled"] == 400 and state["written"] == 0
         sink.close(timeout=5)

@@ -16,6 +16,8 @@ from mm_magics.engine.monitoring.recorder import DRIFT_SAMPLE, Recorder
 from mm_magics.engine.monitoring.store import SQLiteStore
 from mm_magics.engine.serving.request_ids import new_request_id
 
+from ...waiting import wait_until
+
 
 @pytest.fixture(scope="module")
 def iris():
@@ -184,9 +186,7 @@ def test_the_recorder_applies_retention_in_the_background(tmp_path):
     store.write_requests([{"time": old + i, "model": "iris", "version": 1, "status": 200} for i in range(12_000)])
     store.write_requests([{"time": time.time(), "model": "iris", "version": 1, "status": 200}])
     rec = Recorder(store, interval=0.05)  # its first pass works off the backlog a chunk per tick
-    deadline = time.monotonic() + 30
-    while len(store.requests("iris", 0)) > 1 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: len(store.requests("iris", 0)) <= 1, "compaction to fold the old requests")
     rec.close()
     assert len(store.requests("iris", 0)) == 1 and store.rollups("iris", 0)["count"].sum() == 12_000
     assert rec.last_error is None

@@ -11,7 +11,6 @@ import http.client
 import json
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +24,8 @@ from sklearn.linear_model import LogisticRegression
 
 from mm_magics.engine import schema_of
 from mm_magics.engine.serving.app import Settings, create_app
+
+from ...waiting import wait_until
 
 GOOD = json.dumps(
     {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [[5.1, 3.5, 1.4, 0.2]]}]}
@@ -65,9 +66,7 @@ def server() -> Iterator[dict[str, Any]]:
     srv = uvicorn.Server(uvicorn.Config(app, log_level="critical", access_log=False, lifespan="on"))
     thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: srv.started, "uvicorn to start")
     port = sock.getsockname()[1]
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     yield {"port": port, "recorded": recorded, "conn": conn}

@@ -23,6 +23,8 @@ from mm_magics.engine.errors import DeploymentError, TransitionError
 from mm_magics.engine.monitoring.store import SQLiteStore
 from mm_magics.engine.serving.service import Deployer, parse_server_timing
 
+from ...waiting import wait_until
+
 
 def v2_body(rows, outputs=("predict",)):
     return {
@@ -172,12 +174,13 @@ def test_feedback_is_accepted(served):
     resp = httpx.post(url + "/v2/models/iris/feedback", json={"feedback": [{"id": rid, "label": 0}]})
     assert resp.json() == {"accepted": 1}
     store = SQLiteStore(served["ws"].run_dir / "metrics.sqlite")
-    deadline = time.monotonic() + 10  # the server's recorder writes off the request path, a few times a second
-    while time.monotonic() < deadline:
+
+    # the server's recorder writes off the request path, a few times a second
+    def joined_with_rid() -> list:
         joined = store.joined_feedback("iris", 0)
-        if rid in set(joined["request_id"]):
-            break
-        time.sleep(0.1)
+        return [joined] if rid in set(joined["request_id"]) else []
+
+    (joined,) = wait_until(joined_with_rid, "the feedback joined to its request")
     row = joined[joined["request_id"] == rid].iloc[-1]
     assert json.loads(row["prediction"]) == [0] and json.loads(row["label"]) == 0
     store.close()
@@ -281,9 +284,7 @@ def test_ctrl_c_while_a_server_starts_leaves_no_server_behind(served):
     pgrep = ["pgrep", "-f", "--", "--version=slow@v1 "]
 
     def interrupt_once_the_server_runs() -> None:
-        deadline = time.monotonic() + 30
-        while not subprocess.run(pgrep, capture_output=True).stdout and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: subprocess.run(pgrep, capture_output=True).stdout, "the server process", every=0.01)
         os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C (or a kernel interrupt) does to %mm_deploy
 
     threading.Thread(target=interrupt_once_the_server_runs, daemon=True).start()
@@ -339,9 +340,7 @@ def test_killed_server_is_detected_as_stale(served):
     dep = deployer.deploy("victim")
     assert deployer.get("victim").status == "running"
     os.kill(dep.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while deployer.get("victim").status != "stale" and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: deployer.get("victim").status == "stale", "the killed server to show as stale")
     assert {d.name: d.status for d in deployer.list()}["victim"] == "stale"
     with pytest.raises(DeploymentError, match="stale"):
         deployer.switch("victim", "victim@v1")
