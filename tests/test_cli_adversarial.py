@@ -281,7 +281,7 @@ def test_a_recorded_package_never_reaches_pip_as_an_option(populated, name, vers
     """A Docker build downloads the version's recorded packages with ``pip download``; the record lives in git and
     anyone can edit it, so each entry must be a plain name and version (and they go after ``--`` regardless)."""
     from mm_magics.engine.errors import DeploymentError
-    from mm_magics.engine.serving.docker_runner import requirements_for
+    from mm_magics.engine.serving.image_context import requirements_for
 
     v = populated.registry.get("m@v1")
     v.environment = {**v.environment, "packages": {**v.environment.get("packages", {}), name: version}}

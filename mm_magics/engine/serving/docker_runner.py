@@ -23,38 +23,37 @@ Why it is shaped this way:
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
-import importlib.util
 import io
 import json
 import os
-import platform
 import re
 import secrets
-import shutil
-import subprocess
-import sys
 import tarfile
 import tempfile
 import time
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..atomic import atomic_write_text, file_lock
+from ..atomic import file_lock
 from ..clock import now_iso
-from ..environment import capture_environment
 from ..errors import DeploymentError, Fix
 from ..hosts import check_port, free_port
 from ..monitoring.influx_settings import resolve as resolve_influx
 from .client import ServerClient
 from .deployments import Deployment, DeploymentStore, pid_alive
+from .image_context import (
+    WheelCache,
+    copy_package,
+    link_or_copy,
+    one_line,
+    requirements_for,
+    write_bundle,
+)
 from .local import workspace_secret
 
 if TYPE_CHECKING:
@@ -73,16 +72,6 @@ ADMIN_TOKEN_PATH = f"{TOKEN_DIR}/admin-token"
 INFLUX_TOKEN_PATH = f"{TOKEN_DIR}/influx-token"
 LABEL = "io.mm-magics"
 RUNTIME_REPO = "mm-magics/runtime"
-#: What loading and running a scikit-learn model needs, when the version's recorded environment lacks one.
-MODEL_PACKAGES = ("scikit-learn", "numpy", "scipy", "pandas", "skops", "joblib", "threadpoolctl")
-#: What the server process imports beyond the model's own packages: the HTTP stack. The bundle path of
-#: ``mm_magics.engine.serving.server`` imports neither GitPython nor networkx (the engine imports the workspace
-#: lazily), so the image has no git and no registry code; the Docker tests fail fast if that ever changes.
-SERVER_PACKAGES = ("starlette", "uvicorn")
-#: Installed in the image when the host has it (the ``[influx]`` extra), so containers can write to InfluxDB too.
-INFLUX_PACKAGE = "influxdb-client"
-#: Parts of the package a server never needs (front-end assets, notebooks): left out of the image.
-PACKAGE_EXCLUDES = ("labextension", "example_notebooks", "__pycache__")
 SERVER_CMD = [
     "/opt/mm/bin/python",
     "-m",
@@ -110,10 +99,9 @@ RUN python3 -m venv /opt/mm \\
 FROM {base}
 # (b) the dependencies: changes only when the pinned environment changes
 COPY --from=deps /opt/mm /opt/mm
-# (c) mm_magics itself: changes when mm_magics changes; small
-COPY pkg/ /tmp/mm-pkg/
-RUN /opt/mm/bin/python -m pip install --no-cache-dir --no-index --no-deps /tmp/mm-pkg/*.whl && rm -rf /tmp/mm-pkg
-ENV LANG=C.UTF-8 PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PATH=/opt/mm/bin:$PATH
+# (c) mm_magics itself, copied as installed on the host: changes when mm_magics changes; small
+COPY pkg/ /opt/mm-pkg/
+ENV LANG=C.UTF-8 PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PATH=/opt/mm/bin:$PATH PYTHONPATH=/opt/mm-pkg
 USER 65534:65534
 EXPOSE {port}
 CMD {cmd}
@@ -140,202 +128,6 @@ class BuildResult:
     @property
     def cached_steps(self) -> int:
         return sum(1 for line in self.log if "Using cache" in line)
-
-
-# -- helpers that need no Docker -------------------------------------------------------------------------------
-def cache_root() -> Path:
-    """Host-side cache shared by every workspace on the machine (wheels, the base image tarball)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "mm_magics"
-
-
-def _one_line(text: Any, limit: int = 400) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-def requirements_for(version: Version) -> list[str]:
-    """Pinned requirements for serving ``version``: its recorded model packages, plus the server's own.
-
-    The model's packages come from the environment captured at training time (so the container unpickles and
-    predicts exactly as the notebook did); when a version recorded none, the host's versions stand in.
-    """
-    recorded = dict((version.environment or {}).get("packages") or {})
-    if not recorded:
-        recorded = dict(capture_environment()["packages"])
-    pins: dict[str, str | None] = {}
-    for name, ver in recorded.items():
-        if not (isinstance(name, str) and _PACKAGE.fullmatch(name) and _VERSION.fullmatch(str(ver))):
-            # the record comes from git, which anyone can edit: it reaches pip's command line, so only a plain
-            # name==version may pass (never an option such as --index-url=...)
-            raise DeploymentError(
-                f"{version.id} records the package {name!r}=={ver!r}, which is not a package name and version: "
-                "run `mm fsck`, or commit the model again"
-            )
-        if _norm(name) != "mm-magics":
-            pins[_norm(name)] = str(ver)
-    optional = (INFLUX_PACKAGE,) if importlib.util.find_spec("influxdb_client") else ()
-    for name in (*MODEL_PACKAGES, *SERVER_PACKAGES, *optional):
-        if _norm(name) in pins or _norm(name) == "mm-magics":
-            continue
-        try:
-            pins[_norm(name)] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pins[_norm(name)] = None
-    return sorted(f"{name}=={ver}" if ver else name for name, ver in pins.items())
-
-
-_PACKAGE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,98}[A-Za-z0-9])?")  # PEP 508 names
-_VERSION = re.compile(r"[0-9][A-Za-z0-9.+!_-]{0,63}")  # PEP 440 versions (and local labels)
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-class WheelCache:
-    """Wheels for the image, downloaded on the host (which reaches PyPI) and reused across builds.
-
-    Each distinct requirement set gets a manifest of the exact files pip resolved, so a warm build runs no pip at
-    all, and two builds with the same requirements put byte-identical wheels in the context (a Docker cache hit).
-    """
-
-    def __init__(self, root: Path | None = None, *, python_version: str = "3.11", arch: str | None = None) -> None:
-        self.root = Path(root) if root else cache_root() / "wheels"
-        self.python_version = python_version
-        self.arch = arch or platform.machine()
-        # manylinux_2_28 and every older manylinux tag (pip expands downwards): fits Debian bookworm's glibc 2.36
-        self.platform = f"manylinux_2_28_{self.arch}"
-
-    def _pip_args(self) -> list[str]:
-        abi = "cp" + self.python_version.replace(".", "")
-        return [
-            "--only-binary=:all:",
-            "--python-version",
-            self.python_version,
-            "--implementation",
-            "cp",
-            "--abi",
-            abi,
-            "--platform",
-            self.platform,
-        ]
-
-    def resolve(self, requirements: list[str]) -> list[Path]:
-        """The wheel files that satisfy ``requirements`` for the image's Python, downloading what is missing."""
-        key = hashlib.sha256(
-            json.dumps([sorted(requirements), self.python_version, self.platform]).encode()
-        ).hexdigest()[:20]
-        manifest = self.root / "sets" / f"{key}.json"
-        paths = self._from_manifest(manifest)
-        if paths is not None:
-            return paths
-        with file_lock(self.root / ".lock"):
-            paths = self._from_manifest(manifest)
-            if paths is not None:
-                return paths
-            names = self._download(requirements)
-            atomic_write_text(manifest, json.dumps({"requirements": sorted(requirements), "wheels": names}) + "\n")
-        return [self.root / n for n in names]
-
-    def _from_manifest(self, manifest: Path) -> list[Path] | None:
-        try:
-            names = json.loads(manifest.read_text())["wheels"]
-        except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError):
-            return None
-        paths = [self.root / n for n in names]
-        return paths if all(p.is_file() for p in paths) else None
-
-    def _download(self, requirements: list[str]) -> list[str]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="mm-wheels-", dir=self.root) as tmp:
-            base = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "-q", "-d", tmp]
-            # offline first (the cache may already hold everything), then from the index with the cache as a source
-            # requirements after "--": whatever one holds, pip reads it as a requirement, never as an option
-            offline = [*base, "--no-index", "--find-links", str(self.root), *self._pip_args(), "--", *requirements]
-            online = [*base, "--find-links", str(self.root), *self._pip_args(), "--", *requirements]
-            proc = subprocess.run(offline, capture_output=True, text=True, check=False)
-            if proc.returncode != 0:
-                proc = subprocess.run(online, capture_output=True, text=True, check=False)
-            if proc.returncode != 0:
-                errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("ERROR")] or proc.stderr.splitlines()
-                raise DeploymentError(
-                    f"could not download wheels for the image ({_one_line(' '.join(errors[-2:]), 300)}): the host "
-                    f"needs PyPI access (or a pip index) and cp{self.python_version.replace('.', '')} "
-                    f"{self.platform} wheels of {' '.join(requirements)}"
-                )
-            names = sorted(os.listdir(tmp))
-            for n in names:
-                target = self.root / n
-                if not target.is_file():
-                    os.replace(os.path.join(tmp, n), target)
-        return names
-
-
-def build_package_wheel(dest: Path) -> Path:
-    """A wheel of the *installed* mm_magics package (editable or not), reproducible byte for byte.
-
-    Built by hand rather than with ``pip wheel``: a pip-installed mm_magics has no source tree to build from, and a
-    build backend could run slow front-end build hooks. Fixed timestamps and sorted entries mean an unchanged
-    package gives an identical wheel, so Docker reuses the layer that installs it.
-    """
-    import mm_magics
-
-    pkg = Path(mm_magics.__file__).resolve().parent
-    version = mm_magics.__version__
-    dist_info = f"mm_magics-{version}.dist-info"
-    entries: list[tuple[str, bytes]] = []
-    for path in sorted(pkg.rglob("*")):
-        rel = path.relative_to(pkg)
-        if not path.is_file() or path.suffix in (".pyc", ".pyo") or any(p in PACKAGE_EXCLUDES for p in rel.parts):
-            continue
-        if any(part.startswith(".") for part in rel.parts):
-            continue
-        entries.append((f"mm_magics/{rel.as_posix()}", path.read_bytes()))
-    entries.append(
-        (
-            f"{dist_info}/METADATA",
-            f"Metadata-Version: 2.1\nName: mm_magics\nVersion: {version}\n"
-            "Summary: mm_magics serving runtime (built by the Docker runner from the installed package)\n".encode(),
-        )
-    )
-    entries.append(
-        (
-            f"{dist_info}/WHEEL",
-            b"Wheel-Version: 1.0\nGenerator: mm_magics docker_runner\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-        )
-    )
-    record = []
-    for name, data in entries:
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record.append(f"{name},sha256={digest},{len(data)}")
-    record.append(f"{dist_info}/RECORD,,")
-    entries.append((f"{dist_info}/RECORD", ("\n".join(record) + "\n").encode()))
-    dest.mkdir(parents=True, exist_ok=True)
-    target = dest / f"mm_magics-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in entries:
-            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-            info.external_attr = 0o644 << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, data)
-    return target
-
-
-def write_bundle(ws: Workspace, version: Version, dest: Path) -> Path:
-    """The directory the server loads one version from (see ``BundleSource``); the artifact is hash-verified."""
-    dest.mkdir(parents=True, exist_ok=True)
-    (dest / "version.json").write_text(json.dumps(version.to_dict(), sort_keys=True))
-    (dest / "artifact.skops").write_bytes(ws.objects.get(version.sha256, label=f"artifact of {version.id}"))
-    (dest / "trusted.json").write_text(json.dumps(list(ws.config.get("trusted_types") or [])))
-    return dest
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
 
 
 def _secrets_tar(files: dict[str, str | None]) -> bytes:
@@ -425,10 +217,10 @@ class DockerRunner:
         except Exception as exc:
             if not _is_docker_error(exc):
                 raise
-            text = _one_line(getattr(exc, "explanation", None) or exc)
+            text = one_line(getattr(exc, "explanation", None) or exc)
             if _is_unreachable(exc):
                 raise DeploymentError(
-                    f"cannot {action}: the Docker engine is not reachable ({_one_line(text, 160)}): start it with "
+                    f"cannot {action}: the Docker engine is not reachable ({one_line(text, 160)}): start it with "
                     f"`{SETUP}` (as root; installs docker.io and starts dockerd) or set DOCKER_HOST"
                 ) from None
             raise DeploymentError(
@@ -456,7 +248,7 @@ class DockerRunner:
         except Exception as exc:
             if not _is_docker_error(exc):
                 raise
-            reason = _one_line(getattr(exc, "explanation", None) or exc, 160)
+            reason = one_line(getattr(exc, "explanation", None) or exc, 160)
             raise DeploymentError(
                 f"base image {self.base_image} is missing and cannot be pulled ({reason}): run `{SETUP}` to build "
                 f"{LOCAL_BASE_IMAGE} and use it as the base image (docker_base_image setting or "
@@ -499,12 +291,12 @@ class DockerRunner:
         wheels = self.wheels.resolve(requirements)
         with tempfile.TemporaryDirectory(prefix="mm-docker-runtime-") as tmp:
             ctx = Path(tmp)
-            pkg = build_package_wheel(ctx / "pkg")
+            package_hash = copy_package(ctx / "pkg")
             dockerfile = RUNTIME_DOCKERFILE.format(
                 base=self.base_image, port=CONTAINER_PORT, cmd=json.dumps(SERVER_CMD)
             )
             deps = hashlib.sha256(json.dumps([base_id, dockerfile, [w.name for w in wheels]]).encode()).hexdigest()
-            key = hashlib.sha256(f"{deps}\0{hashlib.sha256(pkg.read_bytes()).hexdigest()}".encode()).hexdigest()[:16]
+            key = hashlib.sha256(f"{deps}\0{package_hash}".encode()).hexdigest()[:16]
             tag = f"{RUNTIME_REPO}:{key}"
             with self._errors(f"look up the runtime image {tag}"):
                 try:
@@ -515,7 +307,7 @@ class DockerRunner:
             self._say(f"building the runtime image {tag} ({len(wheels)} wheels; once per environment)")
             (ctx / "wheels").mkdir()
             for wheel in wheels:
-                _link_or_copy(wheel, ctx / "wheels" / wheel.name)
+                link_or_copy(wheel, ctx / "wheels" / wheel.name)
             (ctx / "wheels" / "requirements.txt").write_text("\n".join(requirements) + "\n")
             (ctx / "Dockerfile").write_text(dockerfile)
             _, log = self._build(ctx, tag, {f"{LABEL}.runtime": key, f"{LABEL}.deps": deps[:16]})
@@ -543,7 +335,7 @@ class DockerRunner:
                 if "error" in chunk:
                     tail = " | ".join(line for line in log[-4:] if line)
                     raise DeploymentError(
-                        f"building {tag} failed: {_one_line(chunk['error'], 300)} (last steps: {_one_line(tail, 300)})"
+                        f"building {tag} failed: {one_line(chunk['error'], 300)} (last steps: {one_line(tail, 300)})"
                     )
                 text = chunk.get("stream")
                 if text:
@@ -789,7 +581,7 @@ class DockerRunner:
             except docker.errors.APIError as exc:
                 if exc.status_code != 409:  # 409: another container uses it
                     raise
-                self._say(f"left image {image} in place: {_one_line(exc.explanation, 160)}")
+                self._say(f"left image {image} in place: {one_line(exc.explanation, 160)}")
 
     # -- small helpers --------------------------------------------------------------------------------------------
     def _version(self, version: Version | str) -> Version:
