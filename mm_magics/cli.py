@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
+from . import verbs
 from .engine.errors import MMError
 
 #: Verbs that may start a workspace where there is none; every other verb needs one to exist (a mistyped -C path
@@ -235,40 +236,28 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     add("init", cmd_init, "create (or find) the workspace")
-    add("models", cmd_models, "list models with their latest version, aliases and stage counts")
-    sp = add("show", cmd_show, "show one version's metadata")
-    sp.add_argument("version", help="NAME, NAME@vN or NAME@ALIAS")
-    sp = add("log", cmd_log, "a model's versions, newest first")
-    sp.add_argument("name")
-    sp.add_argument("--limit", "-n", type=int, default=20)
-    sp.add_argument("--before", type=int, help="page cursor: show versions older than vN")
-    sp = add("diff", cmd_diff, "what changed between two versions")
-    sp.add_argument("a")
-    sp.add_argument("b")
-    sp.add_argument("--no-agreement", action="store_true", help="skip the prediction-agreement check")
-    sp = add("rollback", cmd_rollback, "make a new version equal to an older one")
-    sp.add_argument("version", help="NAME@vN to roll back to")
-    sp.add_argument("-m", "--message", default="", help="why (kept in the audit log)")
-    sp = add("checkout", cmd_checkout, "load a version (hash verified) to check it is usable")
-    sp.add_argument("version")
-    sp = add("alias", cmd_alias, "point an alias (e.g. production) at a version, or delete it")
-    sp.add_argument("version", help="NAME@vN (or NAME with --delete)")
-    sp.add_argument("alias")
-    sp.add_argument("--delete", action="store_true")
-    sp.add_argument("-m", "--message", default="")
-    sp = add("stage", cmd_stage, "move a version through the lifecycle (or show its stage history)")
-    sp.add_argument("version")
-    sp.add_argument("stage", nargs="?")
-    sp.add_argument("-m", "--message", default="")
-    sp.add_argument("--force", action="store_true", help="override failed gates (needs -m)")
-    sp.add_argument("--check", action="store_true", help="only report the gates")
+    shared = {
+        "models": cmd_models,
+        "show": cmd_show,
+        "log": cmd_log,
+        "diff": cmd_diff,
+        "rollback": cmd_rollback,
+        "checkout": cmd_checkout,
+        "alias": cmd_alias,
+        "stage": cmd_stage,
+        "gate": cmd_gate,
+        "deploy": cmd_deploy,
+        "undeploy": cmd_undeploy,
+        "deployments": cmd_deployments,
+        "predict": cmd_predict,
+        "monitor": cmd_monitor,
+        "probe": cmd_probe,
+        "feedback": cmd_feedback,
+    }
+    for name, fn in shared.items():  # arguments and help declared once, for the magics too (mm_magics.verbs)
+        verbs.apply(add(name, fn, verbs.VERBS[name].help), name, "cli")
     sp = add("stages", cmd_stages, "how many versions of a model sit in each stage")
     sp.add_argument("name")
-    sp = add("gate", cmd_gate, "set or show the metric thresholds for entering a stage")
-    sp.add_argument("name")
-    sp.add_argument("exprs", nargs="*", help='e.g. "accuracy>=0.9"')
-    sp.add_argument("--stage", default="deploy")
-    sp.add_argument("--replace", action="store_true", help="replace all gates of the stage")
     sp = add("history", cmd_history, "the audit log (every commit), newest first")
     sp.add_argument("name", nargs="?")
     sp.add_argument("--limit", "-n", type=int, default=50)
@@ -286,33 +275,6 @@ def build_parser() -> argparse.ArgumentParser:
         sp = add(name, fn, f"{name} the registry (git) and its artifacts")
         sp.add_argument("url", nargs="?")
         sp.add_argument("artifacts", nargs="?")
-    sp = add("deploy", cmd_deploy, "serve a version over HTTP (V2 and MLflow protocols)")
-    sp.add_argument("version", help="NAME, NAME@vN or NAME@ALIAS")
-    sp.add_argument("--docker", action="store_true", help="run in a Docker container")
-    sp.add_argument("--port", type=int)
-    sp.add_argument("--batch", dest="batch", action="store_true", default=True, help="micro-batching (the default)")
-    sp.add_argument("--no-batch", dest="batch", action="store_false", help="turn adaptive micro-batching off")
-    sp.add_argument("--force", action="store_true", help="deploy even if a gate fails (needs -m)")
-    sp.add_argument("-m", "--message", default="")
-    sp = add("undeploy", cmd_undeploy, "stop a model's server")
-    sp.add_argument("name")
-    add("deployments", cmd_deployments, "list deployments with their live status")
-    sp = add("predict", cmd_predict, "send JSON rows through a deployed model's endpoint")
-    sp.add_argument("name")
-    sp.add_argument("data", help="JSON rows, e.g. '[[5.1, 3.5, 1.4, 0.2]]'")
-    sp.add_argument("--proba", action="store_true")
-    sp = add("monitor", cmd_monitor, "live serving metrics: rate, latency split, errors, quality, drift, alerts")
-    sp.add_argument("name")
-    sp.add_argument("--window", default="5m")
-    sp.add_argument("--watch", help="refresh every so often (e.g. 2s) until Ctrl-C")
-    sp.add_argument("--frame", action="store_true", help="print the raw request log of the window")
-    sp = add("probe", cmd_probe, "timed requests: record network time for the latency split")
-    sp.add_argument("name")
-    sp.add_argument("-n", type=int, default=20)
-    sp = add("feedback", cmd_feedback, "record ground-truth labels for logged requests")
-    sp.add_argument("name")
-    sp.add_argument("--ids", required=True, help="JSON list of request ids")
-    sp.add_argument("--labels", required=True, help="JSON list of true labels, one per id")
     sp = add("demo", cmd_demo, "run the quick-start story end to end on a bundled dataset")
     sp.add_argument("--dir", default="mm-demo", help="where to run it (default: ./mm-demo)")
     return p

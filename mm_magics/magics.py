@@ -7,7 +7,9 @@ errors become a one-line ``UsageError`` naming the problem and the fix; the name
 
 from __future__ import annotations
 
+import argparse
 import functools
+import inspect
 import os
 import shlex
 import signal
@@ -18,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments
+from IPython.core.magic_arguments import MagicArgumentParser
 from traitlets import Bool, Float, Int, Unicode
 
-from . import render
+from . import render, verbs
 from .engine.errors import MMError, magic_spelling
 from .engine.records import CheckedOut, CommittedRun, GateList, ModelList
 from .engine.specs import parse_spec
@@ -45,6 +47,26 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise UsageError(exc.render(magic_spelling)) from None  # advice in this face's words
 
     return wrapper
+
+
+def verb_arguments(verb: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a magic the arguments :data:`verbs.VERBS` declares for it (the ones ``mm`` gets too), and a help text
+    that opens with its usage line and then the docstring (``%mm_log?``)."""
+
+    def deco(func: Callable[..., Any]) -> Callable[..., Any]:
+        prefix = "%%" if verb == "train" else "%"
+        parser = MagicArgumentParser(
+            prog=f"{prefix}mm_{verb}",
+            description=inspect.cleandoc(func.__doc__ or verbs.VERBS[verb].help),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            add_help=False,
+        )
+        verbs.apply(parser, verb, "magic")
+        func.parser = parser  # type: ignore[attr-defined]
+        func.__doc__ = parser.format_help()
+        return func
+
+    return deco
 
 
 def _args(fn: Callable[..., Any], line: str) -> Any:
@@ -148,15 +170,7 @@ class MMMagics(Magics):
         return {"id": latest.id, "metrics": latest.metrics}
 
     # -- training and versions ------------------------------------------------------------------------------------
-    @magic_arguments()
-    @argument("name", help="model name (e.g. iris)")
-    @argument("--model", dest="model_var", help="variable holding the estimator (default: the one the cell assigns)")
-    @argument("--data", nargs=2, metavar=("X", "Y"), help="variables holding features and target (default: X y)")
-    @argument("--cv", type=int, help="evaluate with K-fold cross-validation, then fit on all rows")
-    @argument("--test-size", type=float, help="hold-out fraction (default: MMMagics.test_size)")
-    @argument("--from", dest="parent", help="NAME@vN this run retrains or tunes (its parent in the version DAG)")
-    @argument("--commit", action="store_true", help="commit the run straight away (needs -m)")
-    @argument("-m", "--message", default="", help="commit message: the reason for this version")
+    @verb_arguments("train")
     @cell_magic
     @friendly
     def mm_train(self, line: str, cell: str) -> Any:
@@ -214,14 +228,7 @@ class MMMagics(Magics):
         self.runs.pop(run.name, None)
         return version
 
-    @magic_arguments()
-    @argument("name", help="model name")
-    @argument("-m", "--message", default="", help="the reason for this version (required)")
-    @argument(
-        "--model", dest="model_var", help="commit this fitted estimator from the namespace instead of the last run"
-    )
-    @argument("--data", nargs=2, metavar=("X", "Y"), help="with --model: fingerprint this training data")
-    @argument("--from", dest="parent", help="NAME@vN this version derives from")
+    @verb_arguments("commit")
     @line_magic
     @friendly
     def mm_commit(self, line: str) -> Any:
@@ -253,10 +260,7 @@ class MMMagics(Magics):
             run.parent = reg.get(args.parent).id
         return self._commit_run(run, args.message)
 
-    @magic_arguments()
-    @argument("name", help="model name")
-    @argument("-n", "--limit", type=int, default=20, help="versions per page")
-    @argument("--before", type=int, help="page cursor: versions older than vN")
+    @verb_arguments("log")
     @line_magic
     @friendly
     def mm_log(self, line: str) -> Any:
@@ -264,10 +268,7 @@ class MMMagics(Magics):
         args = _args(self.mm_log, line)
         return self.ws.registry.log(args.name, limit=args.limit, before=args.before)
 
-    @magic_arguments()
-    @argument("a", help="NAME@vN")
-    @argument("b", help="NAME@vN")
-    @argument("--no-agreement", action="store_true", help="skip the prediction-agreement check")
+    @verb_arguments("diff")
     @line_magic
     @friendly
     def mm_diff(self, line: str) -> Any:
@@ -275,9 +276,7 @@ class MMMagics(Magics):
         args = _args(self.mm_diff, line)
         return self.ws.registry.diff(args.a, args.b, agreement=not args.no_agreement)
 
-    @magic_arguments()
-    @argument("version", help="NAME, NAME@vN or NAME@ALIAS")
-    @argument("--as", dest="var", help="variable to load the model into (default: model)")
+    @verb_arguments("checkout")
     @line_magic
     @friendly
     def mm_checkout(self, line: str) -> Any:
@@ -290,9 +289,7 @@ class MMMagics(Magics):
         self.ns[var] = self.ws.registry.checkout(version.id)
         return CheckedOut(version=version, var=var)
 
-    @magic_arguments()
-    @argument("version", help="NAME@vN to roll back to")
-    @argument("-m", "--message", default="", help="why (kept in the audit log)")
+    @verb_arguments("rollback")
     @line_magic
     @friendly
     def mm_rollback(self, line: str) -> Any:
@@ -307,28 +304,21 @@ class MMMagics(Magics):
             print(f"{spec.name}'s deployment now serves {version.id} at {deployment.url} (switched without downtime)")
         return version
 
-    @magic_arguments()
-    @argument("version", help="NAME@vN")
-    @argument("stage", help="target stage (e.g. deploy, retire)")
-    @argument("-m", "--message", default="", help="why (kept in the audit log)")
-    @argument("--force", action="store_true", help="override failed gates (needs -m)")
-    @argument("--check", action="store_true", help="only show the gates, change nothing")
+    @verb_arguments("stage")
     @line_magic
     @friendly
     def mm_stage(self, line: str) -> Any:
-        """Move a version through its lifecycle, passing the gates of every stage it enters."""
+        """Move a version through its lifecycle, passing the gates of every stage it enters (no stage: its history)."""
         args = _args(self.mm_stage, line)
         lc = self.ws.lifecycle
+        if args.stage is None:
+            return lc.history(args.version)
         if args.check:
             results = lc.check(args.version, args.stage)
             return GateList(name=self.ws.registry.get(args.version).id, stage=args.stage, gates=[], results=results)
         return lc.transition(args.version, args.stage, args.message, force=args.force)
 
-    @magic_arguments()
-    @argument("version", help="NAME@vN (or NAME with --delete)")
-    @argument("alias", help="alias name (e.g. production)")
-    @argument("--delete", action="store_true", help="remove the alias")
-    @argument("-m", "--message", default="")
+    @verb_arguments("alias")
     @line_magic
     @friendly
     def mm_alias(self, line: str) -> Any:
@@ -347,11 +337,7 @@ class MMMagics(Magics):
             raise UsageError("%mm_models takes no arguments")
         return ModelList(models=self.ws.registry.models())
 
-    @magic_arguments()
-    @argument("name", help="model name")
-    @argument("exprs", nargs="*", help='thresholds such as "accuracy>=0.9" (none: show the gates)')
-    @argument("--stage", default="deploy", help="the stage these gates guard (default: deploy)")
-    @argument("--replace", action="store_true", help="replace all gates of that stage")
+    @verb_arguments("gate")
     @line_magic
     @friendly
     def mm_gate(self, line: str) -> Any:
@@ -369,20 +355,7 @@ class MMMagics(Magics):
     def deployer(self) -> Any:
         return self.ws.deployments
 
-    @magic_arguments()
-    @argument("version", help="NAME, NAME@vN or NAME@ALIAS")
-    @argument("--docker", action="store_true", help="run in a Docker container instead of a local process")
-    @argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
-    @argument(
-        "--batch",
-        dest="batch",
-        action="store_true",
-        default=True,
-        help="adaptive micro-batching (the default: a lone request is served inline, ~2x throughput under load)",
-    )
-    @argument("--no-batch", dest="batch", action="store_false", help="turn micro-batching off")
-    @argument("--force", action="store_true", help="deploy even if a gate fails (needs -m)")
-    @argument("-m", "--message", default="", help="why (kept in the audit log)")
+    @verb_arguments("deploy")
     @line_magic
     @friendly
     def mm_deploy(self, line: str) -> Any:
@@ -396,8 +369,7 @@ class MMMagics(Magics):
             args.version, docker=args.docker, port=args.port, batch=args.batch, force=args.force, reason=args.message
         )
 
-    @magic_arguments()
-    @argument("name", help="model name")
+    @verb_arguments("undeploy")
     @line_magic
     @friendly
     def mm_undeploy(self, line: str) -> Any:
@@ -413,10 +385,7 @@ class MMMagics(Magics):
 
         return DeploymentList(self.deployer.list())
 
-    @magic_arguments()
-    @argument("name", help="deployed model name")
-    @argument("data", nargs="+", help="a variable or expression giving one row or a table of rows (e.g. X.head())")
-    @argument("--proba", action="store_true", help="also ask for predict_proba")
+    @verb_arguments("predict")
     @line_magic
     @friendly
     def mm_predict(self, line: str) -> Any:
@@ -434,12 +403,7 @@ class MMMagics(Magics):
     def monitor(self) -> Any:
         return self.ws.monitor
 
-    @magic_arguments()
-    @argument("name", help="deployed model name")
-    @argument("--window", default="5m", help="sliding window (e.g. 30s, 5m, 1h)")
-    @argument("--refresh", help="update the display every so often (e.g. 2s) from a background thread")
-    @argument("--for", dest="duration", default="10m", help="with --refresh: stop updating after this long")
-    @argument("--stop", action="store_true", help="stop a refreshing monitor of this model")
+    @verb_arguments("monitor")
     @line_magic
     @friendly
     def mm_monitor(self, line: str) -> Any:
@@ -531,10 +495,7 @@ class MMMagics(Magics):
             stop.set()
             thread.join(5)
 
-    @magic_arguments()
-    @argument("name", help="deployed model name")
-    @argument("y_true", nargs="+", help="expression giving the true labels (one per row, or one per request id)")
-    @argument("--ids", help="expression giving the request ids (default: the last %%mm_predict of NAME)")
+    @verb_arguments("feedback")
     @line_magic
     @friendly
     def mm_feedback(self, line: str) -> Any:
@@ -558,9 +519,7 @@ class MMMagics(Magics):
         print(f"recorded {len(labels)} label(s) for {name} on {count} request(s)")
         return None
 
-    @magic_arguments()
-    @argument("name", help="deployed model name")
-    @argument("-n", type=int, default=20, help="how many timed requests")
+    @verb_arguments("probe")
     @line_magic
     @friendly
     def mm_probe(self, line: str) -> Any:
@@ -620,23 +579,7 @@ NOTEBOOK_ONLY = {
     "mm": "lists these magics",
 }
 
-VERSION_MAGICS = (
-    "%mm_log",
-    "%mm_diff",
-    "%mm_checkout",
-    "%mm_rollback",
-    "%mm_stage",
-    "%mm_alias",
-    "%mm_gate",
-    "%mm_commit",
-    "%%mm_train",
-    "%mm_deploy",
-    "%mm_undeploy",
-    "%mm_predict",
-    "%mm_monitor",
-    "%mm_feedback",
-    "%mm_probe",
-)
+VERSION_MAGICS = verbs.completing()  # derived from the verbs declared, never a hand-kept list
 
 
 def load(ipython: Any) -> None:

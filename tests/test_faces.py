@@ -57,3 +57,33 @@ def test_user_text_is_escaped_in_html(ws, models, evil):
         html = to_html(record)
         assert "<script" not in html and "<img" not in html, (type(record).__name__, html[html.find("<script") - 200 :])
         assert "&lt;" in html or "&amp;" in html, type(record).__name__
+
+
+def test_a_verb_shared_by_both_faces_has_one_set_of_arguments_and_help():
+    """Declared once in mm_magics.verbs: the magic's parser and mm's subparser carry the same options and help."""
+    from mm_magics import verbs
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, spec in verbs.VERBS.items():
+        magic = getattr(MMMagics, f"mm_{name}", None)
+        if magic is None or name not in sub.choices:
+            continue
+        cli, nb = sub.choices[name], getattr(magic, "parser", None)
+        assert cli.description == spec.help
+        if nb is None:
+            assert not spec.args, f"%mm_{name} takes no arguments but the verb declares some"
+            continue
+        shared = [a for a in spec.args if a.faces == ("magic", "cli")]
+        for a in shared:
+            helps = {
+                p: next(x.help for x in p._actions if a.flags[0] in (x.option_strings or [x.dest])) for p in (cli, nb)
+            }
+            assert helps[cli] == helps[nb] == a.kwargs.get("help"), (name, a.flags)
+
+
+def test_completion_covers_every_magic_that_takes_a_version():
+    from mm_magics import verbs
+    from mm_magics.magics import VERSION_MAGICS
+
+    assert verbs.completing() == VERSION_MAGICS
+    assert {"%mm_deploy", "%mm_diff", "%%mm_train", "%mm_rollback"} <= set(VERSION_MAGICS)

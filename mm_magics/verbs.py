@@ -1,0 +1,213 @@
+"""Each verb's arguments, declared once as data and applied to both faces: the magics and the ``mm`` command.
+
+A verb's help and its options were written twice (magic_arguments decorators and argparse calls) and had drifted.
+Here an argument is declared once, marked for both faces or for one (a notebook passes a Python expression where a
+shell passes JSON, and only a notebook has a display to refresh in place); :func:`apply` adds them to either
+face's argparse parser. Completion of versions in the notebook comes from the same table (:func:`completing`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Face = Literal["magic", "cli"]
+
+
+@dataclass(frozen=True)
+class Arg:
+    flags: tuple[str, ...]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    faces: tuple[Face, ...] = ("magic", "cli")
+    completes: bool = False  # a NAME / NAME@vN positional: the notebook completes model names and versions
+
+    def add_to(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(*self.flags, **self.kwargs)
+
+
+def arg(*flags: str, faces: tuple[Face, ...] = ("magic", "cli"), completes: bool = False, **kwargs: Any) -> Arg:
+    return Arg(flags, kwargs, faces, completes)
+
+
+MAGIC: tuple[Face, ...] = ("magic",)
+CLI: tuple[Face, ...] = ("cli",)
+MESSAGE = arg("-m", "--message", default="", help="why (kept in the audit log)")
+
+
+@dataclass(frozen=True)
+class Verb:
+    help: str
+    args: tuple[Arg, ...] = ()
+
+
+VERBS: dict[str, Verb] = {
+    "train": Verb(
+        "run the cell, fit and evaluate the estimator it defines, and record the run",
+        (
+            arg("name", help="model name (e.g. iris)", completes=True),
+            arg("--model", dest="model_var", help="variable holding the estimator (default: the one the cell assigns)"),
+            arg("--data", nargs=2, metavar=("X", "Y"), help="variables holding features and target (default: X y)"),
+            arg("--cv", type=int, help="evaluate with K-fold cross-validation, then fit on all rows"),
+            arg("--test-size", type=float, help="hold-out fraction (default: MMMagics.test_size)"),
+            arg("--from", dest="parent", help="NAME@vN this run retrains or tunes (its parent in the version DAG)"),
+            arg("--commit", action="store_true", help="commit the run straight away (needs -m)"),
+            arg("-m", "--message", default="", help="commit message: the reason for this version"),
+        ),
+    ),
+    "commit": Verb(
+        "make a version of the last run (or of any fitted estimator in the namespace)",
+        (
+            arg("name", help="model name", completes=True),
+            arg("-m", "--message", default="", help="the reason for this version (required)"),
+            arg("--model", dest="model_var", help="commit this fitted estimator from the namespace instead of the run"),
+            arg("--data", nargs=2, metavar=("X", "Y"), help="with --model: fingerprint this training data"),
+            arg("--from", dest="parent", help="NAME@vN this version derives from"),
+        ),
+    ),
+    "show": Verb("show one version's metadata", (arg("version", help="NAME, NAME@vN or NAME@ALIAS", completes=True),)),
+    "log": Verb(
+        "a model's versions, newest first, with parents, stages, aliases and messages",
+        (
+            arg("name", help="model name", completes=True),
+            arg("-n", "--limit", type=int, default=20, help="versions per page"),
+            arg("--before", type=int, help="page cursor: versions older than vN"),
+        ),
+    ),
+    "diff": Verb(
+        "what changed between two versions, and how often their predictions agree",
+        (
+            arg("a", metavar="A", help="NAME@vN", completes=True),
+            arg("b", metavar="B", help="NAME@vN", completes=True),
+            arg("--no-agreement", action="store_true", help="skip the prediction-agreement check"),
+        ),
+    ),
+    "checkout": Verb(
+        "load a version (hash verified)",
+        (
+            arg("version", help="NAME, NAME@vN or NAME@ALIAS", completes=True),
+            arg("--as", dest="var", faces=MAGIC, help="variable to load the model into (default: model)"),
+        ),
+    ),
+    "rollback": Verb(
+        "make a new version equal to an older one (and serve it, if the model is deployed)",
+        (arg("version", help="NAME@vN to roll back to", completes=True), MESSAGE),
+    ),
+    "stage": Verb(
+        "move a version through the lifecycle (or show its stage history)",
+        (
+            arg("version", help="NAME@vN", completes=True),
+            arg("stage", nargs="?", help="target stage (e.g. deploy, retire); none: show the history"),
+            MESSAGE,
+            arg("--force", action="store_true", help="override failed gates (needs -m)"),
+            arg("--check", action="store_true", help="only show the gates, change nothing"),
+        ),
+    ),
+    "alias": Verb(
+        "point an alias (e.g. production) at a version, or delete it",
+        (
+            arg("version", help="NAME@vN (or NAME with --delete)", completes=True),
+            arg("alias", help="alias name (e.g. production)"),
+            arg("--delete", action="store_true", help="remove the alias"),
+            MESSAGE,
+        ),
+    ),
+    "gate": Verb(
+        "set or show the metric thresholds a version must meet to enter a stage",
+        (
+            arg("name", help="model name", completes=True),
+            arg("exprs", nargs="*", help='thresholds such as "accuracy>=0.9" (none: show the gates)'),
+            arg("--stage", default="deploy", help="the stage these gates guard (default: deploy)"),
+            arg("--replace", action="store_true", help="replace all gates of that stage"),
+        ),
+    ),
+    "models": Verb("every model with its latest version, aliases and stage counts"),
+    "deploy": Verb(
+        "serve a version over HTTP (Open Inference Protocol V2 and MLflow /invocations), through the deploy gates",
+        (
+            arg("version", help="NAME, NAME@vN or NAME@ALIAS", completes=True),
+            arg("--docker", action="store_true", help="run in a Docker container instead of a local process"),
+            arg("--port", type=int, help="port on 127.0.0.1 (default: a free one)"),
+            arg(
+                "--batch",
+                dest="batch",
+                action="store_true",
+                default=True,
+                help="adaptive micro-batching (the default: a lone request is served inline, ~2x throughput under "
+                "load)",
+            ),
+            arg("--no-batch", dest="batch", action="store_false", help="turn micro-batching off"),
+            arg("--force", action="store_true", help="deploy even if a gate fails (needs -m)"),
+            MESSAGE,
+        ),
+    ),
+    "undeploy": Verb("stop a model's server", (arg("name", help="model name", completes=True),)),
+    "deployments": Verb("what serves where, with its live status (stale when its process died)"),
+    "predict": Verb(
+        "send rows through a deployed model's real endpoint and show the latency split",
+        (
+            arg("name", help="deployed model name", completes=True),
+            arg(
+                "data",
+                nargs="+",
+                faces=MAGIC,
+                help="a variable or expression giving one row or a table of rows (e.g. X.head())",
+            ),
+            arg("data", faces=CLI, help="JSON rows, e.g. '[[5.1, 3.5, 1.4, 0.2]]'"),
+            arg("--proba", action="store_true", help="also ask for predict_proba"),
+        ),
+    ),
+    "monitor": Verb(
+        "live serving metrics: request rate, latency split, errors, live quality vs training, drift, alerts",
+        (
+            arg("name", help="deployed model name", completes=True),
+            arg("--window", default="5m", help="sliding window (e.g. 30s, 5m, 1h)"),
+            arg("--refresh", faces=MAGIC, help="update the display every so often (e.g. 2s) from a background thread"),
+            arg("--for", dest="duration", default="10m", faces=MAGIC, help="with --refresh: stop after this long"),
+            arg("--stop", action="store_true", faces=MAGIC, help="stop a refreshing monitor of this model"),
+            arg("--watch", faces=CLI, help="refresh every so often (e.g. 2s) until Ctrl-C"),
+            arg("--frame", action="store_true", faces=CLI, help="print the raw request log of the window"),
+        ),
+    ),
+    "feedback": Verb(
+        "ground truth for logged predictions: live accuracy, precision, recall, F1 (or MAE, RMSE, R²)",
+        (
+            arg("name", help="deployed model name", completes=True),
+            arg(
+                "y_true",
+                nargs="+",
+                faces=MAGIC,
+                help="expression giving the true labels (one per row, or one per request id)",
+            ),
+            arg(
+                "--ids", faces=MAGIC, help="expression giving the request ids (default: the last %%mm_predict of NAME)"
+            ),
+            arg("--ids", required=True, faces=CLI, help="JSON list of request ids"),
+            arg("--labels", required=True, faces=CLI, help="JSON list of true labels, one per id"),
+        ),
+    ),
+    "probe": Verb(
+        "timed requests that record network time for the latency split",
+        (
+            arg("name", help="deployed model name", completes=True),
+            arg("-n", type=int, default=20, help="how many timed requests"),
+        ),
+    ),
+}
+
+
+def apply(parser: argparse.ArgumentParser, verb: str, face: Face) -> argparse.ArgumentParser:
+    """Add ``verb``'s arguments for ``face`` to ``parser``."""
+    for a in VERBS[verb].args:
+        if face in a.faces:
+            a.add_to(parser)
+    return parser
+
+
+def completing() -> tuple[str, ...]:
+    """The magics whose first argument is a model name or version (what the notebook completes)."""
+    out = []
+    for verb, spec in VERBS.items():
+        if spec.args and spec.args[0].completes and verb != "show":
+            out.append(f"%%mm_{verb}" if verb == "train" else f"%mm_{verb}")
+    return tuple(out)
