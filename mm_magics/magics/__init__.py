@@ -1,0 +1,174 @@
+"""IPython magics: argument parsing over the engine, nothing more.
+
+One configurable ``MMMagics`` (``%config MMMagics.*``) made of one mixin per topic, as IPython splits its own:
+:mod:`.versions`, :mod:`.lifecycle`, :mod:`.serving`, :mod:`.monitoring`. Each magic parses its line with the
+arguments :mod:`mm_magics.verbs` declares (so ``%mm_log?`` shows real help), calls one engine verb and returns the
+engine's record, which the HTML formatter registered at load renders. Engine errors become a one-line
+``UsageError`` naming the problem and the fix in this face's words; the namespace and registry are untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_magic, magics_class
+from traitlets import Bool, Float, Int, Unicode
+
+from .. import render, verbs
+from ..engine.errors import MMError
+from .common import CELL_FILENAME
+from .lifecycle import LifecycleMagics
+from .monitoring import MonitoringMagics
+from .serving import ServingMagics
+from .versions import VersionMagics
+
+if TYPE_CHECKING:
+    from ..engine.training import Run
+    from ..engine.workspace import Workspace
+
+
+@magics_class
+class MMMagics(VersionMagics, LifecycleMagics, ServingMagics, MonitoringMagics, Magics):
+    """Model management magics. Settings: ``%config MMMagics.test_size = 0.2`` and friends."""
+
+    workspace = Unicode(
+        None, allow_none=True, help="Workspace directory; default $MM_HOME or the nearest .mm/ (created if none)."
+    ).tag(config=True)
+    test_size = Float(0.25, help="Hold-out fraction used by %%mm_train when the cell defines no X_test/y_test.").tag(
+        config=True
+    )
+    random_state = Int(0, help="Seed for the hold-out split and cross-validation folds.").tag(config=True)
+    progress = Bool(True, help="Show elapsed time and fold/search progress during long fits.").tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self._ws: Workspace | None = None
+        self._ws_key: tuple[str | None, str | None] | None = None
+        self.runs: dict[str, Run] = {}
+        self._monitors: dict[str, tuple[threading.Thread, threading.Event]] = {}
+        self._interrupt_hooked = False
+        self._last_predictions: dict[str, Any] = {}
+
+    @property
+    def ws(self) -> Workspace:
+        """The workspace, reopened when the setting, MM_HOME or the working directory changes."""
+        key = (self.workspace, os.environ.get("MM_HOME") or os.getcwd())
+        if self._ws is None or key != self._ws_key:
+            from ..engine.workspace import Workspace
+
+            if self._ws is not None:
+                self._ws.close()
+            self._ws = Workspace.open(self.workspace)
+            self._ws_key = key
+        return self._ws
+
+    @property
+    def ns(self) -> dict[str, Any]:
+        return self.shell.user_ns
+
+    def _execute(self, code: str, ns: dict[str, Any]) -> None:
+        """Run cell code with IPython's transforms (magics and ``!`` work inside), raising what it raises."""
+        source = self.shell.transform_cell(code)
+        exec(compile(source, CELL_FILENAME, "exec"), ns)
+
+    def _progress(self) -> tuple[Callable[[str], None], Callable[[], None]]:
+        if not self.progress or not hasattr(self.shell, "kernel"):
+            return (lambda _msg: None), (lambda: None)
+        from IPython.display import display
+
+        # created here on the main thread so it belongs to this cell; empty text/plain shows nothing
+        handle = display({"text/plain": ""}, raw=True, display_id=True)
+
+        def show(msg: str) -> None:
+            handle.update(
+                {"text/plain": f"... {msg}", "text/html": f"<span style='color:#666'>⏳ {msg}</span>"}, raw=True
+            )
+
+        return show, (lambda: handle.update({"text/plain": ""}, raw=True))
+
+    def _previous(self, name: str) -> dict[str, Any] | None:
+        try:
+            latest = self.ws.registry.get(name)
+        except MMError:
+            return None
+        return {"id": latest.id, "metrics": latest.metrics}
+
+    def _eval(self, expr: str) -> Any:
+        try:
+            return self.shell.ev(expr)
+        except Exception as exc:
+            raise UsageError(f"could not evaluate {expr!r}: {type(exc).__name__}: {exc}") from None
+
+    @line_magic
+    def mm(self, line: str = "") -> None:
+        """List the mm_magics magics; `%mm_NAME?` shows each one's full help."""
+        rows = []
+        for kind in ("cell", "line"):
+            for name in sorted(self.magics[kind]):
+                fn = getattr(self, name)
+                parser = getattr(fn, "parser", None)
+                doc = ((parser.description if parser else None) or fn.__doc__ or "").strip().splitlines()
+                prefix = "%%" if kind == "cell" else "%"
+                rows.append(f"{prefix + name:<14} {doc[0] if doc else ''}")
+        print("\n".join(rows))
+
+    def complete(self, _shell: Any, event: Any) -> list[str]:
+        """Model names, NAME@vN (newest first) and NAME@alias for the word under the cursor."""
+        try:
+            registry = self.ws.registry
+            word = event.symbol or ""
+            name, at, _ = word.partition("@")
+            if not at:
+                return [m.name for m in registry.models() if m.name.startswith(word)]
+            page = registry.log(name, limit=30)
+            out = [f"{name}@{a}" for a in registry.aliases(name)]
+            out += [v.id for v in page.versions]
+            return [c for c in out if c.startswith(word)]
+        except Exception:  # completion must never raise into the user's typing
+            return []
+
+
+NOTEBOOK_ONLY = {
+    "mm_train": "runs the cell's code and fits the estimator it defines, in the kernel",
+    "mm_commit": "versions an estimator object that lives in the kernel",
+    "mm": "lists these magics",
+}
+
+VERSION_MAGICS = verbs.completing()  # derived from the verbs declared, never a hand-kept list
+
+
+def load(ipython: Any) -> None:
+    """Register the magics, their settings and completers; loading twice is harmless."""
+    existing = ipython.magics_manager.registry.get("MMMagics")
+    if existing is not None:
+        return
+    magics = MMMagics(shell=ipython, parent=ipython)  # Magics.__init__ adds it to shell.configurables (%config)
+    ipython.register_magics(magics)
+    render.register(ipython)
+    for key in VERSION_MAGICS:
+        ipython.set_hook("complete_command", magics.complete, str_key=key)
+
+
+def unload(ipython: Any) -> None:
+    magics = ipython.magics_manager.registry.pop("MMMagics", None)
+    if magics is None:
+        return
+    for kind in ("line", "cell"):
+        for name in magics.magics[kind]:
+            ipython.magics_manager.magics[kind].pop(name, None)
+    for name in list(magics._monitors):
+        magics._stop_monitor(name)
+    if magics._interrupt_hooked:
+        ipython.events.unregister("post_run_cell", magics._after_cell)
+    kernel = getattr(ipython, "kernel", None)
+    previous = getattr(getattr(kernel, "saved_sigint_handler", None), "mm_previous", None)
+    if previous is not None:
+        kernel.saved_sigint_handler = previous
+    ipython.configurables[:] = [c for c in ipython.configurables if c is not magics]
+    render.unregister(ipython)
+    if magics._ws is not None:
+        magics._ws.close()

@@ -1,0 +1,72 @@
+"""Deployment: %mm_deploy, %mm_undeploy, %mm_deployments, %mm_predict.
+
+A mixin of :class:`mm_magics.magics.MMMagics` (one configurable, so ``%config MMMagics.*`` keeps working),
+as IPython splits its own magics by topic; each magic parses its line, calls one engine verb, returns a record."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.magic import line_magic
+
+from ..engine.specs import parse_spec
+
+if TYPE_CHECKING:
+    pass
+
+# Everything heavy (scikit-learn, skops, pandas, git) is imported inside the magics that need it, so that
+# `%load_ext mm_magics` stays instant and a notebook that never trains pays nothing.
+
+
+from .common import friendly, parse_args, verb_arguments
+
+
+class ServingMagics:
+    """Deployment magics (mixed into MMMagics)."""
+
+    @property
+    def deployer(self) -> Any:
+        return self.ws.deployments
+
+    @verb_arguments("deploy")
+    @line_magic
+    @friendly
+    def mm_deploy(self, line: str) -> Any:
+        """Serve a version over HTTP (Open Inference Protocol V2 and MLflow /invocations).
+
+        The version first enters the deploy stage through its gates; a refused gate refuses the deployment.
+        Deploying another version of an already deployed model switches it without dropping a request.
+        """
+        args = parse_args(self.mm_deploy, line)
+        return self.deployer.deploy(
+            args.version, docker=args.docker, port=args.port, batch=args.batch, force=args.force, reason=args.message
+        )
+
+    @verb_arguments("undeploy")
+    @line_magic
+    @friendly
+    def mm_undeploy(self, line: str) -> Any:
+        """Stop a model's server (process or container) and forget its deployment record."""
+        args = parse_args(self.mm_undeploy, line)
+        return self.deployer.undeploy(parse_spec(args.name).name)
+
+    @line_magic
+    @friendly
+    def mm_deployments(self, line: str = "") -> Any:
+        """Every deployment with its version, URL and live status (stale when its process is gone)."""
+        from ..engine.serving.deployments import DeploymentList
+
+        return DeploymentList(self.deployer.list())
+
+    @verb_arguments("predict")
+    @line_magic
+    @friendly
+    def mm_predict(self, line: str) -> Any:
+        """Send rows through the deployed endpoint and show predictions with the latency split."""
+        args = parse_args(self.mm_predict, line)
+        data = self._eval(" ".join(args.data))
+        outputs = ("predict", "predict_proba") if args.proba else ("predict",)
+        name = parse_spec(args.name).name
+        prediction = self.deployer.predict(name, data, outputs=outputs)
+        self._last_predictions[name] = prediction
+        return prediction
