@@ -195,12 +195,7 @@ def cmd_monitor(args: argparse.Namespace) -> Any:
 
 
 def cmd_probe(args: argparse.Namespace) -> Any:
-    probes = _deployer(args).probe(args.name, args.n)
-    if not probes:
-        return f"{args.name}: no probes sent"
-    _ws(args).monitor.store.write_probes(args.name, probes)
-    net = sorted(p["network_ms"] for p in probes)
-    return f"{args.name}: {len(probes)} probes, median network time {net[len(net) // 2]:.2f} ms (recorded)"
+    return _ws(args).monitor.probe(args.name, args.n, deployments=_deployer(args))
 
 
 def cmd_feedback(args: argparse.Namespace) -> Any:

@@ -25,6 +25,7 @@ RECORDS = "mm_magics.engine.records"
 _RENDERERS: dict[tuple[str, str], Callable[[Any], str] | None] = {
     (RECORDS, name): None for name in ("ModelSummary", "AliasChange", "AuditEntry", "FsckReport", "CheckedOut")
 } | {("mm_magics.engine.serving.deployments", name): None for name in ("Deployment", "DeploymentList", "Prediction")}
+_RENDERERS[("mm_magics.engine.monitoring.live", "ProbeReport")] = None
 
 
 def renders(module: str, name: str) -> Callable[[Callable[[Any], str]], Callable[[Any], str]]:

@@ -50,6 +50,15 @@ def models(iris):
     }
 
 
+@pytest.fixture
+def populated(ws, iris, models):
+    """A workspace with m@v1 (logistic regression, accuracy 0.95) and its child m@v2 (a tree, 0.9)."""
+    X, y = iris
+    ws.registry.commit("m", models["logreg"], message="one", metrics={"accuracy": 0.95}, probe_data=X)
+    ws.registry.commit("m", models["tree"], message="two", metrics={"accuracy": 0.9}, parent="m@v1", probe_data=X)
+    return ws
+
+
 def commit_kwargs(X, y, accuracy: float = 0.95, code: str = "model = LogisticRegression()") -> dict:
     return {
         "metrics": {"accuracy": accuracy, "f1_macro": accuracy - 0.01},

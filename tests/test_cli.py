@@ -1,16 +1,6 @@
 import json
 
-import pytest
-
 from mm_magics.cli import main
-
-
-@pytest.fixture
-def populated(ws, iris, models):
-    X, y = iris
-    ws.registry.commit("m", models["logreg"], message="one", metrics={"accuracy": 0.95}, probe_data=X)
-    ws.registry.commit("m", models["tree"], message="two", metrics={"accuracy": 0.9}, parent="m@v1", probe_data=X)
-    return ws
 
 
 def run(ws, capsys, *args):

@@ -56,14 +56,6 @@ VERBS = [
 ]
 
 
-@pytest.fixture
-def populated(ws, iris, models):
-    X, y = iris
-    ws.registry.commit("m", models["logreg"], message="one", metrics={"accuracy": 0.95}, probe_data=X)
-    ws.registry.commit("m", models["tree"], message="two", metrics={"accuracy": 0.9}, parent="m@v1", probe_data=X)
-    return ws
-
-
 def _tree(root: Path, skip: Path) -> set[str]:
     out = set()
     for dirpath, dirnames, filenames in os.walk(root):

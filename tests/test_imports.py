@@ -1,19 +1,7 @@
 """The engine must stay importable and usable with no notebook stack loaded at all."""
 
 from .conftest import run_python
-
-FACES = (
-    "IPython",
-    "ipywidgets",
-    "ipykernel",
-    "jupyter_server",
-    "jupyterlab",
-    "jupyter_client",
-    "nbclient",
-    "traitlets",
-    "notebook",
-    "anywidget",
-)
+from .test_layers import NOTEBOOK_STACK as FACES  # one list of what the engine must never load
 
 
 def test_engine_and_cli_import_no_notebook_packages(tmp_path):

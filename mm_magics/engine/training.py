@@ -299,8 +299,6 @@ def train(
 
     ``execute`` runs the code (the magic passes IPython's, so the cell may use magics); by default plain ``exec``.
     """
-    from sklearn.model_selection import train_test_split
-
     opts = options or TrainOptions()
     started = time.perf_counter()
     with restore_on_error(ns):
@@ -314,8 +312,6 @@ def train(
         X, y, xn, yn = find_data(ns, opts.data_vars)
         task = task_of(model)
         search = hasattr(model, "cv_results_") or type(model).__name__.endswith("SearchCV")
-        evaluation: dict[str, Any]
-        fit_start = time.perf_counter()
         phase = ["fitting"]
         if search and hasattr(model, "param_grid"):
             from sklearn.model_selection import ParameterGrid
@@ -323,74 +319,102 @@ def train(
             phase[0] = f"searching {len(ParameterGrid(model.param_grid))} candidates"
         with ticking(progress, lambda: phase[0]):
             if "X_test" in ns and "y_test" in ns and opts.cv is None:
-                X_tr, y_tr = X, y
-                if not _is_fitted(model):
-                    _fit(model, X_tr, y_tr)
-                fit_time = time.perf_counter() - fit_start
-                phase[0] = "evaluating"
-                metrics = evaluate(model, ns["X_test"], ns["y_test"], task)
-                evaluation = {"method": "holdout", "test": "X_test/y_test", "test_rows": len(ns["X_test"])}
+                fitted = _explicit_test(model, X, y, ns["X_test"], ns["y_test"], task, phase)
             elif opts.cv:
-                if opts.cv < 2:
-                    raise TrainingError(f"--cv {opts.cv}: cross-validation needs at least 2 folds")
-                metrics, folds = _cv_metrics(model, X, y, task, opts.cv, opts.random_state, progress)
-                phase[0] = "fitting on all rows"
-                X_tr, y_tr = X, y
-                _fit(model, X_tr, y_tr)
-                fit_time = time.perf_counter() - fit_start
-                evaluation = {"method": f"{opts.cv}-fold cross-validation", "folds": folds}
+                fitted = _cross_validated(model, X, y, task, opts, progress, phase)
             else:
-                if not 0 < opts.test_size < 1:
-                    raise TrainingError(f"test size {opts.test_size} must be between 0 and 1 (e.g. 0.25)")
-                stratify = y if task == "classification" and _can_stratify(y, opts.test_size) else None
-                X_tr, X_te, y_tr, y_te = train_test_split(
-                    X, y, test_size=opts.test_size, random_state=opts.random_state, stratify=stratify
-                )
-                refit = _is_fitted(model)
-                evaluated = model
-                if refit:  # fitted by the cell on data we cannot see: evaluate a clone on a clean split
-                    from sklearn.base import clone
-
-                    evaluated = clone(model)
-                _fit(evaluated, X_tr, y_tr)
-                fit_time = time.perf_counter() - fit_start
-                phase[0] = "evaluating"
-                metrics = evaluate(evaluated, X_te, y_te, task)
-                evaluation = {
-                    "method": "holdout",
-                    "test_size": opts.test_size,
-                    "random_state": opts.random_state,
-                    "test_rows": len(X_te),
-                    "stratified": stratify is not None,
-                    "note": "the cell fitted the model itself; metrics come from a clone fitted on the split"
-                    if refit
-                    else None,
-                }
-                if refit:
-                    X_tr, y_tr = X, y
+                fitted = _holdout(model, X, y, task, opts, phase)
         search_info = _search_summary(model) if search and hasattr(model, "cv_results_") else None
         final = getattr(model, "best_estimator_", None) if search_info else None
         committed = final if final is not None else model
-        run = Run(
+        return Run(
             name=name,
             model=committed,
             model_var=var,
             task=task_of(committed) or task,
             params=estimator_params(committed),
-            metrics=metrics,
-            evaluation={**evaluation, "data": f"{xn}, {yn}"},
-            data=fingerprint(X_tr, y_tr),
-            schema=schema_of(X_tr),
+            metrics=fitted.metrics,
+            evaluation={**fitted.evaluation, "data": f"{xn}, {yn}"},
+            data=fingerprint(fitted.X_train, fitted.y_train),
+            schema=schema_of(fitted.X_train),
             code=code,
             environment=capture_environment(),
             wall_time=time.perf_counter() - started,
-            fit_time=fit_time,
+            fit_time=fitted.fit_time,
             parent=opts.parent,
             search=search_info,
-            X_train=X_tr,
+            X_train=fitted.X_train,
             previous=previous,
         )
-        return run
+
+
+@dataclass
+class _Fitted:
+    """What one evaluation strategy produced: metrics, how they were obtained, the training rows, the fit time."""
+
+    metrics: dict[str, Any]
+    evaluation: dict[str, Any]
+    X_train: Any
+    y_train: Any
+    fit_time: float
+
+
+def _explicit_test(model: Any, X: Any, y: Any, X_test: Any, y_test: Any, task: str | None, phase: list[str]) -> _Fitted:
+    """The cell defined X_test / y_test: fit on X, y (unless the cell fitted already), evaluate on the test set."""
+    start = time.perf_counter()
+    if not _is_fitted(model):
+        _fit(model, X, y)
+    fit_time = time.perf_counter() - start
+    phase[0] = "evaluating"
+    metrics = evaluate(model, X_test, y_test, task)
+    return _Fitted(metrics, {"method": "holdout", "test": "X_test/y_test", "test_rows": len(X_test)}, X, y, fit_time)
+
+
+def _cross_validated(
+    model: Any, X: Any, y: Any, task: str | None, opts: TrainOptions, progress: Progress, phase: list[str]
+) -> _Fitted:
+    """K-fold metrics, then a fit on every row (what gets versioned)."""
+    assert opts.cv is not None
+    if opts.cv < 2:
+        raise TrainingError(f"--cv {opts.cv}: cross-validation needs at least 2 folds")
+    start = time.perf_counter()
+    metrics, folds = _cv_metrics(model, X, y, task, opts.cv, opts.random_state, progress)
+    phase[0] = "fitting on all rows"
+    _fit(model, X, y)
+    fit_time = time.perf_counter() - start
+    return _Fitted(metrics, {"method": f"{opts.cv}-fold cross-validation", "folds": folds}, X, y, fit_time)
+
+
+def _holdout(model: Any, X: Any, y: Any, task: str | None, opts: TrainOptions, phase: list[str]) -> _Fitted:
+    """A stratified (where possible) hold-out split; a model the cell fitted itself is evaluated as a clone."""
+    from sklearn.model_selection import train_test_split
+
+    if not 0 < opts.test_size < 1:
+        raise TrainingError(f"test size {opts.test_size} must be between 0 and 1 (e.g. 0.25)")
+    start = time.perf_counter()
+    stratify = y if task == "classification" and _can_stratify(y, opts.test_size) else None
+    X_tr, X_te, y_tr, y_te = train_test_split(
+        X, y, test_size=opts.test_size, random_state=opts.random_state, stratify=stratify
+    )
+    refit = _is_fitted(model)
+    evaluated = model
+    if refit:  # fitted by the cell on data we cannot see: evaluate a clone on a clean split
+        from sklearn.base import clone
+
+        evaluated = clone(model)
+    _fit(evaluated, X_tr, y_tr)
+    fit_time = time.perf_counter() - start
+    phase[0] = "evaluating"
+    metrics = evaluate(evaluated, X_te, y_te, task)
+    evaluation = {
+        "method": "holdout",
+        "test_size": opts.test_size,
+        "random_state": opts.random_state,
+        "test_rows": len(X_te),
+        "stratified": stratify is not None,
+        "note": "the cell fitted the model itself; metrics come from a clone fitted on the split" if refit else None,
+    }
+    return _Fitted(metrics, evaluation, X if refit else X_tr, y if refit else y_tr, fit_time)
 
 
 def _can_stratify(y: Any, test_size: float) -> bool:

@@ -155,12 +155,4 @@ class MonitoringMagics:
         """Send timed requests and record network time (client total minus the server's Server-Timing total)."""
         args = parse_args(self.mm_probe, line)
         name = parse_spec(args.name).name
-        probes = self.deployer.probe(name, args.n)
-        self.monitor.store.write_probes(name, probes)
-        net = sorted(p["network_ms"] for p in probes)
-        tot = sorted(p["total_ms"] for p in probes)
-        print(
-            f"{name}: {len(probes)} probes, median client {tot[len(tot) // 2]:.2f} ms of which network "
-            f"{net[len(net) // 2]:.2f} ms (recorded for %mm_monitor)"
-        )
-        return None
+        return self.monitor.probe(name, args.n, deployments=self.deployer)

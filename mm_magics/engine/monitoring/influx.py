@@ -137,6 +137,8 @@ class InfluxSink:
         tags: Mapping[str, Any] | None = None,
         client_options: Mapping[str, Any] | None = None,
     ) -> None:
+        # Long on purpose (~60 lines): every setting and every piece of state the writer thread shares is set here,
+        # in one place, so its invariants read at once; split into helpers they would scatter.
         if batch_size < 1 or max_queue < 1:
             raise ValueError("batch_size and max_queue must be at least 1")
         self.url = url

@@ -105,6 +105,22 @@ class Snapshot(Record):
         return "\n".join(lines)
 
 
+@dataclass(repr=False)
+class ProbeReport(Record):
+    """Timed requests sent and recorded: how many, and the median client and network time."""
+
+    name: str
+    probes: int
+    client_ms_median: float
+    network_ms_median: float
+
+    def __str__(self) -> str:
+        return (
+            f"{self.name}: {self.probes} probes, median client {self.client_ms_median:.2f} ms of which network "
+            f"{self.network_ms_median:.2f} ms (recorded: the monitor's latency split includes it)"
+        )
+
+
 class Monitor:
     def __init__(self, workspace: Workspace) -> None:
         self.ws = workspace
@@ -152,6 +168,18 @@ class Monitor:
             raise MMError(f"{len(ids)} request ids but {len(labels)} labels: give one label per request")
         self.store.write_feedback(name, zip(ids, labels, strict=True))
         return len(ids)
+
+    def probe(self, name: str, n: int = 20, *, deployments: Any) -> ProbeReport:
+        """Send ``n`` timed requests through the deployment and record them apart from live traffic: the network
+        part of the latency split (client total minus the server's ``Server-Timing`` total)."""
+        probes = deployments.probe(check_name(name), n)
+        self.store.write_probes(name, probes)
+        return ProbeReport(
+            name=name,
+            probes=len(probes),
+            client_ms_median=float(np.median([p["total_ms"] for p in probes])),
+            network_ms_median=float(np.median([p["network_ms"] for p in probes])),
+        )
 
     def sink_state(self) -> dict[str, Any] | None:
         """The InfluxDB sink's state as a server last reported it (connected, spooled, last error), or None when no

@@ -383,46 +383,11 @@ class DockerRunner:
 
     def _launch(self, version: Version, image: str, *, port: int | None, batch: bool) -> Deployment:
         """Create, arm (token), start and health-check one container; removes it again if it never gets ready."""
-        docker = docker_sdk()
-
-        name = f"mm-{image.split('/', 1)[1].split(':')[0]}-v{version.number}-{secrets.token_hex(3)}"
-        labels = {
-            f"{LABEL}.model": version.name,
-            f"{LABEL}.version": version.id,
-            f"{LABEL}.workspace": str(self.ws.root),
-        }
-        # Metrics reach the workspace's embedded store like a local server's: the run directory is mounted and the
-        # server runs as the workspace owner's uid so it can write the SQLite files (WAL works across the mount,
-        # same kernel). InfluxDB settings (local.json, then the host's INFLUXDB_V2_* variables) travel as the
-        # client's own variables, the token as a file; none of it goes into the image. An InfluxDB on the host's
-        # loopback is unreachable from a bridge network, so such a container shares the host's network and its
-        # server listens on 127.0.0.1 itself (still behind the bearer token).
         influx = resolve_influx(self.ws.local_config)
-        host_network = influx is not None and influx.on_loopback
-        listen_port = (port or free_port()) if host_network else CONTAINER_PORT
-        command = server_command("127.0.0.1" if host_network else "0.0.0.0", listen_port)
-        command += ["--metrics-db", f"{RUN_MOUNT}/metrics.sqlite", "--deployment", version.name]
-        command += ["--admin-token-file", ADMIN_TOKEN_PATH]  # lets %mm_monitor ask it to flush its metrics
-        if influx is not None and influx.token:
-            command += ["--influx-token-file", INFLUX_TOKEN_PATH]
-        if batch:
-            command.append("--batch")
-        network: dict[str, Any] = (
-            {"network_mode": "host"} if host_network else {"ports": {f"{CONTAINER_PORT}/tcp": ("127.0.0.1", port)}}
-        )
+        spec, listen_port, host_network = self._container_spec(version, image, port, batch, influx)
         self.ws.run_dir.mkdir(parents=True, exist_ok=True)
         with self._errors(f"create a container from {image}"):
-            container = self.client.containers.create(
-                image,
-                command=command,
-                name=name,
-                init=True,
-                labels=labels,
-                volumes={str(self.ws.run_dir): {"bind": RUN_MOUNT, "mode": "rw"}},
-                user=f"{os.getuid()}:{os.getgid()}",
-                environment=influx.container_environment() if influx is not None else {},
-                **network,
-            )
+            container = self.client.containers.create(image, **spec)
         try:
             with self._errors(f"start the container for {version.id}"):
                 tokens = {
@@ -431,15 +396,7 @@ class DockerRunner:
                     "influx-token": influx.token if influx else None,
                 }
                 container.put_archive("/run", _secrets_tar(tokens))
-                try:
-                    container.start()
-                except docker.errors.APIError as exc:
-                    if port and ("allocated" in str(exc) or "address already in use" in str(exc)):
-                        raise DeploymentError(
-                            f"port {port} on 127.0.0.1 is taken: pick another port or leave it out to get a free one"
-                        ) from None
-                    raise
-                container.reload()
+                self._start(container, port)
                 host_port = listen_port
                 if not host_network:
                     host_port = int(container.ports[f"{CONTAINER_PORT}/tcp"][0]["HostPort"])
@@ -461,6 +418,59 @@ class DockerRunner:
             batch=batch,
             token_required=True,
         )
+
+    def _container_spec(
+        self, version: Version, image: str, port: int | None, batch: bool, influx: Any
+    ) -> tuple[dict[str, Any], int, bool]:
+        """``containers.create`` arguments, the port the server listens on, and whether it uses the host network.
+
+        Metrics reach the workspace's embedded store like a local server's: the run directory is mounted and the
+        server runs as the workspace owner's uid so it can write the SQLite files (WAL works across the mount,
+        same kernel). InfluxDB settings (local.json, then the host's INFLUXDB_V2_* variables) travel as the
+        client's own variables, the token as a file; none of it goes into the image. An InfluxDB on the host's
+        loopback is unreachable from a bridge network, so such a container shares the host's network and its
+        server listens on 127.0.0.1 itself (still behind the bearer token)."""
+        host_network = influx is not None and influx.on_loopback
+        listen_port = (port or free_port()) if host_network else CONTAINER_PORT
+        command = server_command("127.0.0.1" if host_network else "0.0.0.0", listen_port)
+        command += ["--metrics-db", f"{RUN_MOUNT}/metrics.sqlite", "--deployment", version.name]
+        command += ["--admin-token-file", ADMIN_TOKEN_PATH]  # lets the monitor ask it to flush its metrics
+        if influx is not None and influx.token:
+            command += ["--influx-token-file", INFLUX_TOKEN_PATH]
+        if batch:
+            command.append("--batch")
+        network: dict[str, Any] = (
+            {"network_mode": "host"} if host_network else {"ports": {f"{CONTAINER_PORT}/tcp": ("127.0.0.1", port)}}
+        )
+        spec = {
+            "command": command,
+            "name": f"mm-{image.split('/', 1)[1].split(':')[0]}-v{version.number}-{secrets.token_hex(3)}",
+            "init": True,
+            "labels": {
+                f"{LABEL}.model": version.name,
+                f"{LABEL}.version": version.id,
+                f"{LABEL}.workspace": str(self.ws.root),
+            },
+            "volumes": {str(self.ws.run_dir): {"bind": RUN_MOUNT, "mode": "rw"}},
+            "user": f"{os.getuid()}:{os.getgid()}",
+            "environment": influx.container_environment() if influx is not None else {},
+            **network,
+        }
+        return spec, listen_port, host_network
+
+    @staticmethod
+    def _start(container: Any, port: int | None) -> None:
+        """Start it; a requested host port that another process took is a one-line error, not the engine's text."""
+        docker = docker_sdk()
+        try:
+            container.start()
+        except docker.errors.APIError as exc:
+            if port and ("allocated" in str(exc) or "address already in use" in str(exc)):
+                raise DeploymentError(
+                    f"port {port} on 127.0.0.1 is taken: pick another port or leave it out to get a free one"
+                ) from None
+            raise
+        container.reload()
 
     def _wait_ready(self, container: Any, port: int, version: Version) -> None:
         deadline = time.monotonic() + self.ready_timeout

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..clock import now_iso
 from ..errors import DeploymentError
@@ -50,10 +50,54 @@ class LocalRunner:
         check_port(port, host)
         run = self.store.root
         run.mkdir(parents=True, exist_ok=True)
-        stamp = f"{version.name}-{int(time.time() * 1000)}"
-        state_file = run / f"{stamp}.state.json"
+        state_file = run / f"{version.name}-{int(time.time() * 1000)}.state.json"
         log_file = run / f"{version.name}.log"
-        # every value rides in --option=value form: no string, whatever it holds, can become an option of its own
+        cmd = self._command(version, host, port, batch, state_file, token, admin_token)
+        with open(log_file, "ab") as log:
+            log_start = log.tell()
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+                cwd=str(self.ws.root),
+            )
+        self._children[proc.pid] = proc
+        try:
+            state = self._wait_started(proc, version, host, state_file, (log_file, log_start))
+        except BaseException:  # not ready, or Ctrl-C while waiting: no server may outlive a deployment never recorded
+            proc.kill()
+            proc.wait()
+            self._children.pop(proc.pid, None)
+            raise
+        return Deployment(
+            name=version.name,
+            version=version.id,
+            runner="local",
+            url=f"http://{host}:{state['port']}",
+            host=host,
+            port=int(state["port"]),
+            started=now_iso(),
+            pid=proc.pid,
+            batch=batch,
+            log=str(log_file),
+            token_required=bool(token),
+        )
+
+    def _command(
+        self,
+        version: Version,
+        host: str,
+        port: int | None,
+        batch: bool,
+        state_file: Path,
+        token: str | None,
+        admin_token: str | None,
+    ) -> list[str]:
+        """The server's command line: every value rides in ``--option=value`` form, so no string, whatever it
+        holds, can become an option of its own."""
         cmd = [
             sys.executable,
             "-m",
@@ -73,18 +117,13 @@ class LocalRunner:
             cmd.append(f"--token-file={_write_secret(secrets_dir / 'token', token)}")
         if admin_token:
             cmd.append(f"--admin-token-file={_write_secret(secrets_dir / 'admin-token', admin_token)}")
-        with open(log_file, "ab") as log:
-            log_start = log.tell()
-            proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-                cwd=str(self.ws.root),
-            )
-        self._children[proc.pid] = proc
+        return cmd
+
+    def _wait_started(
+        self, proc: subprocess.Popen[bytes], version: Version, host: str, state_file: Path, log: tuple[Path, int]
+    ) -> dict[str, Any]:
+        """The server's state (pid, port) once it has written it and answers ready; its one-line reason if it died."""
+        log_file, log_start = log
         deadline = time.monotonic() + READY_TIMEOUT
         try:
             while not state_file.exists():
@@ -99,28 +138,10 @@ class LocalRunner:
                     )
                 time.sleep(0.02)
             state = json.loads(state_file.read_text())
-            url = f"http://{host}:{state['port']}"
-            self.client.wait_ready(url, deadline, alive=lambda: proc.poll() is None)
-        except BaseException:  # not ready, or Ctrl-C while waiting: no server may outlive a deployment never recorded
-            proc.kill()
-            proc.wait()
-            self._children.pop(proc.pid, None)
-            raise
+            self.client.wait_ready(f"http://{host}:{state['port']}", deadline, alive=lambda: proc.poll() is None)
+            return state
         finally:
             state_file.unlink(missing_ok=True)
-        return Deployment(
-            name=version.name,
-            version=version.id,
-            runner="local",
-            url=url,
-            host=host,
-            port=int(state["port"]),
-            started=now_iso(),
-            pid=proc.pid,
-            batch=batch,
-            log=str(log_file),
-            token_required=bool(token),
-        )
 
     def stop(self, dep: Deployment, timeout: float = 10.0) -> None:
         if not pid_alive(dep.pid):

@@ -96,17 +96,7 @@ def _serve(args: argparse.Namespace) -> int:
         # what is queued (about a second of requests, and the InfluxDB sink's queue) is written before exit
         on_shutdown=(lambda: recorder.close(timeout=2.5)) if recorder else None,
     )
-    sock = socket.socket(socket_family(args.host), socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # accepted connections inherit this: responses go out at once instead of waiting ~40 ms for a delayed ACK
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    try:
-        sock.bind((args.host, args.port))
-    except (OSError, OverflowError) as exc:  # the runner checked the port; another process may have taken it since
-        reason = getattr(exc, "strerror", None) or exc
-        raise MMError(f"cannot listen on {args.host}:{args.port}: {reason}") from None
-    sock.listen(2048)
-    sock.set_inheritable(True)
+    sock = _bind(args.host, args.port)
     app = create_app(source, [spec], settings)
     # Everything loaded so far (the model, sklearn, pandas, starlette) lives as long as the process: move it out of
     # the cyclic collector's sight. Recorded requests keep their frames alive until the recorder's next flush, so
@@ -129,6 +119,22 @@ def _serve(args: argparse.Namespace) -> int:
             # returned without a signal (closing twice is harmless)
             recorder.close()
     return 0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before the model loads (port 0 picks a free one)."""
+    sock = socket.socket(socket_family(host), socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # accepted connections inherit this: responses go out at once instead of waiting ~40 ms for a delayed ACK
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        sock.bind((host, port))
+    except (OSError, OverflowError) as exc:  # the runner checked the port; another process may have taken it since
+        reason = getattr(exc, "strerror", None) or exc
+        raise MMError(f"cannot listen on {host}:{port}: {reason}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
 
 
 def _recorder(args: argparse.Namespace, source: Any) -> Any:
