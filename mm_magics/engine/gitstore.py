@@ -231,7 +231,7 @@ class GitStore:
                 lock = Path(part)
                 if not lock.is_absolute():
                     lock = self.git_dir / lock
-                if lock.exists() and self.git_dir in lock.resolve().parents:
+                if lock.exists() and self.git_dir.resolve() in lock.resolve().parents:
                     out.append(lock)
         return out
 
