@@ -120,21 +120,29 @@ class Index:
         try:
             row = db.execute("SELECT value FROM meta WHERE key='head'").fetchone()
             old = row[0] if row else None
-            if old != head and not (old and head and self.git.descends_from(head, old)):  # index not already past
-                old_tree = None
-                if old and head and self.git.descends_from(old, head):
-                    old_tree = self.git.commit_tree(old)
-                else:  # a rebuild (no head recorded) or a replaced history: start from nothing
-                    for table in ("models", "versions", "stages", "broken"):
-                        db.execute(f"DELETE FROM {table}")
-                new_tree = self.git.commit_tree(head) if head else None
-                for path, blob in self.git.changed_paths(old_tree, new_tree).items():
-                    self._apply(path, None if blob is None else self.git.read_blob(blob))
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('head', ?)", (head,))
+            if old != head:
+                self._move(old, head)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    def _move(self, old: str | None, head: str | None) -> None:
+        """Apply what changed from ``old`` to ``head`` (inside the caller's transaction)."""
+        db = self._db
+        # forward first: the usual case (the index one or a few commits behind) answers in one parent step; asking
+        # "is the index already past head?" first would walk the whole history back on every sync
+        forward = bool(old and head and self.git.descends_from(old, head))
+        if not forward and old and head and self.git.descends_from(head, old):
+            return  # the index is already past the head this process read: leave it
+        old_tree = self.git.commit_tree(old) if forward and old else None
+        if old_tree is None:  # a rebuild (no head recorded) or a replaced history: start from nothing
+            for table in ("models", "versions", "stages", "broken"):
+                db.execute(f"DELETE FROM {table}")
+        new_tree = self.git.commit_tree(head) if head else None
+        for path, blob in self.git.changed_paths(old_tree, new_tree).items():
+            self._apply(path, None if blob is None else self.git.read_blob(blob))
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('head', ?)", (head,))
 
     def _apply(self, path: str, raw: bytes | None) -> None:
         """Index one document; a damaged one is remembered as broken (readers name it) instead of failing the sync."""
