@@ -205,7 +205,7 @@ class Monitor:
         when :meth:`evaluate` has recorded it. ``sink`` defaults to what the servers last reported."""
         snap, vdoc = self._picture(name, window, deployment, sink)
         stored = {a["rule"]: a for a in self.store.alerts(name).to_dict(orient="records")}
-        version = int(snap.version.split("@v")[1]) if snap.version else None
+        version = vdoc.number if vdoc is not None else None
         snap.alerts = [
             {
                 "model": name,
@@ -241,7 +241,7 @@ class Monitor:
         that now has live traffic from *deploy* to *maintain* (an audited commit). A user action calls it (starting
         ``%mm_monitor`` or ``mm monitor``); refreshes and polls call :meth:`snapshot`."""
         snap, vdoc = self._picture(name, window, deployment, sink)
-        version = int(snap.version.split("@v")[1]) if snap.version else None
+        version = vdoc.number if vdoc is not None else None
         for rule, firing, message, value in self._checks(snap, vdoc):
             if firing:
                 self.store.open_alert(name, version, rule, "warning", message, value)
