@@ -38,7 +38,9 @@ Why it is designed this way:
   IPYTHONDIR), then times only the ``%load_ext`` call. The baseline is ``%load_ext autoreload``, a builtin
   extension, in the same kind of process; ``import mm_magics`` alone is timed in a third kind of fresh process. The
   three kinds are interleaved round by round (rotating the order), after one untimed warm-up process of each kind
-  (bytecode caches). One extra process runs with ``-X importtime`` to name the imports ``%load_ext`` pays for.
+  (bytecode caches, kept under the temporary directory with ``PYTHONPYCACHEPREFIX`` even where
+  ``PYTHONDONTWRITEBYTECODE`` is set, as installed packages have them). One extra process runs with
+  ``-X importtime`` to name the imports ``%load_ext`` pays for.
 * Each timed call is preceded by an untimed ``gc.collect()``, so a collection triggered by earlier garbage does not
   land on whichever side happens to run next.
 * Everything lives in a fresh ``tempfile.mkdtemp`` directory (the workspace via ``MM_HOME``), removed at the end
@@ -445,6 +447,10 @@ def bench_load(base: Path, repeat: int) -> dict[str, Any]:
     ipython_dir = base / "ipython"
     ipython_dir.mkdir()
     env = {**os.environ, "IPYTHONDIR": str(ipython_dir), "MM_HOME": str(base / "load-ws" / ".mm")}
+    # A user's installed packages have bytecode caches; a machine that sets PYTHONDONTWRITEBYTECODE would make every
+    # child compile every module from source and time the compiler. Caches go under ``base`` (nothing else written).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(base / "pycache")
     log("load_ext: warm-up processes")
     for kind in LOAD_KINDS:
         run_child(kind, env)

@@ -80,7 +80,7 @@ def execute_notebook(src: Path, workdir: Path, *, timeout: int = 600, env: dict[
 
 def _stop_servers(workspace: Path) -> None:
     """Stop every deployment the demo workspace still has (best effort: this runs on the way out of a failure)."""
-    from .engine.serving.service import Deployer
+    from .engine.serving.deployer import Deployer
     from .engine.workspace import Workspace
 
     with contextlib.suppress(Exception), Workspace.open(workspace, create=False) as ws:

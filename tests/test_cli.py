@@ -87,8 +87,8 @@ def test_demo_runs_the_quickstart_notebook(tmp_path, capsys):
     assert "ran 01_quickstart.ipynb" in out and "ran 03_monitor.ipynb" in out and "cancer@v5 [production]" in out
     assert (target / "01_quickstart.ipynb").is_file()
     from mm_magics.engine import Workspace
+    from mm_magics.engine.serving.deployer import Deployer
     from mm_magics.engine.serving.deployments import pid_alive
-    from mm_magics.engine.serving.service import Deployer
 
     with Workspace.open(target / ".mm") as ws:  # a server left behind in the demo workspace (e.g. by a failed run)
         leftover = Deployer(ws).deploy("cancer@v3", force=True, reason="left behind")

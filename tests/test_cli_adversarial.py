@@ -252,7 +252,7 @@ def test_damaged_refs_and_objects(populated, capsys, what):
 def test_a_host_never_reaches_the_server_command_line_as_an_option(populated, host):
     """The local runner starts ``python -m ...server --host=HOST``: a host that is not an address is refused first."""
     from mm_magics.engine.errors import DeploymentError
-    from mm_magics.engine.serving.service import Deployer
+    from mm_magics.engine.serving.deployer import Deployer
 
     deployer = Deployer(populated)
     with pytest.raises(DeploymentError, match="not an address to listen on"):

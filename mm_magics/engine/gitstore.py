@@ -10,6 +10,10 @@ objects behind: the half-made version is invisible and the registry stays readab
 Threads: a kernel reads the registry from a ``%mm_monitor --refresh`` thread while a cell commits. GitPython's
 ``Repo`` is not thread-safe (its persistent ``git cat-file --batch`` is one request/response stream, so two threads
 reading at once receive each other's objects), so each thread gets its own ``Repo``.
+
+Why one module of ~500 lines: it is one concept, the only place that runs git, and its parts share one discipline
+(every user string after ``--``, every ref change under one flock, objects written before refs move). Splitting it
+would spread that discipline over modules whose private helpers would have to cross between them.
 """
 
 from __future__ import annotations

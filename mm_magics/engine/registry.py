@@ -2,6 +2,11 @@
 
 Every change is one git commit made through the :class:`~.ledger.Ledger` (compare-and-swap on the branch), so
 concurrent kernels each get their own version number and a crash leaves the half-made version invisible.
+
+Why one module of ~550 lines: it is the registry's facade, and its verbs share the private read caches (the
+index, the loaded-model LRU, the tree view of the branch head) that keep ``get`` at a fraction of a millisecond at
+10 000 versions. What needs none of them lives in its own module and is only entered here: diff, integrity (fsck,
+gc), remotes, estimator checks, documents, the ledger.
 """
 
 from __future__ import annotations

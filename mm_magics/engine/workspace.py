@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from .lifecycle import Lifecycle
     from .monitoring.live import Monitor
     from .registry import Registry
-    from .serving.service import Deployer
+    from .serving.deployer import Deployer
 
 FORMAT = 1
 DIRNAME = ".mm"
@@ -209,7 +209,7 @@ class Workspace:
     @cached_property
     def deployments(self) -> Deployer:
         """Deploy, switch, undeploy, predict: the serving verbs (made on first use)."""
-        from .serving.service import Deployer
+        from .serving.deployer import Deployer
 
         return Deployer(self)
 

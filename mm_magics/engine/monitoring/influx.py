@@ -4,35 +4,8 @@ InfluxDB is the shared, long-term sink (dashboards, many machines); the notebook
 So this module only writes, and its one hard rule is that the caller — a model server's request-recording thread —
 never waits on the network and never sees an exception, whatever InfluxDB does.
 
-Data model (line protocol; timestamps in microseconds, ``WritePrecision.US``: a float of unix seconds holds no more)
----------------------------------------------------------------------------------------------------------------------
-======================  =========================================  ==========================================
-record ``kind``          measurement and tags                        fields
-======================  =========================================  ==========================================
-``request``             ``mm_request`` deployment, model, status,   ``latency_ms``, ``queue_ms``,
-                        version                                     ``processing_ms``, ``network_ms`` (only when
-                                                                    the client reported it) — floats, rounded
-                                                                    to the ns;
-                                                                    ``batch_size``, ``rows`` — integers
-``feedback``            ``mm_feedback`` model, version              ``count`` = 1 (so a feedback with no score
-                                                                    still lands), ``correct`` 0/1 (integer),
-                                                                    ``abs_error`` (float)
-``metric``              ``mm_metric`` feature, model, name,         ``value`` (float)
-                        version
-``alert``               ``mm_alert`` model, rule, severity,         ``message`` (string), ``active`` = 1
-                        version                                     (integer: servers that keep only numbers,
-                                                                    like VictoriaMetrics, still see the alert)
-======================  =========================================  ==========================================
-
-Tags are the low-cardinality identity of a series (what a dashboard groups by); everything measured is a field, and a
-field keeps one type forever (InfluxDB rejects a batch whose field changes type), so floats are always written as
-floats and counts always as integers. Missing or ``None`` values are left out (a tag is omitted, a field skipped);
-non-finite floats are skipped (line protocol has no NaN). A record with no field left is dropped and counted.
-Optional static tags (``INFLUXDB_V2_TAG_*`` as the client reads them, or ``"tags"`` in the local settings, e.g.
-``host``) are added to every point. Escaping follows the line-protocol rules: in tag keys and values ``,``, ``=``,
-space and ``\\`` are backslash-escaped (the official client leaves ``\\`` alone, which breaks a value ending in a
-backslash); in string fields ``"`` and ``\\``. Newlines, tabs and carriage returns become ``\\n``, ``\\t``, ``\\r``
-everywhere, so one point is always exactly one line — the spool below relies on it.
+The record kinds and their line-protocol form are documented in :mod:`.line_protocol`; the spool's on-disk
+format in :mod:`.spool`.
 
 How points travel, and why this way
 -----------------------------------
@@ -52,19 +25,6 @@ are appended to the spool, and until the spool is empty again every new point go
 write order. A malformed line (HTTP 400/413/422) is not an outage: the batch is bisected and only the lines the
 server rejects alone are dropped (counted in ``state()["dropped"]``); otherwise one bad point would block the spool
 forever.
-
-The spool is a directory of append-only segment files, ``<stream>.<first seq>.lp``: one line-protocol line per point,
-each segment holding a contiguous run of sequence numbers (a new segment starts whenever the run breaks), so sorting
-segments by (stream, first sequence number) gives write order even when a batch that was in flight when the server
-failed is spooled after newer ones. Segments are fsync'd by the writer thread (the caller never fsyncs) and replayed
-in chunks of ``batch_size``; after each chunk the byte offset reached is saved beside the segment (``.pos``, atomic
-rename), and a drained segment is deleted. A crash can only tear the last line of a segment: replay uses only lines
-that end in a newline, so a torn tail is ignored.
-
-Several servers share one spool directory (every deployment of a workspace records into its run directory, Docker
-containers included through the mount). Each sink is one *stream* holding an ``flock`` on ``<stream>.lock`` for its
-lifetime; a sink that finds another stream's segments whose lock it can take (their writer died or closed with data
-still spooled) adopts them and replays them before its own, at start and then every minute.
 
 Guarantees, stated plainly
 --------------------------
@@ -86,6 +46,10 @@ The API: ``write(records)`` (never blocks on the network, never raises), ``state
 the server or on disk), ``drain(timeout)`` (on the server, spool empty), ``close()``. Measured on 2 cores
 (``benchmarks/monitoring_influx.py``, victoria-metrics): ~160k points/s end to end against ~350k/s for the raw client
 sending pre-built strings; the difference is building line protocol (~5 µs a record), paid by the caller.
+
+Why one module of ~530 lines: the sink is one concept (a writer thread, its queue and the spool hand-off, all
+under one lock), and the long text above is its contract. Line protocol, the spool's files and the settings live in
+their own modules.
 """
 
 from __future__ import annotations

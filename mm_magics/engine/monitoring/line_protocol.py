@@ -2,6 +2,36 @@
 
 Pure string building, no influxdb-client import: the sink (and anything else that speaks the protocol) hands
 finished lines to the client, which is the fastest way to send them (building ``Point`` objects costs 5x more).
+
+Data model (line protocol; timestamps in microseconds, ``WritePrecision.US``: a float of unix seconds holds no more)
+---------------------------------------------------------------------------------------------------------------------
+======================  =========================================  ==========================================
+record ``kind``          measurement and tags                        fields
+======================  =========================================  ==========================================
+``request``             ``mm_request`` deployment, model, status,   ``latency_ms``, ``queue_ms``,
+                        version                                     ``processing_ms``, ``network_ms`` (only when
+                                                                    the client reported it) — floats, rounded
+                                                                    to the ns;
+                                                                    ``batch_size``, ``rows`` — integers
+``feedback``            ``mm_feedback`` model, version              ``count`` = 1 (so a feedback with no score
+                                                                    still lands), ``correct`` 0/1 (integer),
+                                                                    ``abs_error`` (float)
+``metric``              ``mm_metric`` feature, model, name,         ``value`` (float)
+                        version
+``alert``               ``mm_alert`` model, rule, severity,         ``message`` (string), ``active`` = 1
+                        version                                     (integer: servers that keep only numbers,
+                                                                    like VictoriaMetrics, still see the alert)
+======================  =========================================  ==========================================
+
+Tags are the low-cardinality identity of a series (what a dashboard groups by); everything measured is a field, and a
+field keeps one type forever (InfluxDB rejects a batch whose field changes type), so floats are always written as
+floats and counts always as integers. Missing or ``None`` values are left out (a tag is omitted, a field skipped);
+non-finite floats are skipped (line protocol has no NaN). A record with no field left is dropped and counted.
+Optional static tags (``INFLUXDB_V2_TAG_*`` as the client reads them, or ``"tags"`` in the local settings, e.g.
+``host``) are added to every point. Escaping follows the line-protocol rules: in tag keys and values ``,``, ``=``,
+space and ``\\`` are backslash-escaped (the official client leaves ``\\`` alone, which breaks a value ending in a
+backslash); in string fields ``"`` and ``\\``. Newlines, tabs and carriage returns become ``\\n``, ``\\t``, ``\\r``
+everywhere, so one point is always exactly one line — the spool below relies on it.
 """
 
 from __future__ import annotations

@@ -3,6 +3,19 @@
 Segments of line protocol, each with a read position, appended with one write and fsync'ed in groups; a process owns
 its spool directory through a kernel lock (so a crashed process's spool is adopted by a live one, never replayed
 twice), and a torn last line from a crash is skipped on replay.
+
+The spool is a directory of append-only segment files, ``<stream>.<first seq>.lp``: one line-protocol line per point,
+each segment holding a contiguous run of sequence numbers (a new segment starts whenever the run breaks), so sorting
+segments by (stream, first sequence number) gives write order even when a batch that was in flight when the server
+failed is spooled after newer ones. Segments are fsync'd by the writer thread (the caller never fsyncs) and replayed
+in chunks of ``batch_size``; after each chunk the byte offset reached is saved beside the segment (``.pos``, atomic
+rename), and a drained segment is deleted. A crash can only tear the last line of a segment: replay uses only lines
+that end in a newline, so a torn tail is ignored.
+
+Several servers share one spool directory (every deployment of a workspace records into its run directory, Docker
+containers included through the mount). Each sink is one *stream* holding an ``flock`` on ``<stream>.lock`` for its
+lifetime; a sink that finds another stream's segments whose lock it can take (their writer died or closed with data
+still spooled) adopts them and replays them before its own, at start and then every minute.
 """
 
 from __future__ import annotations

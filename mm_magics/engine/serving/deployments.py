@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..atomic import atomic_write_text
 from ..errors import DeploymentError, MMError
 from ..records import Record
 from ..specs import check_name
+
+if TYPE_CHECKING:
+    from ..records import Version
 
 
 @dataclass(repr=False)
@@ -47,6 +51,35 @@ class Deployment(Record):
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> Deployment:
         return cls(**{k: v for k, v in doc.items() if k in cls.__dataclass_fields__})
+
+
+class Runner(Protocol):
+    """How one kind of server is started, checked, switched and stopped (a local process, a Docker container).
+
+    Runners keep no records and take no locks: the :class:`~.deployer.Deployer` owns both, so the rules about what
+    may be deployed when (one deploy of a model at a time, gates, the audit trail) live in one place whatever the
+    runner. ``publish`` hands the Deployer a record the moment it becomes true (a switch's new server takes traffic
+    before the old one is stopped, and clients read the URL from the record)."""
+
+    kind: str
+
+    def start(self, version: Version, *, port: int | None, host: str, batch: bool) -> Deployment:
+        """Start a server for ``version`` and return once it answers ready (nothing left behind if it never does)."""
+        ...
+
+    def status(self, dep: Deployment) -> str:
+        """``running``, ``unhealthy`` (up, not ready) or ``stale`` (gone); may correct ``dep`` to what really serves."""
+        ...
+
+    def switch(
+        self, dep: Deployment, version: Version, *, reason: str, force: bool, publish: Callable[[Deployment], None]
+    ) -> Deployment:
+        """Serve ``version`` in ``dep``'s place without a failed request; returns the record that is now true."""
+        ...
+
+    def stop(self, dep: Deployment, *, timeout: float | None = None, keep_image: bool = False) -> None:
+        """Stop the server and remove what belongs to it; a server already gone is not an error."""
+        ...
 
 
 class DeploymentStore:

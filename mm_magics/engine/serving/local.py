@@ -6,10 +6,8 @@ writes a state file only after the model is loaded and health-checked, so "start
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -19,11 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 from ..clock import now_iso
 from ..errors import DeploymentError
-from ..hosts import check_port
+from ..hosts import check_port, is_loopback
 from .client import ServerClient
-from .deployments import Deployment, DeploymentStore, pid_alive
+from .deployments import Deployment, pid_alive
+from .tokens import secret_path, workspace_secret
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ..records import Version
     from ..workspace import Workspace
 
@@ -31,28 +32,26 @@ READY_TIMEOUT = 60.0
 
 
 class LocalRunner:
+    """A :class:`~.deployments.Runner` whose servers are detached processes on this machine."""
+
+    kind = "local"
+
     def __init__(self, workspace: Workspace, client: ServerClient | None = None) -> None:
         self.ws = workspace
-        self.store = DeploymentStore(workspace.run_dir)
         self.client = client or ServerClient()
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     def start(
-        self,
-        version: Version,
-        *,
-        port: int | None = None,
-        host: str = "127.0.0.1",
-        batch: bool = False,
-        token: str | None = None,
-        admin_token: str | None = None,
+        self, version: Version, *, port: int | None = None, host: str = "127.0.0.1", batch: bool = False
     ) -> Deployment:
+        """Start a server on ``host``; off loopback it insists on the workspace's bearer token."""
         check_port(port, host)
-        run = self.store.root
+        token_required = not is_loopback(host)
+        run = self.ws.run_dir / "deployments"
         run.mkdir(parents=True, exist_ok=True)
         state_file = run / f"{version.name}-{int(time.time() * 1000)}.state.json"
         log_file = run / f"{version.name}.log"
-        cmd = self._command(version, host, port, batch, state_file, token, admin_token)
+        cmd = self._command(version, host, port, batch, state_file, token_required)
         with open(log_file, "ab") as log:
             log_start = log.tell()
             proc = subprocess.Popen(
@@ -83,7 +82,7 @@ class LocalRunner:
             pid=proc.pid,
             batch=batch,
             log=str(log_file),
-            token_required=bool(token),
+            token_required=token_required,
         )
 
     def _command(
@@ -93,8 +92,7 @@ class LocalRunner:
         port: int | None,
         batch: bool,
         state_file: Path,
-        token: str | None,
-        admin_token: str | None,
+        token_required: bool,
     ) -> list[str]:
         """The server's command line: every value rides in ``--option=value`` form, so no string, whatever it
         holds, can become an option of its own."""
@@ -112,11 +110,9 @@ class LocalRunner:
         ]
         if batch:
             cmd.append("--batch")
-        secrets_dir = self.ws.run_dir / "secrets"
-        if token:
-            cmd.append(f"--token-file={_write_secret(secrets_dir / 'token', token)}")
-        if admin_token:
-            cmd.append(f"--admin-token-file={_write_secret(secrets_dir / 'admin-token', admin_token)}")
+        if token_required:
+            cmd.append(f"--token-file={secret_path(self.ws.run_dir, 'token')}")
+        cmd.append(f"--admin-token-file={secret_path(self.ws.run_dir, 'admin-token')}")
         return cmd
 
     def _wait_started(
@@ -143,12 +139,13 @@ class LocalRunner:
         finally:
             state_file.unlink(missing_ok=True)
 
-    def stop(self, dep: Deployment, timeout: float = 10.0) -> None:
+    def stop(self, dep: Deployment, *, timeout: float | None = None, keep_image: bool = False) -> None:
+        """SIGTERM (the server writes what it recorded and exits), SIGKILL after ``timeout`` s (10 by default)."""
         if not pid_alive(dep.pid):
             return
         assert dep.pid is not None
         os.kill(dep.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + (10.0 if timeout is None else timeout)
         while pid_alive(dep.pid) and time.monotonic() < deadline:
             self._reap(dep.pid)
             time.sleep(0.02)
@@ -177,35 +174,23 @@ class LocalRunner:
             dep.version = served
         return "running"
 
-    def swap(
-        self, dep: Deployment, version: Version, admin_token: str, *, reason: str = "", force: bool = False
-    ) -> None:
-        """Load ``version`` into the running server; it only takes traffic once loaded and health-checked (the server
-        checks the same deploy gates, with the same ``reason`` and ``force``)."""
+    def switch(
+        self,
+        dep: Deployment,
+        version: Version,
+        *,
+        reason: str = "",
+        force: bool = False,
+        publish: Callable[[Deployment], None] | None = None,
+    ) -> Deployment:
+        """Load ``version`` into the running server in place; it only takes traffic once loaded and health-checked
+        (the server checks the same deploy gates, with the same ``reason`` and ``force``). Same URL, same process."""
+        admin_token = workspace_secret(self.ws.run_dir, "admin-token")
         self.client.load(dep.url, version.id, admin_token, reason=reason, force=force)
-
-
-def workspace_secret(run_dir: Path, kind: str) -> str:
-    """A per-workspace secret kept in ``run/secrets/<kind>`` (never in git), created on first use.
-
-    The bearer and admin tokens: shared by every runner, so a client's token works whichever way a model is served.
-    """
-    path = run_dir / "secrets" / kind
-    with contextlib.suppress(FileNotFoundError):
-        value = path.read_text().strip()
-        if value:
-            return value
-    value = secrets.token_urlsafe(32)
-    _write_secret(path, value)
-    return value
-
-
-def _write_secret(path: Path, value: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(value)
-    return path
+        dep.version = version.id
+        if publish is not None:
+            publish(dep)
+        return dep
 
 
 def _tail(path: Path, offset: int = 0) -> str:

@@ -416,7 +416,7 @@ def test_a_deployed_server_writes_every_request_to_both_stores_even_when_stopped
     import httpx
 
     from mm_magics.engine.monitoring.store import SQLiteStore
-    from mm_magics.engine.serving.service import Deployer
+    from mm_magics.engine.serving.deployer import Deployer
 
     from ...conftest import commit_kwargs
 

@@ -10,7 +10,7 @@ from sklearn.linear_model import LogisticRegression
 from mm_magics.engine import Workspace, fingerprint, schema_of
 from mm_magics.engine.errors import MMError
 from mm_magics.engine.monitoring.live import Monitor, parse_duration
-from mm_magics.engine.serving.service import Deployer
+from mm_magics.engine.serving.deployer import Deployer
 from mm_magics.render import to_html
 
 

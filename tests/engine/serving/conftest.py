@@ -8,7 +8,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
 from mm_magics.engine import Workspace, fingerprint, schema_of
-from mm_magics.engine.serving.service import Deployer
+from mm_magics.engine.serving.deployer import Deployer
 
 
 @pytest.fixture(scope="module")

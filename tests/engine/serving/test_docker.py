@@ -1,4 +1,7 @@
-"""The Docker runner against a real Docker engine: real image builds, real containers, real HTTP on 127.0.0.1.
+"""Docker deployments against a real Docker engine: real image builds, real containers, real HTTP on 127.0.0.1.
+
+The runner alone (build, start, status, stop) is tested through :class:`DockerRunner`; what involves the deployment
+record (deploy, switch, undeploy, stale records) through the :class:`Deployer`, which owns records and the lock.
 
 Skipped only when no engine is reachable *and* ``CI`` is unset; in CI a missing engine fails (``.ci/run`` runs
 ``scripts/setup-docker.sh``). Base image: ``$MM_DOCKER_BASE_IMAGE``, else ``local/python:3.11`` when present, else
@@ -20,6 +23,7 @@ from typing import Any
 import pytest
 
 from mm_magics.engine.errors import DeploymentError, MMError
+from mm_magics.engine.serving.deployer import Deployer
 from mm_magics.engine.serving.deployments import DeploymentStore
 from mm_magics.engine.serving.docker_runner import LABEL, DockerRunner
 
@@ -59,15 +63,30 @@ def base_image(docker_client: Any) -> str:
         return "python:3.11-slim"
 
 
-@pytest.fixture
-def runner(ws, base_image: str, docker_client: Any):
-    """A runner on the test's workspace; afterwards every container and version image of that workspace goes."""
-    yield DockerRunner(ws, base_image, drain=1.0)
+def _remove_everything_of(ws, docker_client: Any) -> None:
     label = f"{LABEL}.workspace={ws.root}"
     for container in docker_client.containers.list(all=True, filters={"label": label}):
         container.remove(force=True)
     for image in docker_client.images.list(filters={"label": label}):
         docker_client.images.remove(image.id, force=True)
+
+
+@pytest.fixture
+def runner(ws, base_image: str, docker_client: Any):
+    """A runner on the test's workspace; afterwards every container and version image of that workspace goes."""
+    yield DockerRunner(ws, base_image, drain=1.0)
+    _remove_everything_of(ws, docker_client)
+
+
+@pytest.fixture
+def deployer(ws, base_image: str, docker_client: Any, monkeypatch):
+    """The Deployer (records, lock, lifecycle) deploying with ``--docker`` on the test's workspace."""
+    monkeypatch.setenv("MM_DOCKER_BASE_IMAGE", base_image)
+    deployer = Deployer(ws)
+    deployer.docker().drain = 1.0
+    yield deployer
+    deployer.close()
+    _remove_everything_of(ws, docker_client)
 
 
 @pytest.fixture
@@ -101,11 +120,10 @@ def v2_body(X) -> dict:
 
 
 # -- tests ---------------------------------------------------------------------------------------------------------
-def test_build_run_and_predict_over_both_protocols(ws, runner, docker_client, iris, models, two_versions):
+def test_build_run_and_predict_over_both_protocols(ws, deployer, docker_client, iris, models, two_versions):
     X, _ = iris
-    v1, _ = two_versions
     started = time.perf_counter()
-    dep = runner.start(v1)
+    dep = deployer.deploy("iris@v1", docker=True)
     status, body = post(f"{dep.url}/v2/models/iris/infer", v2_body(X.iloc[:3]), _token(ws))
     first_request = time.perf_counter() - started
     print(f"start -> first successful request: {first_request:.2f}s")  # informational; tests never assert timings
@@ -120,7 +138,8 @@ def test_build_run_and_predict_over_both_protocols(ws, runner, docker_client, ir
     assert container.labels[f"{LABEL}.version"] == "iris@v1"
     assert container.attrs["HostConfig"]["Init"] is True
     assert container.ports["8080/tcp"][0]["HostIp"] == "127.0.0.1"
-    assert runner.status(dep) == "running"
+    assert deployer.get("iris").status == "running"
+    assert ws.registry.get("iris@v1").stage == "deploy"
 
     expected = models["logreg"].predict(X).tolist()
     status, body = post(f"{dep.url}/v2/models/iris/infer", v2_body(X), _token(ws))
@@ -162,14 +181,17 @@ def test_a_new_version_rebuilds_only_the_last_layer(runner, docker_client, two_v
     assert again.image_id == second.image_id and again.cached_steps >= 1
 
 
-def test_stop_is_graceful_and_removes_container_image_and_record(ws, runner, docker_client, iris, two_versions):
+def test_stop_is_graceful_and_removes_container_image_and_record(
+    ws, deployer, runner, docker_client, iris, two_versions
+):
     import docker.errors
 
     from mm_magics.engine.monitoring.store import SQLiteStore
 
     X, _ = iris
     v1, v2 = two_versions
-    dep = runner.start(v1)
+    deployer.docker().stop_timeout = 30
+    dep = deployer.deploy("iris@v1", docker=True)
     ids = []
     for i in range(5):
         status, body = post(f"{dep.url}/v2/models/iris/infer", v2_body(X.iloc[i : i + 1]), _token(ws))
@@ -177,7 +199,7 @@ def test_stop_is_graceful_and_removes_container_image_and_record(ws, runner, doc
         ids.append(body["id"])
     # stopped right after the last request: only a server that got SIGTERM (init=True) writes what its recorder
     # still holds on shutdown; a SIGKILL after the timeout would lose them. Proven by data, not by a stopwatch.
-    runner.stop("iris", timeout=30)
+    deployer.undeploy("iris")
     assert set(ids) <= set(SQLiteStore(ws.run_dir / "metrics.sqlite").requests("iris", 0)["request_id"])
     with pytest.raises(docker.errors.NotFound):
         docker_client.containers.get(dep.container_id)
@@ -192,12 +214,11 @@ def test_stop_is_graceful_and_removes_container_image_and_record(ws, runner, doc
     with pytest.raises(docker.errors.NotFound):
         docker_client.containers.get(kept.container_id)
     with pytest.raises(DeploymentError, match="not deployed"):
-        runner.stop("iris")
+        deployer.undeploy("iris")
 
 
-def test_killed_or_removed_containers_are_stale(ws, runner, docker_client, two_versions):
-    v1, _ = two_versions
-    dep = runner.start(v1)
+def test_killed_or_removed_containers_are_stale(ws, deployer, runner, docker_client, two_versions):
+    dep = deployer.deploy("iris@v1", docker=True)
     container = docker_client.containers.get(dep.container_id)
 
     container.pause()
@@ -208,20 +229,24 @@ def test_killed_or_removed_containers_are_stale(ws, runner, docker_client, two_v
     container.kill()
     assert runner.status(dep) == "stale"
 
-    again = runner.start(v1)  # a stale record is replaced, its leftovers removed
+    assert deployer.get("iris").status == "stale"
+
+    import docker.errors
+
+    again = deployer.deploy("iris@v1", docker=True)  # a stale record is replaced, its leftovers removed
     assert again.container_id != dep.container_id and runner.status(again) == "running"
-    with pytest.raises(DeploymentError, match="already runs"):
-        runner.start(v1)
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.containers.get(dep.container_id)
+    assert deployer.deploy("iris@v1", docker=True).container_id == again.container_id  # already served: a no-op
     docker_client.containers.get(again.container_id).remove(force=True)
-    assert runner.status(again) == "stale"
-    runner.stop("iris")  # stopping a stale deployment cleans up without complaint
+    assert deployer.get("iris").status == "stale"
+    deployer.undeploy("iris")  # undeploying a stale deployment cleans up without complaint
     assert DeploymentStore(ws.run_dir).get("iris") is None
 
 
-def test_switch_under_load_drops_no_request(ws, runner, docker_client, iris, two_versions):
+def test_switch_under_load_drops_no_request(ws, deployer, runner, docker_client, iris, two_versions):
     X, _ = iris
-    v1, v2 = two_versions
-    first = runner.start(v1)
+    first = deployer.deploy("iris@v1", docker=True)
     store, token, body = DeploymentStore(ws.run_dir), _token(ws), v2_body(X.iloc[:2])
     errors: list[str] = []
     seen: list[str] = []
@@ -248,7 +273,7 @@ def test_switch_under_load_drops_no_request(ws, runner, docker_client, iris, two
     thread.start()
     while len(seen) < 20 and thread.is_alive():
         time.sleep(0.01)
-    new = runner.switch("iris", v2)
+    new = deployer.switch("iris", "iris@v2", force=True)  # v2 scores lower: the no-regression gate is overridden
     time.sleep(0.5)
     done.set()
     thread.join(150)
@@ -265,6 +290,8 @@ def test_switch_under_load_drops_no_request(ws, runner, docker_client, iris, two
     with pytest.raises(docker.errors.NotFound):
         docker_client.containers.get(first.container_id)
     assert runner.status(new) == "running"
+    assert [h["action"] for h in record.history] == ["deploy", "switch"]
+    assert ws.registry.get("iris@v2").stage == "deploy" and ws.registry.get("iris@v1").stage == "retire"
 
 
 def test_container_that_never_gets_ready_is_removed_with_its_logs(ws, runner, docker_client, two_versions):
@@ -275,7 +302,6 @@ def test_container_that_never_gets_ready_is_removed_with_its_logs(ws, runner, do
     message = str(info.value)
     assert "\n" not in message and "iris@v1" in message and "logs:" in message, message
     assert docker_client.containers.list(all=True, filters={"label": f"{LABEL}.workspace={ws.root}"}) == []
-    assert DeploymentStore(ws.run_dir).get("iris") is None
 
 
 def test_missing_base_image_names_the_fix(ws, docker_client, two_versions):
@@ -302,7 +328,7 @@ def test_without_the_docker_sdk_every_entry_point_names_the_extra(ws, two_versio
     """The quick start installs no [docker] extra: the notebook's "is Docker here?" check must answer, not raise."""
     import sys
 
-    from mm_magics.engine.serving.service import Deployer
+    from mm_magics.engine.serving.deployer import Deployer
 
     for module in [m for m in sys.modules if m == "docker" or m.startswith("docker.")]:
         monkeypatch.delitem(sys.modules, module)

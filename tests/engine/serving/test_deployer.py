@@ -21,7 +21,7 @@ from sklearn.tree import DecisionTreeClassifier
 
 from mm_magics.engine.errors import DeploymentError, TransitionError
 from mm_magics.engine.monitoring.store import SQLiteStore
-from mm_magics.engine.serving.service import Deployer, parse_server_timing
+from mm_magics.engine.serving.deployer import Deployer, parse_server_timing
 
 from ...waiting import wait_until
 
@@ -403,19 +403,24 @@ def test_token_is_required_off_loopback_and_enforced(served, tmp_path):
         "secured", served["logreg"], message="s", metrics={"accuracy": 0.99}, schema=ws.registry.get("iris@v1").schema
     )
     deployer = Deployer(ws)
-    dep = deployer.local.start(ws.registry.get("secured"), token="s3cret-token")
+    # what a user gets with `%mm_deploy secured --host 0.0.0.0`: the server insists on the workspace token
+    dep = deployer.deploy("secured", host="0.0.0.0")
+    token = (ws.run_dir / "secrets" / "token").read_text().strip()
+    assert dep.token_required and token
     try:
         body = v2_body([[5.1, 3.5, 1.4, 0.2]])
         assert httpx.post(dep.url + "/v2/models/secured/infer", json=body).status_code == 401
         bad = httpx.post(dep.url + "/v2/models/secured/infer", json=body, headers={"Authorization": "Bearer no"})
         assert bad.status_code == 401 and "bearer token" in bad.json()["error"]
         ok = httpx.post(
-            dep.url + "/v2/models/secured/infer", json=body, headers={"Authorization": "Bearer s3cret-token"}
+            dep.url + "/v2/models/secured/infer", json=body, headers={"Authorization": f"Bearer {token}"}
         )
         assert ok.status_code == 200
         assert httpx.get(dep.url + "/v2/health/ready").status_code == 200  # probes stay open
+        assert deployer.get("secured").status == "running"  # the health check itself carries the token
     finally:
-        deployer.local.stop(dep)
+        deployer.undeploy("secured")
+        deployer.close()
 
 
 def test_the_admin_load_route_passes_the_deploy_gates_and_the_record_tells_the_truth(served):

@@ -18,12 +18,13 @@ import numpy as np
 from ..atomic import LockTimeout, file_lock
 from ..clock import now_iso
 from ..errors import DeploymentError, Fix, MMError
-from ..hosts import check_host, check_port, is_loopback
+from ..hosts import check_host, check_port
 from ..lifecycle import SERVING
 from ..specs import check_name
 from .client import ServerClient, error_text
-from .deployments import Deployment, DeploymentStore, Prediction
-from .local import LocalRunner, workspace_secret
+from .deployments import Deployment, DeploymentStore, Prediction, Runner
+from .local import LocalRunner
+from .tokens import workspace_secret
 
 if TYPE_CHECKING:
     from ..records import Version
@@ -36,6 +37,8 @@ LOCK_TIMEOUT = 600.0
 
 
 class Deployer:
+    """The serving service: owns the deployment records and the one per-model lock; runners only run servers."""
+
     def __init__(self, workspace: Workspace) -> None:
         self.ws = workspace
         self.store = DeploymentStore(workspace.run_dir)
@@ -64,7 +67,7 @@ class Deployer:
             return False, str(exc)
         return True, f"Docker engine ready, base image {runner.base_image}"
 
-    def _runner(self, dep: Deployment) -> Any:
+    def _runner(self, dep: Deployment) -> Runner:
         return self.docker() if dep.runner == "docker" else self.local
 
     def secret(self, kind: str) -> str:
@@ -85,6 +88,8 @@ class Deployer:
     ) -> Deployment:
         version = self.ws.registry.get(spec)
         check_host(host)
+        if docker:
+            self.docker().check_host(host)
         check_port(port, "127.0.0.1" if docker else host)  # before the lifecycle moves or a running server stops
         with self._lock(version.name):
             return self._deploy(version, docker=docker, port=port, host=host, batch=batch, force=force, reason=reason)
@@ -103,17 +108,14 @@ class Deployer:
         reason = reason or f"Deploy {version.id}"
         if version.stage not in SERVING:  # refused gates refuse the deployment before a server starts
             self.ws.lifecycle.preflight(version.id, "deploy", reason, force=force)
-        token = self.secret("token") if not is_loopback(host) else None
-        if docker:
-            dep = self.docker().start(version, port=port, batch=batch)
-        else:
-            dep = self.local.start(
-                version, port=port, host=host, batch=batch, token=token, admin_token=self.secret("admin-token")
-            )
+        if current is not None and current.status != "running":  # stale or unhealthy: clear what is left of it
+            self._runner(current).stop(current, timeout=1)
+        runner: Runner = self.docker() if docker else self.local
+        dep = runner.start(version, port=port, host=host, batch=batch)
         try:  # the stage moves once the server answers: a server that never started leaves the version as it was
             self._enter_deploy(version, reason, force)
         except BaseException:
-            self._runner(dep).stop(dep)
+            runner.stop(dep)
             raise
         dep.history.append({"time": now_iso(), "version": version.id, "actor": self.ws.actor, "action": "deploy"})
         self.store.save(dep)
@@ -218,15 +220,9 @@ class Deployer:
         return dep
 
     def _serve(self, dep: Deployment, version: Version, *, reason: str, force: bool) -> Deployment:
-        """Make ``dep`` serve ``version``: an in-process swap for a local server, a new container for Docker."""
-        if dep.runner == "docker":
-            history = dep.history
-            dep = self.docker().switch(dep.name, version)
-            dep.history = history
-        else:
-            self.local.swap(dep, version, self.secret("admin-token"), reason=reason, force=force)
-            dep.version = version.id
-        return dep
+        """Make ``dep`` serve ``version`` (an in-process load for a local server, a new container for Docker); the
+        record points at the new server as soon as it takes traffic."""
+        return self._runner(dep).switch(dep, version, reason=reason, force=force, publish=self.store.save)
 
     def _retire_replaced(self, previous: str, current: str) -> None:
         """The version a deployment stopped serving leaves the serving stages, so "deployed" stays true."""
