@@ -84,7 +84,7 @@ from sklearn.linear_model import LogisticRegression
 
 import mm_magics
 from mm_magics.engine import Workspace, fingerprint, schema_of
-from mm_magics.engine.serving.service import Deployer, parse_server_timing
+from mm_magics.engine.serving.deployer import Deployer, parse_server_timing
 
 log = make_log("bench")
 
