@@ -204,10 +204,18 @@ def apply(parser: argparse.ArgumentParser, verb: str, face: Face) -> argparse.Ar
     return parser
 
 
-def completing() -> tuple[str, ...]:
-    """The magics whose first argument is a model name or version (what the notebook completes)."""
-    out = []
+def completing() -> dict[str, dict[str, bool]]:
+    """The magics whose first argument is a model name or version (what the notebook completes), each with its
+    options (flag -> whether it takes a value), so Tab after ``-`` offers the magic's own options."""
+    out: dict[str, dict[str, bool]] = {}
     for verb, spec in VERBS.items():
         if spec.args and spec.args[0].completes and verb != "show":
-            out.append(f"%%mm_{verb}" if verb == "train" else f"%mm_{verb}")
-    return tuple(out)
+            options = {
+                flag: a.kwargs.get("action") not in ("store_true", "store_false")
+                for a in spec.args
+                if "magic" in a.faces
+                for flag in a.flags
+                if flag.startswith("-")
+            }
+            out[f"%%mm_{verb}" if verb == "train" else f"%mm_{verb}"] = options
+    return out

@@ -270,14 +270,39 @@ def test_cell_may_use_magics_and_fit_itself(ip):
     assert "clone" in run.evaluation["note"] and run.data["rows"] == 150
 
 
+def complete(ip, text: str, cursor: int | None = None) -> list[tuple[int, int, str]]:
+    """What a front end gets: the whole cell and the cursor (as Jupyter's complete_request sends them), through the
+    completer's public ``completions`` API, as (start, end, text) — never a pre-split token."""
+    from IPython.core.completer import provisionalcompleter
+
+    cursor = len(text) if cursor is None else cursor
+    with provisionalcompleter():
+        return [(c.start, c.end, c.text) for c in ip.Completer.completions(text, cursor)]
+
+
 def test_completion_of_names_versions_and_aliases(ip):
     ip.run_cell_magic("mm_train", "iris --commit -m one", TRAIN_LOGREG)
     ip.run_cell_magic("mm_train", "iris --commit -m two", TRAIN_TREE)
     line(ip, "mm_alias iris@v1 production")
-    _, matches = ip.complete("ir", "%mm_log ir")
-    assert "iris" in matches
-    _, matches = ip.complete("iris@", "%mm_diff iris@")
-    assert {"iris@v1", "iris@v2", "iris@production"} <= set(matches)
+    versions = {"iris@v1", "iris@v2", "iris@production"}
+
+    got = complete(ip, "%mm_diff iris@")  # IPython splits at "@": the defect was Python builtins here
+    assert {t for _, _, t in got} == versions and {(s, e) for s, e, _ in got} == {(9, 14)}
+    assert [t for _, _, t in complete(ip, "%mm_diff iris@pr")] == ["iris@production"]  # not print, property, %prun
+    assert {t for _, _, t in complete(ip, "%mm_diff iris@v1 iris@")} == versions  # the second positional too
+    assert [t for _, _, t in complete(ip, "%mm_deploy ")] == ["iris"]  # model names only, no Python keywords
+    assert [t for _, _, t in complete(ip, "x = 1\n%mm_log ir")] == ["iris"]  # a magic on a later line of a cell
+    assert {t for _, _, t in complete(ip, "%%mm_train iris --from iris@")} == versions  # --from takes a version
+    assert {t for _, _, t in complete(ip, "%mm_deploy iris --docker ir")} == {"iris"}  # after a switch
+    # the cursor in the middle of a line: what is before it counts
+    text = "%mm_diff iris@ iris@v1"
+    assert {t for _, _, t in complete(ip, text, cursor=14)} == versions
+    # options of the magic itself, from the verbs table
+    assert [t for _, _, t in complete(ip, "%mm_deploy iris --po")] == ["--port"]
+    # what is not ours stays with IPython: a free-text value, another magic, plain Python
+    assert "iris" not in {t for _, _, t in complete(ip, "%mm_deploy iris -m ir")}
+    assert "abs" in {t for _, _, t in complete(ip, "ab")}
+    assert complete(ip, '%mm_commit iris -m "ab') == []
 
 
 def test_text_fallbacks_are_readable(ip):

@@ -9,6 +9,7 @@ engine's record, which the HTML formatter registered at load renders. Engine err
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from traitlets import Bool, Float, Int, Unicode
 from .. import render, verbs
 from ..engine.errors import MMError
 from .common import CELL_FILENAME
+from .completion import version_matcher
 from .lifecycle import LifecycleMagics
 from .monitoring import MonitoringMagics
 from .serving import ServingMagics
@@ -51,6 +53,7 @@ class MMMagics(VersionMagics, LifecycleMagics, ServingMagics, MonitoringMagics, 
         self.runs: dict[str, Run] = {}
         self._monitors: dict[str, tuple[threading.Thread, threading.Event]] = {}
         self._interrupt_hooked = False
+        self._matcher: Any = None
         self._last_predictions: dict[str, Any] = {}
 
     @property
@@ -116,11 +119,10 @@ class MMMagics(VersionMagics, LifecycleMagics, ServingMagics, MonitoringMagics, 
                 rows.append(f"{prefix + name:<14} {doc[0] if doc else ''}")
         print("\n".join(rows))
 
-    def complete(self, _shell: Any, event: Any) -> list[str]:
-        """Model names, NAME@vN (newest first) and NAME@alias for the word under the cursor."""
+    def candidates(self, word: str) -> list[str]:
+        """Model names, then NAME@alias and NAME@vN (newest first) that start with ``word``."""
         try:
             registry = self.ws.registry
-            word = event.symbol or ""
             name, at, _ = word.partition("@")
             if not at:
                 return [m.name for m in registry.models() if m.name.startswith(word)]
@@ -149,8 +151,8 @@ def load(ipython: Any) -> None:
     magics = MMMagics(shell=ipython, parent=ipython)  # Magics.__init__ adds it to shell.configurables (%config)
     ipython.register_magics(magics)
     render.register(ipython)
-    for key in VERSION_MAGICS:
-        ipython.set_hook("complete_command", magics.complete, str_key=key)
+    magics._matcher = version_matcher(magics.candidates, VERSION_MAGICS)
+    ipython.Completer.custom_matchers.append(magics._matcher)
 
 
 def unload(ipython: Any) -> None:
@@ -170,5 +172,7 @@ def unload(ipython: Any) -> None:
         kernel.saved_sigint_handler = previous
     ipython.configurables[:] = [c for c in ipython.configurables if c is not magics]
     render.unregister(ipython)
+    with contextlib.suppress(ValueError):
+        ipython.Completer.custom_matchers.remove(magics._matcher)
     if magics._ws is not None:
         magics._ws.close()
