@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .. import metrics
+from ..clock import timestamp_of
 from ..documents import finite_number
 from ..errors import MMError
 from ..records import Record
@@ -35,7 +36,12 @@ DEFAULT_RULES = {
     "psi": PSI_SIGNIFICANT,  # any feature's PSI above this
     "min_requests": 20,  # don't judge rates on fewer requests
     "min_feedback": 20,  # don't judge quality on fewer labels
+    "min_drift_rows": 100,  # don't judge drift on fewer rows (PSI on 5 rows read 6.8)
 }
+#: Below this many rows PSI is biased upward by sampling noise alone (150 undrifted rows read ~0.18): drift must
+#: then also be significant by the Kolmogorov-Smirnov test against the training profile (as Evidently does).
+PSI_RELIABLE_ROWS = 1000
+KS_ALPHA = 0.01
 
 
 def parse_duration(text: str | float | int) -> float:
@@ -93,7 +99,7 @@ class Snapshot(Record):
         drifted = {f: d for f, d in self.drift.items() if (d.get("psi") or 0) > 0}
         if drifted:
             top = sorted(drifted.items(), key=lambda kv: -(kv[1].get("psi") or 0))[:5]
-            lines.append("  drift (PSI): " + ", ".join(f"{f} {d['psi']:.3f}" for f, d in top))
+            lines.append("  drift (PSI): " + ", ".join(f"{f} {d['psi']:.3f} ({d['n']:.0f} rows)" for f, d in top))
         for a in self.alerts:
             lines.append(f"  ALERT {a['rule']}: {a['message']}")
         if self.sink:
@@ -204,8 +210,8 @@ class Monitor:
         Its ``alerts`` are the rules firing on this window now, each with the time it was first recorded as open
         when :meth:`evaluate` has recorded it. ``sink`` defaults to what the servers last reported."""
         snap, vdoc = self._picture(name, window, deployment, sink)
-        stored = {a["rule"]: a for a in self.store.alerts(name).to_dict(orient="records")}
         version = vdoc.number if vdoc is not None else None
+        stored = {a["rule"]: a for a in self.store.alerts(name).to_dict(orient="records") if a["version"] == version}
         snap.alerts = [
             {
                 "model": name,
@@ -242,11 +248,14 @@ class Monitor:
         ``%mm_monitor`` or ``mm monitor``); refreshes and polls call :meth:`snapshot`."""
         snap, vdoc = self._picture(name, window, deployment, sink)
         version = vdoc.number if vdoc is not None else None
-        for rule, firing, message, value in self._checks(snap, vdoc):
-            if firing:
-                self.store.open_alert(name, version, rule, "warning", message, value)
-            else:
-                self.store.resolve_alert(name, rule)
+        firing = {rule: (message, value) for rule, on, message, value in self._checks(snap, vdoc) if on}
+        for alert in self.store.alerts(name).to_dict(orient="records"):
+            # an alert belongs to the version it was raised on: it resolves when that version no longer serves,
+            # and when this window no longer shows the problem (including no evidence left to judge it on)
+            if alert["version"] != version or alert["rule"] not in firing:
+                self.store.resolve_alert(int(alert["id"]))
+        for rule, (message, value) in firing.items():
+            self.store.open_alert(name, version, rule, "warning", message, value)
         snap.alerts = self.store.alerts(name).to_dict(orient="records")
         if vdoc is not None and vdoc.stage == "deploy" and snap.requests:
             # the version is now watched in production: the lifecycle moves it to maintain
@@ -264,6 +273,8 @@ class Monitor:
         version = deployment.version if deployment is not None else None
         reqs = self.store.requests(name, since)
         n = len(reqs)
+        # the rate divides by the time traffic could have run: since the deployment started, if that is later
+        observed = now - max(since, _started(deployment) or since)
         ok = reqs[reqs["status"] == 200] if n else reqs
         latency = _latency(ok, self.store.probes(name, since))
         error_rate = float((reqs["status"] != 200).mean()) if n else None
@@ -281,7 +292,7 @@ class Monitor:
             window_s=window_s,
             at=now,
             requests=n,
-            rate_per_s=n / window_s if window_s else 0.0,
+            rate_per_s=n / observed if observed > 0 else 0.0,
             error_rate=error_rate,
             latency_ms=latency,
             quality=quality,
@@ -351,22 +362,36 @@ class Monitor:
                     drop,
                 )
             )
-        worst = max(
-            ((f, d["psi"]) for f, d in snap.drift.items() if d.get("psi") is not None),
-            key=lambda fd: fd[1],
-            default=(None, None),
-        )
-        if worst[0] is not None:
+        judged = {f: d for f, d in snap.drift.items() if d.get("psi") is not None and d["n"] >= rules["min_drift_rows"]}
+        drifted = {f: d for f, d in judged.items() if d["psi"] > rules["psi"] and _significant(d)}
+        worst = max(drifted or judged, key=lambda f: (drifted or judged)[f]["psi"], default=None)
+        if worst is not None:
+            d = judged[worst]
+            test = f", KS p={d['ks_p']:.2g}" if d.get("ks_p") is not None and d["n"] < PSI_RELIABLE_ROWS else ""
             checks.append(
                 (
                     "psi",
-                    worst[1] > rules["psi"],
-                    f"feature {worst[0]} drifted (PSI {worst[1]:.2f} > {rules['psi']:.2f}): inspect the "
-                    f"inputs, then {retrain} on fresh data",
-                    worst[1],
+                    bool(drifted),
+                    f"feature {worst} drifted (PSI {d['psi']:.2f} > {rules['psi']:.2f} over {d['n']:.0f} rows"
+                    f"{test}): inspect the inputs, then {retrain} on fresh data",
+                    d["psi"],
                 )
             )
         return checks
+
+
+def _started(deployment: Any) -> float | None:
+    """When the deployment first started serving (unix seconds: its first deploy, switches keep serving), from its
+    record; None when unknown."""
+    history = getattr(deployment, "history", None) or [{}]
+    return timestamp_of(history[0].get("time")) or timestamp_of(getattr(deployment, "started", None))
+
+
+def _significant(d: dict[str, float | None]) -> bool:
+    """PSI alone on many rows; on fewer, the KS test must agree (PSI's sampling noise is large on small samples)."""
+    if (d["n"] or 0) >= PSI_RELIABLE_ROWS:
+        return True
+    return d.get("ks_p") is not None and d["ks_p"] < KS_ALPHA  # type: ignore[operator]
 
 
 def _percentiles(values: pd.Series) -> dict[str, float]:

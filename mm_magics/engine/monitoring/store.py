@@ -195,11 +195,12 @@ class SQLiteStore(MetricStore):
     def open_alert(
         self, model: str, version: int | None, rule: str, severity: str, message: str, value: float | None
     ) -> bool:
-        """Open an alert unless the same rule is already open for this model; True when a new one was opened."""
+        """Open an alert unless the same rule is already open for this version; True when a new one was opened."""
 
         def apply() -> bool:
             row = self._db.execute(
-                "SELECT id FROM alerts WHERE model=? AND rule=? AND resolved IS NULL", (model, rule)
+                "SELECT id FROM alerts WHERE model=? AND version IS ? AND rule=? AND resolved IS NULL",
+                (model, version, rule),
             ).fetchone()
             if row:
                 self._db.execute("UPDATE alerts SET message=?, value=? WHERE id=?", (message, value, row[0]))
@@ -212,11 +213,9 @@ class SQLiteStore(MetricStore):
 
         return self._tx(apply)
 
-    def resolve_alert(self, model: str, rule: str) -> None:
+    def resolve_alert(self, alert_id: int) -> None:
         self._tx(
-            self._db.execute,
-            "UPDATE alerts SET resolved=? WHERE model=? AND rule=? AND resolved IS NULL",
-            (time.time(), model, rule),
+            self._db.execute, "UPDATE alerts SET resolved=? WHERE id=? AND resolved IS NULL", (time.time(), alert_id)
         )
 
     # -- reads --------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from ..errors import DeploymentError, Fix
+from .protocol import PROBE_HEADER
 
 READY = "/v2/health/ready"
 
@@ -86,9 +87,14 @@ class ServerClient:
             return False
         return resp.status_code == 200
 
-    def infer(self, url: str, name: str, body: dict[str, Any], token: str | None) -> tuple[httpx.Response, float]:
-        """POST a V2 inference request; returns the response and the client's own total time in seconds."""
+    def infer(
+        self, url: str, name: str, body: dict[str, Any], token: str | None, *, probe_token: str | None = None
+    ) -> tuple[httpx.Response, float]:
+        """POST a V2 inference request; returns the response and the client's own total time in seconds.
+        ``probe_token`` (the admin token) marks it as a probe, which the server answers but does not record."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if probe_token:
+            headers[PROBE_HEADER] = probe_token
         start = time.perf_counter()
         try:
             resp = self._http.post(f"{url}/v2/models/{name}/infer", json=body, headers=headers)

@@ -260,7 +260,7 @@ class Deployer:
         rows = probe_rows(self.ws.registry.get(dep.version), self.ws.registry, n)
         out = []
         for i in range(n):
-            p = self.predict(name, [rows[i % len(rows)]])
+            p = self.predict(name, [rows[i % len(rows)]], probe=True)
             lat = p.latency_ms
             out.append(
                 {
@@ -273,8 +273,11 @@ class Deployer:
             )
         return out
 
-    def predict(self, name: str, data: Any, *, outputs: tuple[str, ...] = ("predict",)) -> Prediction:
-        """Send rows through the real endpoint (V2), returning predictions, request id and the latency split."""
+    def predict(
+        self, name: str, data: Any, *, outputs: tuple[str, ...] = ("predict",), probe: bool = False
+    ) -> Prediction:
+        """Send rows through the real endpoint (V2), returning predictions, request id and the latency split.
+        ``probe=True``: a synthetic request, answered but not recorded as traffic (nor drift, nor quality)."""
         dep = self.require(name)
         rows = _rows(data)
         body = {
@@ -283,7 +286,9 @@ class Deployer:
             ],
             "outputs": [{"name": o} for o in outputs],
         }
-        resp, total = self.client.infer(dep.url, name, body, self.secret("token") if dep.token_required else None)
+        token = self.secret("token") if dep.token_required else None
+        probe_token = self.secret("admin-token") if probe else None
+        resp, total = self.client.infer(dep.url, name, body, token, probe_token=probe_token)
         if resp.status_code != 200:
             raise DeploymentError(f"{name} refused the request ({resp.status_code}): {error_text(resp)}")
         timing = parse_server_timing(resp.headers.get("server-timing", ""))

@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from ..._version import __version__
 from . import protocol
 from .batching import Result, predict_now
-from .protocol import BadRequest
+from .protocol import PROBE_HEADER, BadRequest
 from .request_ids import new_request_id
 from .state import Served, ServingState, Settings
 
@@ -119,14 +119,17 @@ def finish(
     body: dict[str, Any],
     protocol_name: str,
     frame: pd.DataFrame,
+    probe: bool = False,
 ) -> JSONResponse:
+    """The answer, with its timing headers; the request goes to the recorder unless it is our own probe (a
+    synthetic request must not count as traffic, enter drift or quality; the monitor keeps probes apart)."""
     settings = state.settings
     total = time.perf_counter() - t0
     # queue: waiting for the model (micro-batching); proc: the predict call; total: all server time, so
     # parsing and validation are total - queue - proc, and the client's own total minus this is network time
     timing = f"queue;dur={result.queue_s * 1000:.3f}, proc;dur={result.proc_s * 1000:.3f}, total;dur={total * 1000:.3f}"
     state.requests += 1
-    if settings.on_request is not None:
+    if settings.on_request is not None and not probe:
         settings.on_request(
             {
                 "time": time.time(),
@@ -195,7 +198,7 @@ async def infer(request: Request) -> Response:
     payload = {"model_name": served.name, "model_version": str(served.number), "id": request_id, "outputs": out}
     if isinstance(body, dict) and body.get("id"):
         payload["parameters"] = {"client_id": str(body["id"])[:64]}
-    return finish(state, request_id, served, result, t0, payload, "v2", frame)
+    return finish(state, request_id, served, result, t0, payload, "v2", frame, _is_probe(request, settings))
 
 
 async def invocations(request: Request) -> Response:
@@ -364,6 +367,12 @@ async def version(request: Request) -> Response:
 
 async def ping(request: Request) -> Response:
     return Response("\n", media_type="text/plain")
+
+
+def _is_probe(request: Request, settings: Any) -> bool:
+    """A probe from our own tools carries the admin token in ``X-MM-Probe`` (so nobody else can hide traffic)."""
+    marker = request.headers.get(PROBE_HEADER)
+    return bool(marker and settings.admin_token and secrets.compare_digest(marker, settings.admin_token))
 
 
 def _bearer_ok(request: Request, token: str) -> bool:

@@ -125,3 +125,66 @@ def test_durations():
     assert parse_duration("5m") == 300 and parse_duration("2s") == 2 and parse_duration(90) == 90
     with pytest.raises(MMError, match="bad duration"):
         parse_duration("soon")
+
+
+@pytest.fixture
+def fresh(live, request):
+    """Another model of the same workspace (its own name per test), deployed just now with no traffic yet."""
+    ws, X, y = live["ws"], live["X"], live["y"]
+    name = request.node.name.removeprefix("test_")[:40].rstrip("_")
+    common = {"schema": schema_of(X), "data": fingerprint(X, y), "probe_data": X}
+    ws.registry.commit(name, live["model"], message="v1", metrics={"accuracy": 0.97}, **common)
+    dep = live["deployer"].deploy(name)
+    yield dep
+    live["deployer"].undeploy(name)
+
+
+def test_probes_are_kept_apart_from_traffic(live, fresh):
+    name = fresh.name
+    monitor, deployer = live["monitor"], live["deployer"]
+    send(fresh.url, live["X"].iloc[:15])
+    report = monitor.probe(name, 10, deployments=deployer)
+    assert report.probes == 10
+    assert deployer.flush_metrics(name)
+    snap = monitor.snapshot(name, "10m", deployment=deployer.get(name))
+    assert snap.requests == 15  # was 25: the ten probes counted as traffic
+    assert {d["n"] for d in snap.drift.values()} == {15.0}  # and entered drift
+    assert len(monitor.store.probes(name, 0)) == 10 and "network" in snap.latency_ms
+
+
+def test_a_handful_of_rows_is_no_drift_and_the_rate_counts_the_time_served(live, fresh):
+    name = fresh.name
+    monitor, deployer = live["monitor"], live["deployer"]
+    odd = live["X"].iloc[:5].copy()
+    odd["petal length (cm)"] += 4.0
+    send(fresh.url, odd)
+    assert deployer.flush_metrics(name)
+    snap = monitor.evaluate(name, "5m", deployment=deployer.get(name))
+    assert snap.drift["petal length (cm)"]["psi"] > 1  # PSI on five rows is huge ...
+    assert not [a for a in snap.alerts if a["rule"] == "psi"]  # ... and judged on too few rows to mean drift
+    # five requests in the seconds since the deploy: the rate is per second served, not per 300 s of window
+    assert snap.rate_per_s > 5 / 60
+    send(fresh.url, live["X"].iloc[5:155])  # 150 undrifted rows more: PSI's noise alone, not drift
+    assert deployer.flush_metrics(name)
+    snap = monitor.evaluate(name, "5m", deployment=deployer.get(name))
+    assert not [a for a in snap.alerts if a["rule"] == "psi"], snap.drift
+
+
+def test_an_alert_belongs_to_its_version_and_resolves_when_that_version_stops_serving(live, fresh):
+    name = fresh.name
+    monitor, deployer, ws, X, y = live["monitor"], live["deployer"], live["ws"], live["X"], live["y"]
+    ids = send(fresh.url, X.iloc[:30])
+    assert deployer.flush_metrics(name)
+    monitor.record_feedback(name, ids, [(v + 1) % 3 for v in y.iloc[:30]])  # every label disagrees
+    snap = monitor.evaluate(name, "10m", deployment=deployer.get(name))
+    (alert,) = [a for a in snap.alerts if a["rule"] == "quality_drop"]
+    assert alert["version"] == 1
+
+    common = {"schema": schema_of(X), "data": fingerprint(X, y), "probe_data": X}
+    ws.registry.commit(name, live["model"], message="v2", metrics={"accuracy": 0.97}, parent=f"{name}@v1", **common)
+    deployer.switch(name, f"{name}@v2", force=True)
+    snap = monitor.evaluate(name, "10m", deployment=deployer.get(name))
+    assert snap.version == f"{name}@v2" and snap.labelled == 0  # no ground truth for v2 yet ...
+    assert not [a for a in snap.alerts if a["rule"] == "quality_drop"]  # ... so v1's alert is not shown beside it
+    closed = monitor.store.alerts(name, open_only=False)
+    assert closed.loc[closed["rule"] == "quality_drop", "resolved"].notna().all()

@@ -78,13 +78,17 @@ def test_retention_folds_old_requests_into_rollups(tmp_path):
     assert store.rollups("m", 0).empty and store.requests("m", 0).empty
 
 
-def test_alerts_open_once_and_resolve(tmp_path):
+def test_alerts_open_once_per_version_and_resolve(tmp_path):
     store = SQLiteStore(tmp_path / "m.sqlite")
     assert store.open_alert("m", 1, "psi", "warning", "x drifted", 0.3) is True
     assert store.open_alert("m", 1, "psi", "warning", "x drifted more", 0.4) is False
     assert list(store.alerts("m")["message"]) == ["x drifted more"]
-    store.resolve_alert("m", "psi")
-    assert store.alerts("m").empty and len(store.alerts("m", open_only=False)) == 1
+    assert store.open_alert("m", 2, "psi", "warning", "v2 drifted too", 0.5) is True  # another version's own alert
+    first, second = store.alerts("m").sort_values("version")["id"]
+    store.resolve_alert(int(first))
+    assert list(store.alerts("m")["version"]) == [2]
+    store.resolve_alert(int(second))
+    assert store.alerts("m").empty and len(store.alerts("m", open_only=False)) == 2
 
 
 def test_large_writes_keep_every_row_and_value_in_order(tmp_path):

@@ -412,9 +412,7 @@ def test_token_is_required_off_loopback_and_enforced(served, tmp_path):
         assert httpx.post(dep.url + "/v2/models/secured/infer", json=body).status_code == 401
         bad = httpx.post(dep.url + "/v2/models/secured/infer", json=body, headers={"Authorization": "Bearer no"})
         assert bad.status_code == 401 and "bearer token" in bad.json()["error"]
-        ok = httpx.post(
-            dep.url + "/v2/models/secured/infer", json=body, headers={"Authorization": f"Bearer {token}"}
-        )
+        ok = httpx.post(dep.url + "/v2/models/secured/infer", json=body, headers={"Authorization": f"Bearer {token}"})
         assert ok.status_code == 200
         assert httpx.get(dep.url + "/v2/health/ready").status_code == 200  # probes stay open
         assert deployer.get("secured").status == "running"  # the health check itself carries the token
