@@ -56,8 +56,8 @@ def cmd_init(args: argparse.Namespace) -> Any:
 
 
 def cmd_models(args: argparse.Namespace) -> Any:
-    models = _ws(args).registry.models()
-    return models if models or args.json else "no models yet: commit one with %mm_commit (or run `mm demo`)"
+    listing = _ws(args).models()
+    return listing.models if args.json else listing
 
 
 def cmd_show(args: argparse.Namespace) -> Any:

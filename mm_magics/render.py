@@ -243,10 +243,11 @@ def _models(ml: Any) -> str:
             f"v{m.latest}",
             tags(f"{a}→v{n}" for a, n in m.aliases.items()),
             e(", ".join(f"{s}: {n}" for s, n in m.stages.items())),
+            e(f"{m.serving} ({m.serving_status})") if m.serving else "<span class='dim'>not deployed</span>",
         )
         for m in ml.models
     ]
-    return table(["model", "latest", "aliases", "stages"], rows)
+    return table(["model", "latest", "aliases", "versions by stage", "serving now"], rows)
 
 
 @renders(RECORDS, "Transition")

@@ -101,13 +101,18 @@ class ModelSummary(Record):
     name: str
     latest: int
     aliases: dict[str, int]
-    stages: dict[str, int]
+    stages: dict[str, int]  # versions per lifecycle stage (the *deploy* stage is not "served now": see serving)
     created: str
+    serving: str | None = None  # NAME@vN a deployment serves now, with its health in serving_status
+    serving_status: str | None = None
 
     def __str__(self) -> str:
         alias = ", ".join(f"{a}=v{n}" for a, n in self.aliases.items())
         stages = ", ".join(f"{s}:{n}" for s, n in self.stages.items())
-        return f"{self.name}  latest v{self.latest}  {alias}  {stages}".rstrip()
+        served = f"serving {self.serving} ({self.serving_status})" if self.serving else "not deployed"
+        return f"{self.name}  latest v{self.latest}  {alias}  versions by stage {stages}  {served}".replace(
+            "    ", "  "
+        )
 
 
 @dataclass

@@ -32,6 +32,7 @@ from .gitstore import BRANCH, GitStore
 if TYPE_CHECKING:
     from .lifecycle import Lifecycle
     from .monitoring.live import Monitor
+    from .records import ModelList
     from .registry import Registry
     from .serving.deployer import Deployer
 
@@ -219,6 +220,20 @@ class Workspace:
         from .monitoring.live import Monitor
 
         return Monitor(self)
+
+    def models(self) -> ModelList:
+        """Every model with its latest version, aliases, versions per stage, and what a deployment serves now (the
+        *deploy* stage says where a version is in its lifecycle, not whether a server runs it)."""
+        from .records import ModelList
+
+        models = self.registry.models()
+        if (self.run_dir / "deployments").is_dir():  # a workspace that never deployed starts no serving machinery
+            serving = {d.name: d for d in self.deployments.list()}
+            for m in models:
+                dep = serving.get(m.name)
+                if dep is not None:
+                    m.serving, m.serving_status = dep.version, dep.status
+        return ModelList(models=models)
 
     def close(self) -> None:
         """Close everything this workspace opened (index and metric store connections, HTTP clients, git)."""

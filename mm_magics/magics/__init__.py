@@ -93,9 +93,10 @@ class MMMagics(VersionMagics, LifecycleMagics, ServingMagics, MonitoringMagics, 
 
         return show, (lambda: handle.update({"text/plain": ""}, raw=True))
 
-    def _previous(self, name: str) -> dict[str, Any] | None:
+    def _previous(self, spec: str) -> dict[str, Any] | None:
+        """The version a run is compared with: the parent it names (``--from``), else the model's latest."""
         try:
-            latest = self.ws.registry.get(name)
+            latest = self.ws.registry.get(spec)
         except MMError:
             return None
         return {"id": latest.id, "metrics": latest.metrics}

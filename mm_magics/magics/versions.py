@@ -11,7 +11,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import cell_magic, line_magic
 
 from ..engine.errors import MMError
-from ..engine.records import CheckedOut, CommittedRun, ModelList
+from ..engine.records import CheckedOut, CommittedRun
 from ..engine.specs import parse_spec
 
 if TYPE_CHECKING:
@@ -59,7 +59,13 @@ class VersionMagics:
         show, clear = self._progress()
         try:
             run = training.train(
-                name, cell, self.ns, options, execute=self._execute, progress=show, previous=self._previous(name)
+                name,
+                cell,
+                self.ns,
+                options,
+                execute=self._execute,
+                progress=show,
+                previous=self._previous(parent or name),
             )
         except KeyboardInterrupt:
             raise UsageError("training interrupted: nothing was recorded and the namespace is unchanged") from None
@@ -164,7 +170,7 @@ class VersionMagics:
     @line_magic
     @friendly
     def mm_models(self, line: str = "") -> Any:
-        """Every model in the workspace with its latest version, aliases and stage counts."""
+        """Every model in the workspace: latest version, aliases, versions per stage, and what serves now."""
         if line.strip():
             raise UsageError("%mm_models takes no arguments")
-        return ModelList(models=self.ws.registry.models())
+        return self.ws.models()

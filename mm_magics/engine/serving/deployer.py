@@ -241,7 +241,8 @@ class Deployer:
         if dep is None or dep.status != "running":
             return new, None
         # a rollback is a deliberate, audited decision: the no-regression gate must not block going back
-        return new, self.switch(name, new.id, reason=message or f"Roll back to {to}", force=True)
+        dep = self.switch(name, new.id, reason=message or f"Roll back to {to}", force=True)
+        return self.ws.registry.get(new.id), dep  # read again: serving it moved it into the deploy stage
 
     def flush_metrics(self, name: str) -> bool:
         """Ask a server (process or container) to write what it has recorded, so a snapshot taken now includes it.
