@@ -167,6 +167,10 @@ def cmd_deployments(args: argparse.Namespace) -> Any:
     return deps if deps or args.json else "nothing deployed"
 
 
+def cmd_token(args: argparse.Namespace) -> Any:
+    return _deployer(args).secret("token")
+
+
 def cmd_predict(args: argparse.Namespace) -> Any:
     try:
         rows = json.loads(args.data)
@@ -244,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
         "deploy": cmd_deploy,
         "undeploy": cmd_undeploy,
         "deployments": cmd_deployments,
+        "token": cmd_token,
         "predict": cmd_predict,
         "monitor": cmd_monitor,
         "probe": cmd_probe,

@@ -143,6 +143,11 @@ VERBS: dict[str, Verb] = {
     ),
     "undeploy": Verb("stop a model's server", (arg("name", help="model name", completes=True),)),
     "deployments": Verb("what serves where, with its live status (stale when its process died)"),
+    "token": Verb(
+        "the workspace's bearer token, which Docker deployments and servers off loopback require of every client "
+        '(a secret: `token = %mm_token` keeps it out of the saved notebook; `curl -H "Authorization: Bearer '
+        '$(mm token)"` in a shell)'
+    ),
     "predict": Verb(
         "send rows through a deployed model's real endpoint and show the latency split",
         (

@@ -100,7 +100,7 @@ def test_train_records_a_full_run(ip):
     from sklearn.utils.validation import check_is_fitted
 
     check_is_fitted(ip.user_ns["model"])
-    assert "<table>" in html_of(ip, run) and "accuracy" in str(run)
+    assert "<table" in html_of(ip, run) and "accuracy" in str(run)
 
 
 def test_binary_gets_binary_metrics_and_regression_gets_errors(ip):
@@ -163,7 +163,7 @@ def test_commit_log_diff_checkout_rollback(ip, tmp_path):
     v2 = result.version
     assert v2.id == "iris@v2" and v2.parent == "iris@v1" and v2.message == "a tree"
     page = line(ip, "mm_log iris")
-    assert [v.number for v in page.versions] == [2, 1] and "<table>" in html_of(ip, page)
+    assert [v.number for v in page.versions] == [2, 1] and "<table" in html_of(ip, page)
     diff = line(ip, "mm_diff iris@v1 iris@v2")
     assert diff.params["max_depth"] == (None, 1) and 0 < diff.agreement < 1
     assert "predictions agree" in html_of(ip, diff)
@@ -187,7 +187,7 @@ def test_lifecycle_alias_gate_models(ip):
     gates = line(ip, 'mm_gate iris "accuracy>=0.9"')
     assert gates.gates == [{"expr": "accuracy >= 0.9", "stage": "deploy"}]
     check = line(ip, "mm_stage iris@v2 deploy --check")
-    assert not check.results[0].passed and "✘" in html_of(ip, check)
+    assert not check.results[0].passed and "✗ accuracy" in html_of(ip, check)
     with pytest.raises(UsageError, match="iris@v2 cannot enter deploy: accuracy >= 0.9"):
         line(ip, "mm_stage iris@v2 deploy -m try")
     t = line(ip, "mm_stage iris@v1 deploy -m ship")
@@ -337,9 +337,15 @@ def test_deploy_predict_rollback_undeploy(ip, tmp_path):
         assert set(pred.latency_ms) == {"total", "server", "queue", "processing", "network"}
         proba = line(ip, "mm_predict iris X.iloc[[0]] --proba")
         assert len(proba.outputs["predict_proba"][0]) == 3
+        assert "P(class 2)" in html_of(ip, proba)  # asked for and shown (it was asked for and never shown)
+        assert not dep.forced and [g["passed"] for g in dep.gates] == [True, True]  # the gates a normal deploy passed
+        card = html_of(ip, dep)
+        assert "✓ accuracy &gt;= 0.9" in card and f"<a href='{dep.url}/v2/models/iris'" in card
         listing = line(ip, "mm_deployments")
         assert [d.name for d in listing.deployments] == ["iris"] and "running" in str(listing)
-        line(ip, "mm_deploy iris@v2 --force -m 'try the stump anyway'")
+        forced = line(ip, "mm_deploy iris@v2 --force -m 'try the stump anyway'")
+        assert forced.forced and "FORCED past accuracy >= 0.9" in str(forced)  # it looked exactly like a normal one
+        assert "deployed past refused gates (accuracy &gt;= 0.9, not worse than iris@v1" in html_of(ip, forced)
         assert line(ip, "mm_predict iris X.head(1)").version == "iris@v2"
         v3 = line(ip, "mm_rollback iris@v1 -m 'stump is bad'")
         assert line(ip, "mm_predict iris X.head(1)").version == v3.id == "iris@v3"

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import metrics
 from .records import MetricDelta, Version, VersionDiff
 from .specs import parse_spec
 
@@ -37,6 +38,7 @@ def compare(registry: Registry, a: str, b: str, *, agreement: bool = True) -> Ve
         schema=_dict_changes(va.schema, vb.schema),
         environment=_dict_changes(_flat_env(va.environment), _flat_env(vb.environment)),
         artifact_changed=va.sha256 != vb.sha256,
+        estimator=(va.estimator, vb.estimator) if va.estimator != vb.estimator else None,
     )
     if agreement:
         _agreement(registry, va, vb, out)
@@ -78,7 +80,7 @@ def _dict_changes(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, 
 
 def _metric_deltas(a: dict[str, Any], b: dict[str, Any]) -> list[MetricDelta]:
     out = []
-    for k in sorted(a.keys() | b.keys()):
+    for k in metrics.ordered(a.keys() | b.keys()):
         va, vb = a.get(k), b.get(k)
         if isinstance(va, (list, dict)) or isinstance(vb, (list, dict)):
             if va != vb:

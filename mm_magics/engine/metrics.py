@@ -6,6 +6,7 @@ tasks, training had it): a live figure shown beside its training figure must be 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,13 @@ from .fingerprints import jsonable
 
 #: What a live view shows beside the training figure (the rest stay in the version's record).
 HEADLINE = ("accuracy", "precision", "recall", "f1", "f1_macro", "mae", "rmse", "r2")
+
+
+def ordered(names: Iterable[str]) -> list[str]:
+    """The one order metrics are listed in everywhere (run, version, diff, monitor): headline metrics in their
+    order, then the rest by name."""
+    names = set(names)
+    return [m for m in HEADLINE if m in names] + sorted(names - set(HEADLINE))
 
 
 def classification(y_true: Any, y_pred: Any, *, confusion: bool = True) -> dict[str, Any]:

@@ -140,9 +140,12 @@ class VersionDiff(Record):
     agreement: float | None = None
     agreement_rows: int | None = None
     agreement_note: str | None = None
+    estimator: tuple[str, str] | None = None  # (a, b) when the estimator changed: then params differ wholesale
 
     def __str__(self) -> str:
         lines = [f"diff {self.a} -> {self.b}"]
+        if self.estimator:
+            lines.append(f"estimator changed: {self.estimator[0]} -> {self.estimator[1]}")
         if self.params:
             lines.append("params:")
             lines += [f"  {k}: {a!r} -> {b!r}" for k, (a, b) in self.params.items()]

@@ -1,24 +1,30 @@
-"""Deployment: %mm_deploy, %mm_undeploy, %mm_deployments, %mm_predict.
+"""Deployment: %mm_deploy, %mm_undeploy, %mm_deployments, %mm_token, %mm_predict.
 
 A mixin of :class:`mm_magics.magics.MMMagics` (one configurable, so ``%config MMMagics.*`` keeps working),
 as IPython splits its own magics by topic; each magic parses its line, calls one engine verb, returns a record."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from IPython.core.error import UsageError
 from IPython.core.magic import line_magic
 
 from ..engine.specs import parse_spec
-
-if TYPE_CHECKING:
-    pass
+from .common import friendly, parse_args, verb_arguments
 
 # Everything heavy (scikit-learn, skops, pandas, git) is imported inside the magics that need it, so that
 # `%load_ext mm_magics` stays instant and a notebook that never trains pays nothing.
 
 
-from .common import friendly, parse_args, verb_arguments
+class Secret(str):
+    """A string that works as itself (f-strings, headers) but never shows its value in an output or a repr."""
+
+    def __repr__(self) -> str:
+        return "'********' (the workspace token: use it in a header, it is masked here)"
+
+    def _repr_html_(self) -> str:
+        return "<code>********</code> (the workspace token: use it in a header; masked so the notebook never saves it)"
 
 
 class ServingMagics:
@@ -57,6 +63,18 @@ class ServingMagics:
         from ..engine.serving.deployments import DeploymentList
 
         return DeploymentList(self.deployer.list())
+
+    @line_magic
+    @friendly
+    def mm_token(self, line: str = "") -> Any:
+        """The workspace's bearer token for clients of a Docker deployment or a server off loopback.
+
+        A secret: assign it (`token = %mm_token`) and send `Authorization: Bearer {token}`; shown on its own, it
+        is masked so a saved notebook never holds it.
+        """
+        if line.strip():
+            raise UsageError("%mm_token takes no arguments: token = %mm_token")
+        return Secret(self.deployer.secret("token"))
 
     @verb_arguments("predict")
     @line_magic

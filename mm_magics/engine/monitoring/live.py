@@ -77,7 +77,7 @@ class Snapshot(Record):
     alerts: list[dict[str, Any]]
     sink: dict[str, Any] | None = None
     deployment: dict[str, Any] | None = None
-    series: dict[str, list[float]] = field(default_factory=dict)
+    series: dict[str, list[float | None]] = field(default_factory=dict)
 
     def __str__(self) -> str:
         lines = [f"{self.name} ({self.version or 'not deployed'}) — last {self.window_s:.0f}s"]
@@ -448,15 +448,16 @@ def _label(value: Any) -> str:
     return str(value)
 
 
-def _series(reqs: pd.DataFrame, since: float, now: float, buckets: int = 30) -> dict[str, list[float]]:
-    """Per-bucket request counts and p95 server latency: the data behind sparklines."""
+def _series(reqs: pd.DataFrame, since: float, now: float, buckets: int = 30) -> dict[str, list[float | None]]:
+    """Per-bucket request counts and p95 server latency: the data behind sparklines. A bucket with no request has
+    a count of 0 but no latency (None: a gap, not a 0 ms request)."""
     if reqs.empty:
-        return {"requests": [0.0] * buckets, "p95_ms": [0.0] * buckets}
+        return {"requests": [0.0] * buckets, "p95_ms": [None] * buckets}
     width = max((now - since) / buckets, 1e-9)
     idx = np.clip(((reqs["t"].to_numpy() - since) // width).astype(int), 0, buckets - 1)
     counts = np.bincount(idx, minlength=buckets).astype(float)
     p95 = [
-        float(np.percentile(reqs["total_ms"].to_numpy()[idx == b], 95)) if (idx == b).any() else 0.0
+        float(np.percentile(reqs["total_ms"].to_numpy()[idx == b], 95)) if (idx == b).any() else None
         for b in range(buckets)
     ]
     return {"requests": counts.tolist(), "p95_ms": p95}

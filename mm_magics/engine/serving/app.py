@@ -168,8 +168,8 @@ class BearerAuth:
             if not secrets.compare_digest(header, self.expected):
                 await error_response(
                     401,
-                    "missing or wrong bearer token: send Authorization: Bearer <token> "
-                    "(the token is in the workspace's run/secrets/token)",
+                    "missing or wrong bearer token: send Authorization: Bearer <token>, the workspace's token "
+                    "(`mm token` in the workspace prints it; in a notebook: token = %mm_token)",
                 )(scope, receive, send)
                 return
         await self.app(scope, receive, send)

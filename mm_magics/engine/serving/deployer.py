@@ -27,7 +27,7 @@ from .local import LocalRunner
 from .tokens import workspace_secret
 
 if TYPE_CHECKING:
-    from ..records import Version
+    from ..records import Transition, Version
     from ..workspace import Workspace
 
 
@@ -113,7 +113,7 @@ class Deployer:
         runner: Runner = self.docker() if docker else self.local
         dep = runner.start(version, port=port, host=host, batch=batch)
         try:  # the stage moves once the server answers: a server that never started leaves the version as it was
-            self._enter_deploy(version, reason, force)
+            self._note_gates(dep, self._enter_deploy(version, reason, force))
         except BaseException:
             runner.stop(dep)
             raise
@@ -122,10 +122,17 @@ class Deployer:
         dep.status = "running"
         return dep
 
-    def _enter_deploy(self, version: Version, reason: str, force: bool) -> None:
+    def _enter_deploy(self, version: Version, reason: str, force: bool) -> Transition | None:
         if version.stage in SERVING:
-            return
-        self.ws.lifecycle.transition(version.id, "deploy", reason, force=force)
+            return None
+        return self.ws.lifecycle.transition(version.id, "deploy", reason, force=force)
+
+    def _note_gates(self, dep: Deployment, move: Transition | None) -> None:
+        """Put on the record what the deploy gates said, and whether they were overridden: a forced deploy must not
+        look like a normal one."""
+        dep.stage = self.ws.registry.get(dep.version).stage
+        dep.forced = bool(move and move.forced)
+        dep.gates = [{"gate": g.gate, "passed": g.passed, "detail": g.detail} for g in (move.gates if move else [])]
 
     def get(self, name: str) -> Deployment | None:
         dep = self.store.get(check_name(name))
@@ -199,7 +206,7 @@ class Deployer:
         previous = dep.version
         dep = self._serve(dep, version, reason=reason, force=force)
         try:
-            self._enter_deploy(version, reason, force)
+            self._note_gates(dep, self._enter_deploy(version, reason, force))
         except BaseException:  # e.g. another session moved the version meanwhile: serve what the lifecycle says
             with contextlib.suppress(Exception):
                 self._serve(dep, self.ws.registry.get(previous), reason=f"Back to {previous}: {reason}", force=True)

@@ -42,10 +42,18 @@ class Deployment(Record):
     history: list[dict[str, Any]] = field(default_factory=list)
     status: str = "unknown"  # filled in by the runner's health check: running / stale / unhealthy
     note: str | None = None  # what the health check found that the record does not say
+    stage: str | None = None  # the served version's lifecycle stage when this record was made
+    forced: bool = False  # the deploy overrode refused gates (the audit log has the reason)
+    gates: list[dict[str, Any]] = field(default_factory=list)  # the deploy gates checked: gate, passed, detail
 
     def __str__(self) -> str:
         where = f"pid {self.pid}" if self.runner == "local" else f"container {(self.container_id or '')[:12]}"
         text = f"{self.name}: {self.version} at {self.url} ({self.runner}, {where}, {self.status})"
+        if self.forced:
+            refused = [g["gate"] for g in self.gates if not g.get("passed")]
+            text += f"; FORCED past {', '.join(refused) or 'its gates'}"
+        if self.token_required:
+            text += "; clients need the workspace token (Authorization: Bearer ...; `mm token` prints it)"
         return f"{text}; {self.note}" if self.note else text
 
     @classmethod

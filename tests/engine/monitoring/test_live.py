@@ -75,7 +75,9 @@ def test_requests_feedback_quality_and_quiet_drift(live):
     assert max(d["psi"] for d in snap.drift.values()) < 0.2  # a resample of the training data is no drift
     assert not [a for a in snap.alerts if a["rule"] == "psi"]
     assert live["ws"].lifecycle.stage("iris@v1") == "maintain"  # watched in production now
-    assert "iris (iris@v1)" in str(snap) and "<svg" in to_html(snap)
+    html = to_html(snap)
+    assert "iris (iris@v1)" in str(snap) and "<svg" not in html and "<style" not in html  # kept by the sanitiser
+    assert any(block in html for block in "▁▂▃▄▅▆▇█")  # the text sparkline
 
 
 def test_drifted_batch_raises_a_psi_alert_that_says_what_to_do(live):

@@ -1,0 +1,197 @@
+"""HTML for runs, versions, logs, diffs, model listings, lifecycle moves and gates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .core import (
+    RECORDS,
+    dim,
+    e,
+    is_lower_better,
+    mark,
+    num,
+    renders,
+    scalar_metrics,
+    signed,
+    table,
+    tags,
+)
+
+
+def _metric_table(metrics: dict[str, Any], other: dict[str, Any] | None, other_name: str, label: str) -> str:
+    """This run's or version's metrics, one per row, beside another version's with the delta (✓ better, ✗ worse)."""
+    mine = scalar_metrics(metrics)
+    if other is None:
+        return table(["metric", label], [(f"<code>{e(k)}</code>", num(v)) for k, v in mine.items()], numeric=(1,))
+    rows = [
+        (
+            f"<code>{e(k)}</code>",
+            num(v),
+            num(other.get(k, "")),
+            signed(v - other[k], is_lower_better(k)) if isinstance(other.get(k), (int, float)) else "",
+        )
+        for k, v in mine.items()
+    ]
+    return table(["metric", label, other_name, "Δ"], rows, numeric=(1, 2, 3))
+
+
+@renders("mm_magics.engine.training", "Run")
+def _run(run: Any) -> str:
+    previous = run.previous or {}
+    out = [
+        f"<b>{e(run.name)}</b> — {e(run.estimator)} from <code>{e(run.model_var)}</code>, "
+        f"{e(run.evaluation.get('method', ''))} " + dim(f"(fit {run.fit_time:.2f}s, total {run.wall_time:.2f}s)"),
+        _metric_table(run.metrics, previous.get("metrics") if previous else None, previous.get("id", ""), "this run"),
+    ]
+    if run.search:
+        s = run.search
+        out.append(
+            f"<div>{e(s['kind'])}: best <code>{e(s['best_params'])}</code>, CV score {num(s['best_score'])} "
+            f"over {s['candidates']} candidates × {s['folds']} folds</div>"
+        )
+    cm = run.metrics.get("confusion_matrix")
+    if cm:
+        labels = [e(label) for label in cm["labels"]]
+        rows = [[f"<b>{labels[i]}</b>", *[e(c) for c in row]] for i, row in enumerate(cm["matrix"])]
+        out.append(
+            "<details><summary>confusion matrix (rows: true, columns: predicted)</summary>"
+            + table(["", *labels], rows, numeric=range(1, len(labels) + 1))
+            + "</details>"
+        )
+    data = run.data
+    out.append(
+        "<div>"
+        + dim(
+            f"captured: {len(run.params)} params · data {data['rows']}×{data['columns']} "
+            f"<code>#{e(data['hash'][:10])}</code> · schema · code ({len(run.code.splitlines())} lines) · environment"
+            f"{' · parent ' + e(run.parent) if run.parent else ''} — commit with "
+            f'<code>%mm_commit {e(run.name)} -m "why"</code>'
+        )
+        + "</div>"
+    )
+    return "".join(out)
+
+
+@renders(RECORDS, "Version")
+def _version(v: Any) -> str:
+    rows = [
+        ("version", f"<b>{e(v.id)}</b> {tags(v.aliases)}"),
+        ("stage", e(v.stage)),
+        ("message", e(v.message)),
+        ("estimator", e(v.estimator)),
+        ("parent", e(v.parent or "—") + (f" (a rollback of {e(v.rollback_of)})" if v.rollback_of else "")),
+        (
+            "artifact",
+            f"<code>{e(v.sha256[:16])}</code> ({v.artifact.get('size', 0):,} bytes, {e(v.artifact.get('format'))})",
+        ),
+        ("created", f"{e(v.created[:19])} by {e(v.actor)} · commit <code>{e((v.commit or '')[:10])}</code>"),
+    ]
+    card = table(["", ""], [(dim(e(k)), val) for k, val in rows])
+    metrics = scalar_metrics(v.metrics)
+    return card + (_metric_table(v.metrics, None, "", "value") if metrics else "")
+
+
+@renders(RECORDS, "LogPage")
+def _log(page: Any) -> str:
+    rows = []
+    for v in page.versions:
+        shown = scalar_metrics(v.metrics)
+        key = next(iter(shown), None)
+        rows.append(
+            (
+                f"<b>{e(v.id)}</b> {tags(v.aliases)}",
+                e(v.parent or ""),
+                e(v.stage),
+                f"{e(key)} {num(shown[key])}" if key else "",
+                e(v.created[:19]),
+                e(v.message),
+            )
+        )
+    more = (
+        "<div>" + dim(f"older: <code>%mm_log {e(page.name)} --before {page.next_before}</code>") + "</div>"
+        if page.next_before
+        else ""
+    )
+    return (
+        f"<b>{e(page.name)}</b> "
+        + dim(f"{page.total} version(s)")
+        + table(["version", "parent", "stage", "metric", "created", "message"], rows)
+        + more
+    )
+
+
+@renders(RECORDS, "VersionDiff")
+def _diff(d: Any) -> str:
+    out = [f"<b>{e(d.a)} → {e(d.b)}</b>"]
+    if d.estimator:
+        out.append(f"<div>estimator changed: <code>{e(d.estimator[0])}</code> → <code>{e(d.estimator[1])}</code></div>")
+    if d.agreement is not None:
+        out.append(f"<div>predictions agree on <b>{d.agreement:.1%}</b> of {d.agreement_rows} probe rows</div>")
+    elif d.agreement_note:
+        out.append("<div>" + dim(f"prediction agreement: {e(d.agreement_note)}") + "</div>")
+    metric_rows = [
+        (f"<code>{e(m.name)}</code>", num(m.a), num(m.b), signed(m.delta, is_lower_better(m.name)))
+        for m in d.metrics
+        if not isinstance(m.a, (dict, list)) and not isinstance(m.b, (dict, list))
+    ]
+    if metric_rows:
+        out.append(table(["metric", d.a, d.b, "Δ"], metric_rows, numeric=(1, 2, 3)))
+    sections = (("params", d.params), ("data", d.data), ("schema", d.schema), ("environment", d.environment))
+    for title, changes in sections:
+        if changes:
+            rows = [(f"<code>{e(k)}</code>", e(a), e(b)) for k, (a, b) in changes.items()]
+            # a new estimator differs in every param: the list is reference, not news, so it starts closed
+            opened = " open" if title == "params" and not d.estimator else ""
+            out.append(
+                f"<details{opened}><summary>{title} ({len(rows)} changed)</summary>"
+                f"{table(['', d.a, d.b], rows)}</details>"
+            )
+    out.append(
+        f"<div>artifact {'changed' if d.artifact_changed else 'identical'}; data "
+        f"{'changed' if d.data_changed else 'identical'}</div>"
+    )
+    if d.code_diff:
+        out.append(f"<details><summary>code</summary><pre>{e(d.code_diff)}</pre></details>")
+    return "".join(out)
+
+
+@renders(RECORDS, "ModelList")
+def _models(ml: Any) -> str:
+    if not ml.models:
+        return dim(e(str(ml)))
+    rows = [
+        (
+            f"<b>{e(m.name)}</b>",
+            f"v{m.latest}",
+            tags(f"{a}→v{n}" for a, n in m.aliases.items()),
+            e(", ".join(f"{s}: {n}" for s, n in m.stages.items())),
+            mark(m.serving_status == "running", e(f"{m.serving} ({m.serving_status})")) if m.serving else dim("—"),
+        )
+        for m in ml.models
+    ]
+    return table(["model", "latest", "aliases", "versions by stage", "serving now"], rows)
+
+
+@renders(RECORDS, "Transition")
+def _transition(t: Any) -> str:
+    gates = "".join(f"<li>{mark(g.passed, f'{e(g.gate)}: {e(g.detail)}')}</li>" for g in t.gates)
+    forced = " <b>(forced past refused gates)</b>" if t.forced else ""
+    return (
+        f"<b>{e(t.version)}</b>: {' → '.join(e(s) for s in t.path)}{forced} "
+        + dim(f"by {e(t.actor)}: {e(t.reason)}")
+        + (f"<ul>{gates}</ul>" if gates else "")
+    )
+
+
+@renders(RECORDS, "GateList")
+def _gates(g: Any) -> str:
+    if g.results:
+        items = "".join(f"<li>{mark(r.passed, f'{e(r.gate)}: {e(r.detail)}')}</li>" for r in g.results)
+        return f"<b>{e(g.name)} → {e(g.stage)}</b><ul>{items}</ul>"
+    return f"<pre>{e(str(g))}</pre>"
+
+
+@renders(RECORDS, "CommittedRun")
+def _committed(c: Any) -> str:
+    return _run(c.run) + f"<div>committed <b>{e(c.version.id)}</b> <code>{e((c.version.commit or '')[:8])}</code></div>"
