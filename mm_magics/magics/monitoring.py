@@ -8,21 +8,39 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import line_magic
 
 from ..engine.specs import parse_spec
-
-if TYPE_CHECKING:
-    pass
+from .common import as_list, friendly, parse_args, verb_arguments
 
 # Everything heavy (scikit-learn, skops, pandas, git) is imported inside the magics that need it, so that
 # `%load_ext mm_magics` stays instant and a notebook that never trains pays nothing.
 
 
-from .common import as_list, friendly, parse_args, verb_arguments
+class _Stop(threading.Event):
+    """Stops a refreshing monitor and says why, for the last word on its panel."""
+
+    why = ""
+
+    def stop(self, why: str) -> None:
+        self.why = self.why or why
+        self.set()
+
+
+def framed(snap: Any, state: str, live: bool) -> dict[str, str]:
+    """The monitor picture under a line that says whether it is still refreshing, and if not, since when and why:
+    a panel that stopped must not look like a live one."""
+    from html import escape
+
+    from ..render import to_html
+
+    marker = "● live" if live else "■ stopped"
+    colour = "var(--jp-success-color0,#1a7f37)" if live else "var(--jp-content-font-color2,#57606a)"
+    head = f"<div style='color:{colour};font-weight:600'>{marker} — {escape(state)}</div>"
+    return {"text/html": head + to_html(snap), "text/plain": f"{marker} — {state}\n{snap}"}
 
 
 class MonitoringMagics:
@@ -45,7 +63,7 @@ class MonitoringMagics:
 
         args = parse_args(self.mm_monitor, line)
         name = parse_spec(args.name).name
-        self._stop_monitor(name)
+        self._stop_monitor(name, "stopped with --stop" if args.stop else "replaced by a new %mm_monitor")
         if args.stop:
             print(f"stopped monitoring {name}")
             return None
@@ -56,21 +74,29 @@ class MonitoringMagics:
         deadline = time.monotonic() + parse_duration(args.duration)
         from IPython.display import display
 
-        handle = display(snap, display_id=True)
-        stop = threading.Event()
+        until = time.strftime("%H:%M:%S", time.localtime(time.time() + parse_duration(args.duration)))
+        live_state = f"refreshing every {args.refresh} until {until} (stop: %mm_monitor {name} --stop, or interrupt)"
+        handle = display(framed(snap, live_state, live=True), display_id=True, raw=True)
+        stop = _Stop()
         root = self.ws.root
 
         def loop() -> None:
             from ..engine.workspace import Workspace
 
+            last, why = snap, f"--for {args.duration} elapsed"
             with Workspace.open(root) as ws:  # its own connections: SQLite handles are not shared across threads
                 monitor, deployer = ws.monitor, ws.deployments
                 while not stop.wait(every) and time.monotonic() < deadline:
                     try:
-                        handle.update(monitor.view(name, args.window, deployments=deployer))  # a pure read
-                    except Exception as exc:  # show the problem in place, keep the kernel untouched
-                        handle.update({"text/plain": f"monitor stopped: {exc}"}, raw=True)
-                        return
+                        last = monitor.view(name, args.window, deployments=deployer)  # a pure read
+                    except Exception as exc:  # say the problem in place, keep the kernel untouched
+                        why = f"error: {exc}"
+                        break
+                    handle.update(framed(last, live_state, live=True), raw=True)
+            if stop.is_set():
+                why = stop.why
+            stopped = time.strftime("%H:%M:%S")
+            handle.update(framed(last, f"at {stopped}: {why}; the figures below are from then", live=False), raw=True)
 
         thread = threading.Thread(target=loop, name=f"mm-monitor-{name}", daemon=True)
         self._monitors[name] = (thread, stop)
@@ -110,18 +136,18 @@ class MonitoringMagics:
         if isinstance(getattr(result, "error_in_exec", None), KeyboardInterrupt):
             self._stop_all_monitors()
 
-    def _stop_all_monitors(self) -> None:
+    def _stop_all_monitors(self, why: str = "the kernel was interrupted") -> None:
         """Signal every refreshing monitor to stop (no waiting: this may run inside a signal handler)."""
         for name in list(self._monitors):
             current = self._monitors.pop(name, None)
             if current is not None:
-                current[1].set()
+                current[1].stop(why)
 
-    def _stop_monitor(self, name: str) -> None:
+    def _stop_monitor(self, name: str, why: str = "the extension was unloaded") -> None:
         current = self._monitors.pop(name, None)
         if current is not None:
             thread, stop = current
-            stop.set()
+            stop.stop(why)
             thread.join(5)
 
     @verb_arguments("feedback")

@@ -99,3 +99,22 @@ def test_rerunning_the_magic_replaces_the_updater(kernel):
     assert monitor_threads(kc) == ["mm-monitor-iris"]
     run(kc, "%mm_monitor iris --stop")
     assert wait_until_no_monitor(kc) == []
+
+
+def test_a_refreshing_panel_says_it_is_live_and_when_and_why_it_stopped(kernel):
+    """After --for ends the panel looked exactly like a live one; now it says stopped, since when and why."""
+    _, kc = kernel
+    kc.execute("%mm_monitor iris --refresh 0.5s --for 2s")
+    texts: list[str] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(t.startswith("■ stopped") for t in texts):
+        try:
+            msg = kc.get_iopub_msg(timeout=1)
+        except Exception:
+            continue
+        if msg["msg_type"] in ("display_data", "update_display_data"):
+            texts.append(msg["content"]["data"].get("text/plain", ""))
+    assert texts[0].startswith("● live — refreshing every 0.5s until"), texts[:1]
+    final = texts[-1]
+    assert final.startswith("■ stopped — at ") and "--for 2s elapsed" in final, final[:200]
+    assert wait_until_no_monitor(kc) == []
