@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, is_dataclass
@@ -167,6 +168,17 @@ def cmd_deployments(args: argparse.Namespace) -> Any:
     return deps if deps or args.json else "nothing deployed"
 
 
+def cmd_docker_setup(args: argparse.Namespace) -> Any:
+    """Run the setup script shipped in the package (it needs no source checkout)."""
+    from importlib.resources import as_file, files
+
+    with as_file(files("mm_magics") / "data" / "setup-docker.sh") as script:
+        code = subprocess.run(["bash", str(script)], check=False).returncode
+    if code != 0:
+        raise MMError(f"the Docker setup failed (exit {code}): see its [setup-docker] lines above")
+    return None
+
+
 def cmd_token(args: argparse.Namespace) -> Any:
     return _deployer(args).secret("token")
 
@@ -227,7 +239,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, fn: Callable[[argparse.Namespace], Any], help: str) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help, description=help)
+        sp = sub.add_parser(
+            name,
+            help=help,
+            description=help,
+            epilog=verbs.examples(name, "cli", f"mm {name}"),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         sp.set_defaults(fn=fn)
         # the global options also work after the verb (`mm log m --json`); SUPPRESS keeps a value given before it
         sp.add_argument("--workspace", "-C", default=argparse.SUPPRESS, help="workspace directory")
@@ -275,6 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
         sp = add(name, fn, f"{name} the registry (git) and its artifacts")
         sp.add_argument("url", nargs="?")
         sp.add_argument("artifacts", nargs="?")
+    add(
+        "docker-setup",
+        cmd_docker_setup,
+        "as root: install docker.io, start dockerd and build the local/python:3.11 base image, offline from the "
+        "Debian mirror this machine uses (idempotent; a second run takes a second)",
+    )
     sp = add("demo", cmd_demo, "run the quick-start story end to end on a bundled dataset")
     sp.add_argument("--dir", default="mm-demo", help="where to run it (default: ./mm-demo)")
     return p

@@ -41,6 +41,44 @@ class Verb:
     args: tuple[Arg, ...] = ()
 
 
+#: Examples per verb, ``{cmd}`` standing for the face's spelling (``%mm_log`` or ``mm log``); an entry of
+#: ``(text, faces)`` is shown on those faces only (a notebook passes Python expressions where a shell passes JSON).
+EXAMPLES: dict[str, tuple[str | tuple[str, tuple[Face, ...]], ...]] = {
+    "train": ("{cmd} iris", "{cmd} iris --cv 5", "{cmd} iris --from iris@v2 --commit -m 'more trees'"),
+    "commit": ("{cmd} iris -m 'baseline logistic regression'", "{cmd} iris --model clf --data X y -m 'from a script'"),
+    "show": ("{cmd} iris@v3", "{cmd} iris@production"),
+    "log": ("{cmd} iris", "{cmd} iris -n 50 --before 120"),
+    "diff": ("{cmd} iris@v1 iris@v2", "{cmd} iris@production iris@v7 --no-agreement"),
+    "checkout": ("{cmd} iris@production", ("{cmd} iris@v2 --as old", ("magic",))),
+    "rollback": ("{cmd} iris@v2 -m 'v3 misclassifies new customers'",),
+    "stage": ("{cmd} iris@v3", "{cmd} iris@v3 deploy --check", "{cmd} iris@v3 retire -m 'superseded'"),
+    "alias": ("{cmd} iris@v3 production -m 'release'", "{cmd} iris production --delete"),
+    "gate": ("{cmd} iris", "{cmd} iris 'accuracy>=0.9' 'f1_macro>=0.85'", "{cmd} iris 'rmse<=3' --stage evaluate"),
+    "models": ("{cmd}",),
+    "deploy": ("{cmd} iris@production", "{cmd} iris@v3 --docker", "{cmd} iris@v4 --force -m 'hotfix, gate waived'"),
+    "undeploy": ("{cmd} iris",),
+    "deployments": ("{cmd}",),
+    "token": (("token = {cmd}", ("magic",)), ('curl -H "Authorization: Bearer $({cmd})" URL', ("cli",))),
+    "predict": (("{cmd} iris X_test.head()", ("magic",)), ("{cmd} iris '[[5.1, 3.5, 1.4, 0.2]]' --proba", ("cli",))),
+    "monitor": ("{cmd} iris", ("{cmd} iris --refresh 2s --for 10m", ("magic",)), ("{cmd} iris --watch 2s", ("cli",))),
+    "feedback": (
+        ("{cmd} iris y_test.head()", ("magic",)),
+        ("{cmd} iris --ids '[\"r1\", \"r2\"]' --labels '[0, 2]'", ("cli",)),
+    ),
+    "probe": ("{cmd} iris -n 50",),
+}
+
+
+def examples(verb: str, face: Face, cmd: str) -> str:
+    """The verb's examples for ``face``, spelled with ``cmd``, as an argparse epilog."""
+    lines = []
+    for entry in EXAMPLES.get(verb, ()):
+        text, faces = (entry, ("magic", "cli")) if isinstance(entry, str) else entry
+        if face in faces:
+            lines.append("  " + text.format(cmd=cmd))
+    return "examples:\n" + "\n".join(lines) if lines else ""
+
+
 VERBS: dict[str, Verb] = {
     "train": Verb(
         "run the cell, fit and evaluate the estimator it defines, and record the run",

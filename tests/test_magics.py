@@ -209,7 +209,7 @@ def test_lifecycle_alias_gate_models(ip):
         ("mm_diff iris@v1 iris@v", "malformed version 'iris@v'"),
         ("mm_checkout iris@v9", "unknown model 'iris'"),
         ("mm_gate iris 'accuracy >> 1'", "bad gate expression"),
-        ("mm_log", "required: name"),
+        ("mm_log", "missing name — usage: %mm_log"),
         ("mm_log a b", "unrecognized arguments: b"),
         ("mm_rollback iris -m x", "say which version"),
         ("mm_commit iris -m 'unclosed", "check the quotes"),
@@ -313,6 +313,23 @@ def test_a_run_from_a_parent_is_compared_with_that_parent(ip):
     assert "iris@v1" in html_of(ip, run)
     run = ip.run_cell_magic("mm_train", "iris", TRAIN_LOGREG)
     assert run.previous["id"] == "iris@v2"  # without --from: the latest
+
+
+def test_help_has_examples_and_errors_say_what_is_missing(ip, capsys):
+    ip.run_cell_magic("mm_train", "iris --commit -m one", TRAIN_LOGREG)
+    help_text = ip.object_inspect_text("%mm_log")
+    assert "::" not in help_text.split("usage:")[0] and "examples:\n  %mm_log iris\n" in help_text
+    with pytest.raises(UsageError) as info:
+        line(ip, "mm_diff iris@v1")
+    message = str(info.value)
+    assert "missing B" in message and "usage: %mm_diff [--no-agreement] A B" in message and "required" not in message
+    with pytest.raises(UsageError, match="unknown model 'irsi': did you mean 'iris'") as info:
+        line(ip, "mm_monitor irsi")
+    assert "%mm_commit" not in str(info.value)  # was: "commit one with %mm_commit", from a monitor
+    line(ip, "mm")
+    listing = capsys.readouterr().out.splitlines()
+    columns = {row.index(row.split()[1]) for row in listing}
+    assert len(columns) == 1, listing  # %mm_deployments no longer pushes its help out of the column
 
 
 def test_text_fallbacks_are_readable(ip):

@@ -11,6 +11,7 @@ gc), remotes, estimator checks, documents, the ledger.
 
 from __future__ import annotations
 
+import difflib
 import re
 import threading
 from collections import OrderedDict
@@ -211,7 +212,12 @@ class Registry:
         if mdoc is None:
             self.index.require_intact(layout.model_file(spec.name))
             known = self.index.model_names()
-            hint = f" (known: {', '.join(known[:10])})" if known else " (the registry is empty)"
+            close = difflib.get_close_matches(spec.name, known, n=1, cutoff=0.6)
+            if close:  # a typo: name the model meant, not how to create a new one
+                raise UnknownModelError(
+                    f"unknown model {spec.name!r}: did you mean {close[0]!r}? (models: {', '.join(known[:10])})"
+                )
+            hint = f" (models: {', '.join(known[:10])})" if known else " (the registry is empty)"
             raise UnknownModelError(
                 f"unknown model {spec.name!r}{hint}: check the name, or commit a model under it ({{fix}})",
                 fix=Fix("commit", (spec.name, "-m", "WHY")),

@@ -116,9 +116,9 @@ class MMMagics(VersionMagics, LifecycleMagics, ServingMagics, MonitoringMagics, 
                 fn = getattr(self, name)
                 parser = getattr(fn, "parser", None)
                 doc = ((parser.description if parser else None) or fn.__doc__ or "").strip().splitlines()
-                prefix = "%%" if kind == "cell" else "%"
-                rows.append(f"{prefix + name:<14} {doc[0] if doc else ''}")
-        print("\n".join(rows))
+                rows.append(((("%%" if kind == "cell" else "%") + name), doc[0] if doc else ""))
+        width = max(len(magic) for magic, _ in rows) + 2  # the longest name sets the column, not a guess
+        print("\n".join(f"{magic:<{width}}{doc}" for magic, doc in rows))
 
     def candidates(self, word: str) -> list[str]:
         """Model names, then NAME@alias and NAME@vN (newest first) that start with ``word``."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 import inspect
+import re
 import shlex
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,7 @@ def verb_arguments(verb: str) -> Callable[[Callable[..., Any]], Callable[..., An
         parser = MagicArgumentParser(
             prog=f"{prefix}mm_{verb}",
             description=inspect.cleandoc(func.__doc__ or verbs.VERBS[verb].help),
+            epilog=verbs.examples(verb, "magic", f"{prefix}mm_{verb}"),
             formatter_class=argparse.RawDescriptionHelpFormatter,
             add_help=False,
         )
@@ -64,7 +66,19 @@ def parse_args(fn: Callable[..., Any], line: str) -> Any:
     try:
         return fn.parser.parse_args(argv)
     except UsageError as exc:
-        raise UsageError(f"{exc}; see %{fn.__name__}? for usage".replace("\n", " ")) from None
+        raise UsageError(f"{friendlier(str(exc))} — usage: {usage_line(fn.parser)} (more: %{fn.__name__}?)") from None
+
+
+def friendlier(message: str) -> str:
+    """argparse's words for a missing argument name its metavar ("required: B"); say what is missing instead."""
+    missing = re.match(r"the following arguments are required: (.*)", message)
+    if missing:
+        return "missing " + " and ".join(m.strip() for m in missing.group(1).split(","))
+    return message.replace("\n", " ")
+
+
+def usage_line(parser: argparse.ArgumentParser) -> str:
+    return " ".join(parser.format_usage().removeprefix("usage: ").split())
 
 
 def as_list(value: Any) -> list[Any]:

@@ -70,8 +70,12 @@ def test_unknown_and_malformed(ws, models):
     with pytest.raises(UnknownModelError, match="registry is empty"):
         reg.get("nope")
     reg.commit("iris", models["logreg"])
-    with pytest.raises(UnknownModelError, match="known: iris"):
+    with pytest.raises(UnknownModelError, match="models: iris") as info:
         reg.get("nope")
+    assert info.value.fix is not None  # a new name: how to commit one
+    with pytest.raises(UnknownModelError, match="did you mean 'iris'") as info:
+        reg.get("irsi@v1")
+    assert info.value.fix is None  # a typo of a known model: not advice to create another
     with pytest.raises(UnknownVersionError, match="v1..v1"):
         reg.get("iris@v7")
     with pytest.raises(UnknownVersionError, match="no alias 'prod'"):

@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import DeploymentError
 from .image_context import one_line
 
-SETUP = "bash scripts/setup-docker.sh"
+SETUP = "mm docker-setup"  # ships with the package (mm_magics/data/setup-docker.sh); as root
 LABEL = "io.mm-magics"  # label prefix on every container and image we make (model, version, workspace)
 
 

@@ -75,7 +75,7 @@ class DockerRunner:
     engine.
 
     ``base_image``: the image the runtime is built on. Default: ``$MM_DOCKER_BASE_IMAGE``, else
-    ``python:3.11-slim``. Where no registry is reachable, ``bash scripts/setup-docker.sh`` builds ``local/python:3.11``.
+    ``python:3.11-slim``. Where no registry is reachable, ``mm docker-setup`` builds ``local/python:3.11``.
     """
 
     kind = "docker"

@@ -42,7 +42,7 @@ def docker_client() -> Any:
         client = docker.from_env(timeout=60)
         client.ping()
     except Exception as exc:
-        reason = f"no Docker engine reachable ({' '.join(str(exc).split())[:200]}): run bash scripts/setup-docker.sh"
+        reason = f"no Docker engine reachable ({' '.join(str(exc).split())[:200]}): run mm docker-setup (as root)"
         if os.environ.get("CI"):
             pytest.fail(f"CI is set, so a missing engine is a failure: {reason}")
         pytest.skip(reason)
@@ -311,7 +311,7 @@ def test_missing_base_image_names_the_fix(ws, docker_client, two_versions):
         runner.build(v1)
     message = str(info.value)
     assert "\n" not in message
-    assert "bash scripts/setup-docker.sh" in message and "local/python:3.11" in message, message
+    assert "mm docker-setup" in message and "local/python:3.11" in message, message
 
 
 def test_unreachable_engine_names_the_fix(ws, two_versions, monkeypatch):
@@ -321,7 +321,7 @@ def test_unreachable_engine_names_the_fix(ws, two_versions, monkeypatch):
     with pytest.raises(DeploymentError) as info:
         runner.build(v1)
     message = str(info.value)
-    assert "\n" not in message and "bash scripts/setup-docker.sh" in message, message
+    assert "\n" not in message and "mm docker-setup" in message, message
 
 
 def test_without_the_docker_sdk_every_entry_point_names_the_extra(ws, two_versions, monkeypatch):
