@@ -70,7 +70,10 @@ class Version(Record):
         return cls(**known)
 
     def __str__(self) -> str:
-        metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in self.metrics.items() if not isinstance(v, (list, dict)))
+        from .metrics import ordered  # here, not at import: records load with the extension, numpy need not
+
+        shown = {k: v for k, v in self.metrics.items() if not isinstance(v, (list, dict))}
+        metrics = ", ".join(f"{k}={_fmt(shown[k])}" for k in ordered(shown))
         short = (self.commit or "")[:8]
         parts = [f"{self.id} ({short})", self.stage or "", metrics, self.message]
         return "  ".join(p for p in parts if p)

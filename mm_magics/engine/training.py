@@ -74,8 +74,9 @@ class Run:
 
     def __str__(self) -> str:
         shown = {k: v for k, v in self.metrics.items() if isinstance(v, (int, float))}
-        metrics = ", ".join(f"{k}={v:.4g}" for k, v in shown.items())
-        lines = [f"run {self.name}: {self.estimator} ({self.model_var}) {self.evaluation.get('method')}: {metrics}"]
+        shown = {k: shown[k] for k in metrics.ordered(shown)}
+        listed = ", ".join(f"{k}={v:.4g}" for k, v in shown.items())
+        lines = [f"run {self.name}: {self.estimator} ({self.model_var}) {self.evaluation.get('method')}: {listed}"]
         if self.search:
             lines.append(f"  search: best {self.search['best_params']} (cv score {self.search['best_score']:.4g})")
         if self.previous:
