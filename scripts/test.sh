@@ -13,6 +13,7 @@ python3 -m pip install -q -e ".[test,dev]"
 if [ "$(id -u)" = 0 ]; then
     bash scripts/setup-docker.sh
     bash scripts/setup-influx.sh
+    bash scripts/setup-browser.sh
 fi
 export MM_DOCKER_BASE_IMAGE="${MM_DOCKER_BASE_IMAGE:-local/python:3.11}"
 

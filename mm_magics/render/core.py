@@ -6,15 +6,16 @@ import html
 from collections.abc import Callable, Iterable
 from typing import Any
 
-# Colours come from JupyterLab's theme variables, whose light and dark values meet WCAG AA on the notebook
-# background (success-color0 and error-color1 are the pair that does in both themes), with a fallback for other
+# Colours come from JupyterLab's theme variables (so they follow the light and dark themes), with a fallback for other
 # front ends. Everything is an inline style: no global <style> (which JupyterLab's sanitiser strips from an untrusted
 # notebook, and which leaked into every other open notebook), and text-align on each cell beats JupyterLab's
 # right-aligned table rule. The sanitiser also drops var() values, so meaning never rests on colour: every good or bad
 # mark carries a text marker (✓ ✗ ⚠), and the sparklines are text, which survives any sanitiser and nbconvert.
 DIM = "var(--jp-content-font-color2,#57606a)"
-GOOD = "var(--jp-success-color0,#1a7f37)"
-BAD = "var(--jp-error-color1,#cf222e)"
+# green and red mixed a quarter toward the text colour: darker on the light theme, lighter on the dark one, so both
+# reach AA on either background (measured in tests/e2e/test_browser.py; no single theme variable does)
+GOOD = "color-mix(in srgb,var(--jp-success-color1,#1a7f37) 70%,var(--jp-content-font-color0,#000))"
+BAD = "color-mix(in srgb,var(--jp-error-color1,#cf222e) 75%,var(--jp-content-font-color0,#000))"
 TAG = "background:var(--jp-layout-color2,rgba(127,127,127,.16));color:var(--jp-content-font-color1,inherit)"
 BOX = "font-family:var(--jp-ui-font-family,system-ui,sans-serif);font-size:13px;line-height:1.45"
 CELL = "text-align:left;vertical-align:top;padding:2px 14px 2px 0;border:none"
@@ -73,7 +74,7 @@ def num(value: Any) -> str:
 
 def table(headers: Iterable[str], rows: Iterable[Iterable[str]], numeric: Iterable[int] = ()) -> str:
     """A compact table, left-aligned except the ``numeric`` columns (right-aligned so digits line up)."""
-    right = set(numeric)
+    right, headers = set(numeric), list(headers)
     head = "".join(
         f"<th style='{NUMERIC if i in right else CELL};font-weight:600'>{e(h)}</th>" for i, h in enumerate(headers)
     )
@@ -81,10 +82,8 @@ def table(headers: Iterable[str], rows: Iterable[Iterable[str]], numeric: Iterab
         "<tr>" + "".join(f"<td style='{NUMERIC if i in right else CELL}'>{c}</td>" for i, c in enumerate(row)) + "</tr>"
         for row in rows
     )
-    return (
-        f"<table style='border-collapse:collapse;margin:4px 0;width:auto'><thead><tr>{head}</tr></thead>"
-        f"<tbody>{body}</tbody></table>"
-    )
+    thead = f"<thead><tr>{head}</tr></thead>" if any(headers) else ""  # a card (label: value) has no header row
+    return f"<table style='border-collapse:collapse;margin:4px 0;width:auto'>{thead}<tbody>{body}</tbody></table>"
 
 
 def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
