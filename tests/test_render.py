@@ -81,3 +81,23 @@ def test_tables_align_labels_left_and_numbers_right(numeric):
     styles = re.findall(r"<td style='([^']*)'", html)
     assert "text-align:left" in styles[0]
     assert ("text-align:right" if numeric else "text-align:left") in styles[1]
+
+
+def test_a_run_shows_its_charts_as_images_that_survive_the_sanitiser():
+    import base64
+
+    from sklearn.datasets import load_breast_cancer
+
+    from mm_magics.engine.training import train
+
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    run = train(
+        "cancer", "from sklearn.tree import DecisionTreeClassifier\nmodel = DecisionTreeClassifier()", {"X": X, "y": y}
+    )
+    html = to_html(run)
+    images = re.findall(r"<img src='data:image/svg\+xml;base64,([^']+)'[^>]*alt='([^']+)'", html)
+    assert {alt.split(" (")[0] for _, alt in images} == {"ROC curve", "precision–recall curve"}
+    svg = base64.b64decode(images[0][0]).decode()
+    assert svg.startswith("<svg") and "<script" not in svg and "AUC" in svg
+    assert "larger: ROC curve (AUC" in html  # small by default, twice as large in the details
+    assert re.search(r"<td style='[^']*background:#[0-9a-f]{6};color:#[0-9a-f]{6}'>\d+</td>", html)  # the heatmap

@@ -66,3 +66,65 @@ def for_task(task: str | None, y_true: Any, y_pred: Any, *, confusion: bool = Tr
     if task == "regression":
         return regression(y_true, y_pred)
     return {}
+
+
+def diagnostics(
+    model: Any, X: Any, y: Any, task: str | None, *, points: int = 100, sample: int = 300
+) -> dict[str, Any]:
+    """The data behind a run's charts, from the evaluation rows: ROC and precision–recall curves (at most ``points``
+    each, with AUC and average precision) for a binary classifier that scores, residuals (a seeded sample of at most
+    ``sample`` rows) for a regressor. Empty when the model cannot give them; never raises for that."""
+    try:
+        if task == "regression":
+            return _residuals(model, X, y, sample)
+        if task == "classification":
+            return _curves(model, X, y, points)
+    except (AttributeError, ValueError, TypeError, IndexError):
+        return {}
+    return {}
+
+
+def _curves(model: Any, X: Any, y: Any, points: int) -> dict[str, Any]:
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
+    classes = list(getattr(model, "classes_", []))
+    if len(classes) != 2 or len(np.unique(np.asarray(y))) != 2:
+        return {}
+    if hasattr(model, "predict_proba"):
+        scores = np.asarray(model.predict_proba(X))[:, 1]
+    elif hasattr(model, "decision_function"):
+        scores = np.asarray(model.decision_function(X))
+    else:
+        return {}
+    positive = classes[1]
+    truth = np.asarray(y) == positive
+    fpr, tpr, _ = roc_curve(truth, scores)
+    precision, recall, _ = precision_recall_curve(truth, scores)
+    pick = _thin(len(fpr), points)
+    pick_pr = _thin(len(recall), points)
+    return {
+        "positive": jsonable(positive),
+        "roc": {"fpr": _round(fpr[pick]), "tpr": _round(tpr[pick]), "auc": float(roc_auc_score(truth, scores))},
+        "pr": {
+            "recall": _round(recall[pick_pr]),
+            "precision": _round(precision[pick_pr]),
+            "ap": float(average_precision_score(truth, scores)),
+            "base_rate": float(truth.mean()),
+        },
+    }
+
+
+def _residuals(model: Any, X: Any, y: Any, sample: int) -> dict[str, Any]:
+    predicted = np.asarray(model.predict(X), dtype=float).ravel()
+    truth = np.asarray(y, dtype=float).ravel()
+    rows = np.sort(np.random.default_rng(0).choice(len(truth), min(sample, len(truth)), replace=False))
+    return {"residuals": {"predicted": _round(predicted[rows]), "residual": _round(truth[rows] - predicted[rows])}}
+
+
+def _thin(n: int, points: int) -> np.ndarray:
+    """At most ``points`` indices spread over ``n``, first and last kept (a curve's ends matter)."""
+    return np.unique(np.linspace(0, n - 1, min(n, points)).round().astype(int))
+
+
+def _round(values: np.ndarray) -> list[float]:
+    return [round(float(v), 5) for v in values]

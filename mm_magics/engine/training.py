@@ -367,8 +367,14 @@ def _explicit_test(model: Any, X: Any, y: Any, X_test: Any, y_test: Any, task: s
         _fit(model, X, y)
     fit_time = time.perf_counter() - start
     phase[0] = "evaluating"
-    metrics = evaluate(model, X_test, y_test, task)
-    return _Fitted(metrics, {"method": "holdout", "test": "X_test/y_test", "test_rows": len(X_test)}, X, y, fit_time)
+    scores = evaluate(model, X_test, y_test, task)
+    evaluation = {
+        "method": "holdout",
+        "test": "X_test/y_test",
+        "test_rows": len(X_test),
+        "diagnostics": metrics.diagnostics(model, X_test, y_test, task),
+    }
+    return _Fitted(scores, evaluation, X, y, fit_time)
 
 
 def _cross_validated(
@@ -406,7 +412,7 @@ def _holdout(model: Any, X: Any, y: Any, task: str | None, opts: TrainOptions, p
     _fit(evaluated, X_tr, y_tr)
     fit_time = time.perf_counter() - start
     phase[0] = "evaluating"
-    metrics = evaluate(evaluated, X_te, y_te, task)
+    scores = evaluate(evaluated, X_te, y_te, task)
     evaluation = {
         "method": "holdout",
         "test_size": opts.test_size,
@@ -414,8 +420,9 @@ def _holdout(model: Any, X: Any, y: Any, task: str | None, opts: TrainOptions, p
         "test_rows": len(X_te),
         "stratified": stratify is not None,
         "note": "the cell fitted the model itself; metrics come from a clone fitted on the split" if refit else None,
+        "diagnostics": metrics.diagnostics(evaluated, X_te, y_te, task),
     }
-    return _Fitted(metrics, evaluation, X if refit else X_tr, y if refit else y_tr, fit_time)
+    return _Fitted(scores, evaluation, X if refit else X_tr, y if refit else y_tr, fit_time)
 
 
 def _can_stratify(y: Any, test_size: float) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import charts
 from .core import (
     RECORDS,
     dim,
@@ -50,13 +51,12 @@ def _run(run: Any) -> str:
             f"<div>{e(s['kind'])}: best <code>{e(s['best_params'])}</code>, CV score {num(s['best_score'])} "
             f"over {s['candidates']} candidates × {s['folds']} folds</div>"
         )
+    out.append(charts.gallery(_charts(run)))
     cm = run.metrics.get("confusion_matrix")
     if cm:
-        labels = [e(label) for label in cm["labels"]]
-        rows = [[f"<b>{labels[i]}</b>", *[e(c) for c in row]] for i, row in enumerate(cm["matrix"])]
         out.append(
             "<details><summary>confusion matrix (rows: true, columns: predicted)</summary>"
-            + table(["", *labels], rows, numeric=range(1, len(labels) + 1))
+            + _heatmap(cm["labels"], cm["matrix"])
             + "</details>"
         )
     data = run.data
@@ -71,6 +71,77 @@ def _run(run: Any) -> str:
         + "</div>"
     )
     return "".join(out)
+
+
+def _heatmap(labels: list[Any], matrix: list[list[int]]) -> str:
+    """The confusion matrix as a heatmap table: the counts stay text, the shading says where they pile up."""
+    top = max((c for row in matrix for c in row), default=0)
+    cell = "text-align:right;padding:2px 8px;border:1px solid #d0d7de;font-variant-numeric:tabular-nums"
+    head = "".join(f"<th style='text-align:right;padding:2px 8px;border:none'>{e(label)}</th>" for label in labels)
+    rows = []
+    for label, row in zip(labels, matrix, strict=True):
+        cells = "".join(
+            f"<td style='{cell};background:{bg};color:{fg}'>{c}</td>"
+            for c, (bg, fg) in ((c, charts.heat(c, top)) for c in row)
+        )
+        rows.append(f"<tr><th style='text-align:left;padding:2px 8px;border:none'>{e(label)}</th>{cells}</tr>")
+    corner = "<th style='text-align:left;border:none'></th>"
+    return (
+        "<table style='border-collapse:collapse;margin:4px 0;width:auto'>"
+        f"<thead><tr>{corner}{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _charts(run: Any) -> list[tuple[str, str]]:
+    """The run's pictures: ROC and precision–recall for a binary classifier, residuals for a regressor, and the CV
+    score of every candidate of a search."""
+    found = (run.evaluation or {}).get("diagnostics") or {}
+    out = []
+    if "roc" in found:
+        roc = found["roc"]
+        label = f"AUC {roc['auc']:.3f}"
+        svg = charts.plot(
+            [(roc["fpr"], roc["tpr"], label, charts.BLUE, False)],
+            title="ROC", x_label="false positive rate", y_label="true positive rate",
+            x_range=(0, 1), y_range=(0, 1), diagonal=True,
+        )  # fmt: skip
+        out.append((svg, f"ROC curve ({label})"))
+    if "pr" in found:
+        pr = found["pr"]
+        label = f"AP {pr['ap']:.3f}"
+        base = pr["base_rate"]
+        svg = charts.plot(
+            [
+                (pr["recall"], pr["precision"], label, charts.ORANGE, False),
+                ([0, 1], [base, base], f"chance {base:.2f}", charts.GREY, False),
+            ],
+            title=f"precision–recall (positive: {found.get('positive')})", x_label="recall", y_label="precision",
+            x_range=(0, 1), y_range=(0, 1), legend_low=True,
+        )  # fmt: skip
+        out.append((svg, f"precision–recall curve ({label})"))
+    if "residuals" in found:
+        res = found["residuals"]
+        svg = charts.plot(
+            [(res["predicted"], res["residual"], "", charts.BLUE, True)],
+            title="residuals (true − predicted)", x_label="predicted", y_label="residual", zero_line=True,
+        )  # fmt: skip
+        out.append((svg, f"residuals of {len(res['residual'])} hold-out rows"))
+    table_ = (run.search or {}).get("cv_results") or []
+    if len(table_) > 1:
+        ranked = sorted(table_, key=lambda r: r["rank"])
+        svg = charts.plot(
+            [
+                (list(range(1, len(ranked) + 1)), [r["mean_test_score"] for r in ranked], "mean", charts.BLUE, True),
+                (
+                    list(range(1, len(ranked) + 1)),
+                    [r["mean_test_score"] - r["std_test_score"] for r in ranked],
+                    "mean − std", charts.GREY, True,
+                ),
+            ],
+            title="CV score by candidate", x_label="candidate (best first)", y_label="CV score",
+        )  # fmt: skip
+        out.append((svg, f"CV scores of {len(ranked)} candidates"))
+    return out
 
 
 @renders(RECORDS, "Version")

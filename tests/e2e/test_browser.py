@@ -40,6 +40,9 @@ CELLS = [
     "for i in range(40):\n    _ = %mm_predict iris X.iloc[[i]]\n%mm_probe iris -n 5",
     "%mm_monitor iris --window 10m",
     "%mm_undeploy iris",
+    "from sklearn.datasets import load_breast_cancer\nXb, yb = load_breast_cancer(return_X_y=True, as_frame=True)",
+    "%%mm_train cancer --data Xb yb\nfrom sklearn.linear_model import LogisticRegression\n"
+    "model = LogisticRegression(max_iter=5000)",
 ]
 
 # WCAG relative luminance and contrast of two CSS colours, and the colour actually behind an element
@@ -232,6 +235,11 @@ def test_a_colleagues_untrusted_copy_keeps_its_meaning(browser, lab):
     card = _output_with(page, "artifact")
     aligns = card.locator("table").first.locator("td").evaluate_all(ALIGNS)
     assert set(aligns) == {"left"}, aligns
+    charts = _output_with(page, "larger: ROC curve")
+    charts.scroll_into_view_if_needed()
+    charts.screenshot(path=str(SHOTS / "charts-untrusted.png"))
+    drawn = charts.locator("img").evaluate_all("imgs => imgs.map(i => [i.alt, i.complete && i.naturalWidth > 0])")
+    assert [ok for _, ok in drawn if not _.startswith("larger")] and all(ok for _, ok in drawn[:2]), drawn
     page.screenshot(path=str(SHOTS / "notebook-untrusted.png"), full_page=True)
     page.close()
 

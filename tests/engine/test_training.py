@@ -38,3 +38,30 @@ def test_a_failing_cell_leaves_the_namespace_as_it_was(iris):
     assert ns["keep"] == 1 and set(ns) == {"X", "y", "keep"}
     with pytest.raises(TrainingError):
         train("iris", "x = 1\n", ns)  # no estimator defined
+
+
+def test_a_binary_run_keeps_roc_and_precision_recall_curves_for_its_charts():
+    from sklearn.datasets import load_breast_cancer
+
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    code = "from sklearn.linear_model import LogisticRegression\nmodel = LogisticRegression(max_iter=5000)"
+    run = train("cancer", code, {"X": X, "y": y})
+    found = run.evaluation["diagnostics"]
+    roc, pr = found["roc"], found["pr"]
+    assert 0.9 < roc["auc"] <= 1 and 0.9 < pr["ap"] <= 1 and found["positive"] == 1
+    assert len(roc["fpr"]) <= 100 and (roc["fpr"][0], roc["tpr"][-1]) == (0.0, 1.0)  # thinned, both ends kept
+    assert pr["base_rate"] == pytest.approx(y.mean(), abs=0.05)
+
+
+def test_a_regression_run_keeps_a_sample_of_residuals_and_multiclass_keeps_no_curves(iris):
+    from sklearn.datasets import load_diabetes
+
+    X, y = load_diabetes(return_X_y=True, as_frame=True)
+    run = train("diabetes", "from sklearn.linear_model import Ridge\nmodel = Ridge()", {"X": X, "y": y})
+    residuals = run.evaluation["diagnostics"]["residuals"]
+    assert len(residuals["predicted"]) == len(residuals["residual"]) == run.evaluation["test_rows"]  # 111 < 300
+    X, y = iris
+    run = train(
+        "iris", "from sklearn.tree import DecisionTreeClassifier\nmodel = DecisionTreeClassifier()", {"X": X, "y": y}
+    )
+    assert run.evaluation["diagnostics"] == {}  # ROC is a binary picture; the confusion matrix covers the rest
