@@ -104,6 +104,10 @@ def cmd_stage(args: argparse.Namespace) -> Any:
     return lc.transition(args.version, args.stage, args.message, force=args.force)
 
 
+def cmd_lifecycle(args: argparse.Namespace) -> Any:
+    return _ws(args).lifecycle.picture(args.spec)
+
+
 def cmd_stages(args: argparse.Namespace) -> Any:
     counts = _ws(args).lifecycle.counts(args.name)
     return [f"{stage:<10} {n}" for stage, n in counts.items()]
@@ -262,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
         "checkout": cmd_checkout,
         "alias": cmd_alias,
         "stage": cmd_stage,
+        "lifecycle": cmd_lifecycle,
         "gate": cmd_gate,
         "deploy": cmd_deploy,
         "undeploy": cmd_undeploy,

@@ -54,6 +54,7 @@ EXAMPLES: dict[str, tuple[str | tuple[str, tuple[Face, ...]], ...]] = {
     "stage": ("{cmd} iris@v3", "{cmd} iris@v3 deploy --check", "{cmd} iris@v3 retire -m 'superseded'"),
     "alias": ("{cmd} iris@v3 production -m 'release'", "{cmd} iris production --delete"),
     "gate": ("{cmd} iris", "{cmd} iris 'accuracy>=0.9' 'f1_macro>=0.85'", "{cmd} iris 'rmse<=3' --stage evaluate"),
+    "lifecycle": ("{cmd} iris", "{cmd} iris@v3"),
     "models": ("{cmd}",),
     "deploy": ("{cmd} iris@production", "{cmd} iris@v3 --docker", "{cmd} iris@v4 --force -m 'hotfix, gate waived'"),
     "undeploy": ("{cmd} iris",),
@@ -157,6 +158,18 @@ VERBS: dict[str, Verb] = {
             arg("exprs", nargs="*", help='thresholds such as "accuracy>=0.9" (none: show the gates)'),
             arg("--stage", default="deploy", help="the stage these gates guard (default: deploy)"),
             arg("--replace", action="store_true", help="replace all gates of that stage"),
+        ),
+    ),
+    "lifecycle": Verb(
+        "a model's stage graph with versions per stage and the gates on each edge; for NAME@vN, where that version "
+        "is and which next moves its gates allow",
+        (
+            arg(
+                "spec",
+                metavar="NAME[@vN]",
+                help="a model, or one of its versions to place on the graph",
+                completes=True,
+            ),
         ),
     ),
     "models": Verb("every model with its latest version, aliases and stage counts"),

@@ -49,7 +49,13 @@ SERVICES = (
     "mm_magics.engine.serving",
     "mm_magics.engine.monitoring",
 )
-CORE = {"mm_magics.engine.registry", "mm_magics.engine.diff", "mm_magics.engine.integrity", "mm_magics.engine.remotes"}
+CORE = {
+    "mm_magics.engine.registry",
+    "mm_magics.engine.diff",
+    "mm_magics.engine.integrity",
+    "mm_magics.engine.remotes",
+    "mm_magics.engine.timeline",
+}
 RANK = {"primitives": 0, "core": 1, "services": 2, "facade": 3}
 
 

@@ -101,3 +101,24 @@ def test_a_run_shows_its_charts_as_images_that_survive_the_sanitiser():
     assert svg.startswith("<svg") and "<script" not in svg and "AUC" in svg
     assert "larger: ROC curve (AUC" in html  # small by default, twice as large in the details
     assert re.search(r"<td style='[^']*background:#[0-9a-f]{6};color:#[0-9a-f]{6}'>\d+</td>", html)  # the heatmap
+
+
+def test_the_lifecycle_picture_is_an_image_plus_the_verdicts_in_words(ws, models):
+    import base64
+
+    ws.registry.commit("m", models["logreg"], metrics={"accuracy": 0.95})
+    ws.registry.commit("m", models["tree"], metrics={"accuracy": 0.7})
+    ws.lifecycle.set_gates("m", ["accuracy >= 0.9"])
+    html = to_html(ws.lifecycle.picture("m@v2"))
+    data = re.search(r"<img src='data:image/svg\+xml;base64,([^']+)'", html).group(1)
+    svg = base64.b64decode(data).decode()
+    assert svg.count("<rect") >= 7 and "evaluate" in svg and "2 versions" in svg  # six stages and the frame
+    assert "✗ deploy" in html and "accuracy &gt;= 0.9 — accuracy 0.7 fails" in html and "✓ retire" in html
+
+
+def test_a_timeline_without_a_widget_is_a_picture_of_the_metric_by_stage(ws, models):
+    for accuracy in (0.9, 0.92, 0.88):
+        ws.registry.commit("m", models["logreg"], metrics={"accuracy": accuracy})
+    ws.registry.set_alias("m@v2", "production")
+    html = to_html(ws.registry.timeline("m"))
+    assert "3 version(s) · production → v2" in html and "accuracy of 3 versions, coloured by stage" in html

@@ -16,8 +16,8 @@ from . import layout
 from .clock import now_iso
 from .errors import Fix, LifecycleConfigError, TransitionError
 from .ledger import Change, TreeView, dump_json, message
-from .records import GateResult, Transition
-from .specs import check_name
+from .records import GateResult, LifecyclePicture, Transition
+from .specs import check_name, parse_spec
 from .stages import (  # re-exported: the lifecycle's vocabulary, importable from here as before
     EDGES,
     LOWER_IS_BETTER,
@@ -125,6 +125,44 @@ class Lifecycle:
         self.registry.resolve(name)
         found = self.registry.index.stage_counts(name)
         return {s: found.get(s, 0) for s in nx.topological_sort(self.graph)}
+
+    def picture(self, spec: str) -> LifecyclePicture:
+        """The stage DAG of a model (``NAME``) laid out for drawing, with counts and gates; for a version
+        (``NAME@vN``, ``NAME@alias``) also its position and the verdict on each next stage (a dry run: nothing is
+        recorded). One engine call for every face."""
+        parsed = parse_spec(spec)
+        name = parsed.name
+        version = spec if parsed.number is not None or parsed.alias is not None else None
+        graph = self.graph
+        counts = self.counts(name)
+        stages = [
+            {"name": stage, "layer": layer, "row": row, "count": counts.get(stage, 0)}
+            for layer, generation in enumerate(nx.topological_generations(graph))
+            for row, stage in enumerate(sorted(generation))
+        ]
+        model_gates = self.gates(name)
+        builtin = {"evaluate": ["has metrics"], "deploy": ["not worse than deployed", "artifact intact"]}
+        edges = [
+            {
+                "from": a,
+                "to": b,
+                "gates": builtin.get(b, []) + [g["expr"] for g in model_gates if g.get("stage", "deploy") == b],
+            }
+            for a, b in graph.edges
+        ]
+        out = LifecyclePicture(model=name, stages=stages, edges=edges)
+        if version is not None:
+            v = self.registry.get(version)
+            out.version, out.stage = v.id, v.stage
+            history = self.history(v.id)
+            out.path = list(dict.fromkeys(stage for t in history for stage in t.path)) or [v.stage or ""]
+            for nxt in sorted(graph.successors(v.stage)) if v.stage in graph else []:
+                try:
+                    refused = [{"gate": r.gate, "detail": r.detail} for r in self.check(v.id, nxt) if not r.passed]
+                    out.moves.append({"to": nxt, "allowed": not refused, "refused": refused})
+                except TransitionError as exc:
+                    out.moves.append({"to": nxt, "allowed": False, "refused": [], "reason": str(exc)})
+        return out
 
     def history(self, spec: str) -> list[Transition]:
         version = self.registry.get(spec)

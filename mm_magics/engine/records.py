@@ -289,6 +289,38 @@ class GateList(Record):
 
 
 @dataclass(repr=False)
+class LifecyclePicture(Record):
+    """A model's stage DAG as a face draws it: stages in layers (topological generations, left to right) with how
+    many versions sit in each, edges with the gates that guard them, and for one version its stage, the path it
+    walked and, for each next stage, whether the move is allowed or which gate refuses it and by how much."""
+
+    model: str
+    stages: list[dict[str, Any]]  # name, layer, row, count
+    edges: list[dict[str, Any]]  # from, to, gates (expressions guarding the stage entered)
+    version: str | None = None
+    stage: str | None = None
+    path: list[str] = field(default_factory=list)
+    moves: list[dict[str, Any]] = field(default_factory=list)  # to, allowed, refused: [{gate, detail}], reason
+
+    def __str__(self) -> str:
+        layers: dict[int, list[str]] = {}
+        for s in self.stages:
+            layers.setdefault(s["layer"], []).append(f"{s['name']}({s['count']})")
+        lines = [f"{self.model} lifecycle: " + " -> ".join(" | ".join(v) for _, v in sorted(layers.items()))]
+        if self.version:
+            lines.append(f"{self.version} is in {self.stage} (walked {' -> '.join(self.path) or self.stage})")
+            for m in self.moves:
+                verdict = (
+                    "allowed"
+                    if m["allowed"]
+                    else "refused: "
+                    + ("; ".join(f"{r['gate']} ({r['detail']})" for r in m["refused"]) or m.get("reason", ""))
+                )
+                lines.append(f"  -> {m['to']}: {verdict}")
+        return "\n".join(lines)
+
+
+@dataclass(repr=False)
 class CheckedOut(Record):
     version: Version
     var: str

@@ -52,6 +52,7 @@ from .specs import VersionSpec, check_alias, check_name, parse_spec, version_id
 from .stages import entry_path, new_stage_doc
 
 if TYPE_CHECKING:
+    from .timeline import Timeline
     from .workspace import Workspace
 
 MAX_ATTEMPTS = 200
@@ -508,6 +509,12 @@ class Registry:
         from .diff import compare
 
         return compare(self, a, b, agreement=agreement)
+
+    def timeline(self, name: str, *, metric: str | None = None, since: str | None = None) -> Timeline:
+        """The model's history as compact columns for a timeline view, or a patch since registry head ``since``."""
+        from .timeline import build
+
+        return build(self, name, metric=metric, since=since)
 
     def referenced_objects(self) -> set[str]:
         """Every artifact and probe sample some version references."""

@@ -45,6 +45,9 @@ class MMMagics(VersionMagics, LifecycleMagics, ServingMagics, MonitoringMagics, 
     )
     random_state = Int(0, help="Seed for the hold-out split and cross-validation folds.").tag(config=True)
     progress = Bool(True, help="Show elapsed time and fold/search progress during long fits.").tag(config=True)
+    widgets = Bool(
+        True, help="Interactive widgets (e.g. %mm_lifecycle's graph) where a widget front end runs; off: static HTML."
+    ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -92,6 +95,15 @@ class MMMagics(VersionMagics, LifecycleMagics, ServingMagics, MonitoringMagics, 
             )
 
         return show, (lambda: handle.update({"text/plain": ""}, raw=True))
+
+    def _widget_or(self, record: Any) -> Any:
+        """The record's interactive widget where a widget front end runs (a kernel) and ``MMMagics.widgets`` is on;
+        the record itself (static HTML and text) everywhere else."""
+        if not self.widgets or not hasattr(self.shell, "kernel"):
+            return record
+        from ..widgets import widget_for
+
+        return widget_for(self.ws, record) or record
 
     def _previous(self, spec: str) -> dict[str, Any] | None:
         """The version a run is compared with: the parent it names (``--from``), else the model's latest."""

@@ -25,6 +25,16 @@ from .common import friendly, parse_args, verb_arguments
 class LifecycleMagics:
     """The lifecycle magics (mixed into MMMagics)."""
 
+    @verb_arguments("lifecycle")
+    @line_magic
+    @friendly
+    def mm_lifecycle(self, line: str) -> Any:
+        """A model's lifecycle graph: versions per stage, the gates on each edge, and for NAME@vN its stage, its path
+        so far and every next move marked allowed or refused (with the gate and by how much). Interactive where a
+        widget front end runs (click a stage for its versions); a picture everywhere else."""
+        args = parse_args(self.mm_lifecycle, line)
+        return self._widget_or(self.ws.lifecycle.picture(args.spec))
+
     @verb_arguments("stage")
     @line_magic
     @friendly

@@ -9,7 +9,7 @@ of one name never meet). Text and HTML say the same things: every record's ``__s
 
 from __future__ import annotations
 
-from . import serving, versions  # noqa: F401  (each module registers its renderers)
+from . import lifecycle, serving, versions  # noqa: F401  (each module registers its renderers)
 from .core import register, rendered_types, to_html, unregister
 
 __all__ = ["register", "rendered_types", "to_html", "unregister"]

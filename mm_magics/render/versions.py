@@ -144,6 +144,34 @@ def _charts(run: Any) -> list[tuple[str, str]]:
     return out
 
 
+STAGE_COLOURS = ("#0969da", "#bc4c00", "#1a7f37", "#8250df", "#cf222e", "#57606a", "#9a6700", "#0a3069")
+
+
+@renders("mm_magics.engine.timeline", "Timeline")
+def _timeline(t: Any) -> str:
+    """The static picture of a timeline (what a saved notebook or a face without widgets shows): the metric of
+    every version by number, one colour per stage, with the aliases named."""
+    from ..engine.timeline import rows
+
+    found = rows(t.payload)
+    by_stage: dict[str, tuple[list[float], list[float]]] = {}
+    for r in found:
+        if r["value"] is not None:
+            xs, ys = by_stage.setdefault(r["stage"], ([], []))
+            xs.append(r["number"])
+            ys.append(r["value"])
+    series = [
+        (xs, ys, stage, STAGE_COLOURS[i % len(STAGE_COLOURS)], True)
+        for i, (stage, (xs, ys)) in enumerate(by_stage.items())
+    ]
+    aliases = " · ".join(f"{e(a)} → v{n}" for a, n in t.payload.get("aliases", {}).items())
+    head = f"<b>{e(t.model)}</b> " + dim(f"{t.count} version(s){' · ' + aliases if aliases else ''}")
+    if not series:
+        return head + "<div>" + dim(f"no version has the metric {e(t.metric)}") + "</div>"
+    svg = charts.plot(series, title=f"{t.metric} by version", x_label="version", y_label=str(t.metric))
+    return head + charts.gallery([(svg, f"{t.metric} of {t.count} versions, coloured by stage")])
+
+
 @renders(RECORDS, "Version")
 def _version(v: Any) -> str:
     rows = [

@@ -46,6 +46,16 @@ CELLS = [
 ]
 
 # WCAG relative luminance and contrast of two CSS colours, and the colour actually behind an element
+WIDGET_CELLS = [
+    "%load_ext mm_magics\nfrom sklearn.datasets import load_iris\nX, y = load_iris(return_X_y=True, as_frame=True)",
+    "%%mm_train flowers --commit -m 'good'\nfrom sklearn.linear_model import LogisticRegression\n"
+    "model = LogisticRegression(max_iter=500)",
+    "%%mm_train flowers --commit -m 'weak'\nfrom sklearn.tree import DecisionTreeClassifier\n"
+    "model = DecisionTreeClassifier(max_depth=1)",
+    '%mm_gate flowers "accuracy>=0.9"',
+    "%mm_lifecycle flowers@v2",
+]
+
 CONTRAST_JS = """
 ([sel, index]) => {
   const el = document.querySelectorAll(sel)[index];
@@ -129,6 +139,9 @@ def lab(tmp_path_factory):
         colleague = nbformat.read(root / "mine.ipynb", as_version=4)
         colleague.metadata["author"] = "a colleague"  # another file: its signature is not in this machine's notary
         nbformat.write(colleague, root / "colleague.ipynb")
+        widgets = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in WIDGET_CELLS])
+        widgets.metadata["kernelspec"] = nb.metadata["kernelspec"]
+        nbformat.write(widgets, root / "widgets.ipynb")  # run live in JupyterLab: a widget needs its kernel
     finally:
         for k, v in old.items():
             if v is None:
@@ -162,11 +175,11 @@ def lab(tmp_path_factory):
     log.close()
 
 
-def _open(browser, lab, name: str, theme: str = "JupyterLab Light"):
+def _open(browser, lab, name: str, theme: str = "JupyterLab Light", ready: str = "predictions agree"):
     SHOTS.mkdir(exist_ok=True)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(f"{lab['url']}/lab/tree/{name}?reset&token={lab['token']}")  # reset: only this notebook open
-    _output_with(page, "predictions agree").wait_for(timeout=60_000)
+    page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell", has_text=ready).first.wait_for(timeout=60_000)
     page.evaluate("t => window.jupyterapp.commands.execute('apputils:change-theme', {theme: t})", theme)
     light = "true" if "Light" in theme else "false"
     page.wait_for_selector(f"body[data-jp-theme-light='{light}']", state="attached", timeout=30_000)
@@ -261,4 +274,33 @@ def test_tab_after_name_at_offers_versions_and_aliases_only(browser, lab):
     items = page.locator(".jp-Completer-item .jp-Completer-match").all_text_contents()
     page.screenshot(path=str(SHOTS / "completion.png"))
     assert set(items) == {"iris@v1", "iris@v2", "iris@production"}, items  # it offered abs, AbstractSet, ...
+    page.close()
+
+
+def test_the_lifecycle_widget_draws_the_graph_and_answers_clicks_with_the_engine(browser, lab):
+    page = _open(browser, lab, "widgets.ipynb", ready="mm_lifecycle")
+    page.wait_for_selector(".jp-DebuggerBugButton[aria-disabled='false']", timeout=60_000)  # the kernel is ready
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    widget = page.locator(".mm-lifecycle")
+    widget.wait_for(timeout=120_000)
+    stages = widget.locator("g.mm-lc-stage")
+    assert stages.count() == 6  # design, train, evaluate, deploy, maintain, retire
+    assert widget.locator(".mm-lc-head").text_content() == "flowers: flowers@v2 is in evaluate"
+    moves = widget.locator(".mm-lc-moves li").all_text_contents()
+    assert any(m.startswith("✗ deploy: accuracy >= 0.9") for m in moves), moves  # refused, with the gate
+    assert widget.locator("path.mm-lc-edge.refused").count() == 1
+    widget.screenshot(path=str(SHOTS / "lifecycle-widget.png"))
+    widget.locator("g.mm-lc-stage[data-stage='evaluate']").click()  # its versions, from the engine
+    buttons = widget.locator(".mm-lc-versions button")
+    buttons.first.wait_for(timeout=30_000)
+    assert buttons.all_text_contents() == ["flowers@v2", "flowers@v1"]
+    widget.locator(".mm-lc-versions button", has_text="flowers@v1").click()
+    page.wait_for_function(
+        "() => document.querySelector('.mm-lifecycle .mm-lc-head').textContent.includes('flowers@v1')",
+        timeout=30_000,
+    )
+    assert any(m.startswith("✓ deploy") for m in widget.locator(".mm-lc-moves li").all_text_contents())
+    stages.nth(2).focus()  # usable by keyboard: Enter on a focused stage does what a click does
+    page.keyboard.press("Enter")
+    widget.screenshot(path=str(SHOTS / "lifecycle-widget-v1.png"))
     page.close()

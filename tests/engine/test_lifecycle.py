@@ -133,3 +133,25 @@ def test_gates_replace_same_metric(two):
     assert [g["expr"] for g in lc.gates("m")] == ["rmse <= 1", "accuracy >= 0.8"]
     lc.set_gates("m", [], replace=True)
     assert lc.gates("m") == []
+
+
+def test_the_picture_lays_out_the_graph_and_judges_each_next_move(two):
+    lc = two.lifecycle
+    lc.set_gates("m", ["accuracy >= 0.9"])
+    lc.add_stage("shadow", after="evaluate", before="deploy")  # a workspace's own stage appears too
+    head = two.git.read_ref()
+    picture = lc.picture("m@v2")
+    assert two.git.read_ref() == head  # a dry run: nothing recorded
+    layer = {s["name"]: s["layer"] for s in picture.stages}
+    assert layer["design"] == 0 and layer["evaluate"] < layer["shadow"] < layer["deploy"] < layer["maintain"]
+    assert {s["name"]: s["count"] for s in picture.stages}["evaluate"] == 2
+    gates = {(e["from"], e["to"]): e["gates"] for e in picture.edges}
+    assert "accuracy >= 0.9" in gates[("shadow", "deploy")] and "artifact intact" in gates[("shadow", "deploy")]
+    assert (picture.version, picture.stage, picture.path) == ("m@v2", "evaluate", ["design", "train", "evaluate"])
+    moves = {m["to"]: m for m in picture.moves}
+    assert moves["shadow"]["allowed"] and moves["retire"]["allowed"]
+    lc.transition("m@v2", "shadow", "mirror first")  # and the deploy gate, judged once the version is in shadow
+    refused = {m["to"]: m for m in lc.picture("m@v2").moves}["deploy"]
+    assert not refused["allowed"] and refused["refused"][0]["detail"].endswith("(off by 0.05)")
+    assert "deploy: refused: accuracy >= 0.9" in str(lc.picture("m@v2"))
+    assert lc.picture("m").version is None and lc.picture("m").moves == []  # a model alone: the graph and counts

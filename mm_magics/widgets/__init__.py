@@ -1,0 +1,26 @@
+"""Widgets: the notebook's interactive face (anywidget: one ES module and one stylesheet shipped in the package, no
+per-widget npm build). They import the engine; the engine never imports them. Each widget holds an engine record's
+data as synced state, answers the browser's clicks with one engine call, and carries the record's static HTML in the
+same output, so a saved notebook, an untrusted copy or nbconvert still shows the picture.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Engine record (class name) -> the widget that shows it; imported only when one is shown.
+WIDGETS = {"LifecyclePicture": ("mm_magics.widgets.lifecycle", "LifecycleGraph")}
+
+
+def widget_for(workspace: Any, record: Any) -> Any:
+    """The interactive widget for ``record``, or None when it has none or anywidget is missing."""
+    target = WIDGETS.get(type(record).__name__)
+    if target is None:
+        return None
+    try:
+        import importlib
+
+        module = importlib.import_module(target[0])
+    except ImportError:  # no anywidget here: the static picture still says everything
+        return None
+    return getattr(module, target[1])(workspace, record)

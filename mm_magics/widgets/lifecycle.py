@@ -1,0 +1,64 @@
+"""The lifecycle graph widget (``%mm_lifecycle NAME[@vN]`` where a widget front end runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import traitlets
+
+from ..engine.errors import MMError
+
+STATIC = Path(__file__).parent / "static"
+#: At most this many version ids listed for a clicked stage (newest first); the timeline shows them all.
+LISTED = 200
+
+
+class LifecycleGraph(anywidget.AnyWidget):
+    """The stage DAG of one model, live: click (or Enter on) a stage for its versions, pick one to place it on the
+    graph with the verdict on each next move. Every answer is one engine call: ``Lifecycle.picture``."""
+
+    _esm = STATIC / "lifecycle.js"
+    _css = STATIC / "lifecycle.css"
+    picture = traitlets.Dict().tag(sync=True)
+    focus = traitlets.Unicode("").tag(sync=True)  # the stage clicked in the browser
+    version = traitlets.Unicode("").tag(sync=True)  # the version chosen in the browser (NAME@vN)
+    stage_versions = traitlets.Dict().tag(sync=True)  # {stage: [NAME@vN, ...]} for the focused stage
+    error = traitlets.Unicode("").tag(sync=True)  # the engine's one-line reason when an answer failed
+
+    def __init__(self, workspace: Any, record: Any, **kwargs: Any) -> None:
+        self._ws = workspace
+        self._record = record
+        super().__init__(picture=record.to_dict(), version=record.version or "", **kwargs)
+
+    @traitlets.observe("focus")
+    def _list_stage(self, change: dict[str, Any]) -> None:
+        name, stage = self.picture.get("model", ""), change["new"]
+        if not stage:
+            return
+        numbers = self._ws.registry.index.in_stages(name, (stage,))[:LISTED]
+        self.stage_versions = {stage: [f"{name}@v{n}" for n in numbers]}
+
+    @traitlets.observe("version")
+    def _place(self, change: dict[str, Any]) -> None:
+        if not change["new"] or change["new"] == self.picture.get("version"):
+            return
+        try:
+            self._record = self._ws.lifecycle.picture(change["new"])
+        except MMError as exc:
+            self.error = str(exc)
+            return
+        self.error = ""
+        self.picture = self._record.to_dict()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """The widget, plus the record's picture as HTML and text in the same output: what shows where the widget
+        cannot (a saved notebook opened without its kernel, an untrusted copy, nbconvert)."""
+        from ..render import to_html
+
+        bundle = super()._repr_mimebundle_(**kwargs)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        data["text/html"] = to_html(self._record)
+        data["text/plain"] = str(self._record)
+        return bundle
