@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from unittest import mock
 
 import nbformat
 import pytest
@@ -127,9 +128,8 @@ def lab(tmp_path_factory):
     (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')  # no pop-up over the cells
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    old = {k: os.environ.get(k) for k in ("MM_HOME", "JUPYTER_DATA_DIR")}
-    os.environ.update({"MM_HOME": env["MM_HOME"], "JUPYTER_DATA_DIR": env["JUPYTER_DATA_DIR"]})
-    try:
+    # the kernel nbclient starts and the notary see this workspace and data dir; os.environ is restored afterwards
+    with mock.patch.dict(os.environ, {"MM_HOME": env["MM_HOME"], "JUPYTER_DATA_DIR": env["JUPYTER_DATA_DIR"]}):
         NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(root)}}).execute()
         nbformat.write(nb, root / "mine.ipynb")
         from nbformat.sign import NotebookNotary
@@ -142,12 +142,6 @@ def lab(tmp_path_factory):
         widgets = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in WIDGET_CELLS])
         widgets.metadata["kernelspec"] = nb.metadata["kernelspec"]
         nbformat.write(widgets, root / "widgets.ipynb")  # run live in JupyterLab: a widget needs its kernel
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     port, token = _free_port(), secrets.token_hex(16)
     cmd = [
         sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1",
