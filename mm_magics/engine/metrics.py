@@ -69,14 +69,15 @@ def for_task(task: str | None, y_true: Any, y_pred: Any, *, confusion: bool = Tr
 
 
 def diagnostics(
-    model: Any, X: Any, y: Any, task: str | None, *, points: int = 100, sample: int = 300
+    model: Any, X: Any, y: Any, task: str | None, *, predicted: Any = None, points: int = 100, sample: int = 300
 ) -> dict[str, Any]:
     """The data behind a run's charts, from the evaluation rows: ROC and precision–recall curves (at most ``points``
     each, with AUC and average precision) for a binary classifier that scores, residuals (a seeded sample of at most
-    ``sample`` rows) for a regressor. Empty when the model cannot give them; never raises for that."""
+    ``sample`` rows) for a regressor, from ``predicted`` when the caller already has the predictions. Empty when
+    the model cannot give them; never raises for that."""
     try:
         if task == "regression":
-            return _residuals(model, X, y, sample)
+            return _residuals(model.predict(X) if predicted is None else predicted, y, sample)
         if task == "classification":
             return _curves(model, X, y, points)
     except (AttributeError, ValueError, TypeError, IndexError):
@@ -114,8 +115,8 @@ def _curves(model: Any, X: Any, y: Any, points: int) -> dict[str, Any]:
     }
 
 
-def _residuals(model: Any, X: Any, y: Any, sample: int) -> dict[str, Any]:
-    predicted = np.asarray(model.predict(X), dtype=float).ravel()
+def _residuals(predicted: Any, y: Any, sample: int) -> dict[str, Any]:
+    predicted = np.asarray(predicted, dtype=float).ravel()
     truth = np.asarray(y, dtype=float).ravel()
     rows = np.sort(np.random.default_rng(0).choice(len(truth), min(sample, len(truth)), replace=False))
     return {"residuals": {"predicted": _round(predicted[rows]), "residual": _round(truth[rows] - predicted[rows])}}

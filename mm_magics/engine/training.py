@@ -181,6 +181,12 @@ def evaluate(model: Any, X: Any, y: Any, task: str | None) -> dict[str, Any]:
     return metrics.for_task(task, y, model.predict(X))
 
 
+def _assess(model: Any, X: Any, y: Any, task: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The metrics and the charts' data of one evaluation set, from a single ``predict`` over it."""
+    predicted = model.predict(X)
+    return metrics.for_task(task, y, predicted), metrics.diagnostics(model, X, y, task, predicted=predicted)
+
+
 def _cv_metrics(
     model: Any, X: Any, y: Any, task: str | None, k: int, random_state: int, progress: Progress
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -367,13 +373,8 @@ def _explicit_test(model: Any, X: Any, y: Any, X_test: Any, y_test: Any, task: s
         _fit(model, X, y)
     fit_time = time.perf_counter() - start
     phase[0] = "evaluating"
-    scores = evaluate(model, X_test, y_test, task)
-    evaluation = {
-        "method": "holdout",
-        "test": "X_test/y_test",
-        "test_rows": len(X_test),
-        "diagnostics": metrics.diagnostics(model, X_test, y_test, task),
-    }
+    scores, diagnostics = _assess(model, X_test, y_test, task)
+    evaluation = {"method": "holdout", "test": "X_test/y_test", "test_rows": len(X_test), "diagnostics": diagnostics}
     return _Fitted(scores, evaluation, X, y, fit_time)
 
 
@@ -412,7 +413,7 @@ def _holdout(model: Any, X: Any, y: Any, task: str | None, opts: TrainOptions, p
     _fit(evaluated, X_tr, y_tr)
     fit_time = time.perf_counter() - start
     phase[0] = "evaluating"
-    scores = evaluate(evaluated, X_te, y_te, task)
+    scores, diagnostics = _assess(evaluated, X_te, y_te, task)
     evaluation = {
         "method": "holdout",
         "test_size": opts.test_size,
@@ -420,7 +421,7 @@ def _holdout(model: Any, X: Any, y: Any, task: str | None, opts: TrainOptions, p
         "test_rows": len(X_te),
         "stratified": stratify is not None,
         "note": "the cell fitted the model itself; metrics come from a clone fitted on the split" if refit else None,
-        "diagnostics": metrics.diagnostics(evaluated, X_te, y_te, task),
+        "diagnostics": diagnostics,
     }
     return _Fitted(scores, evaluation, X if refit else X_tr, y if refit else y_tr, fit_time)
 
