@@ -23,6 +23,7 @@ from ..records import Record
 from ..specs import check_name
 from .drift import PSI_SIGNIFICANT, ks, psi, reference
 from .influx_settings import INFLUX_STATE
+from .series import LiveSeries, label_key
 from .store import SQLiteStore
 
 if TYPE_CHECKING:
@@ -226,6 +227,15 @@ class Monitor:
             if firing
         ]
         return snap
+
+    def series(
+        self, name: str, window: str | float = "5m", *, step: str | float | None = None, deployment: Any = None
+    ) -> LiveSeries:
+        """A cursor over ``name``'s live metrics as per-bucket series (what sparklines draw): its first
+        ``advance()`` gives the window, each later one only the buckets completed since. A pure read."""
+        step_s = parse_duration(step) if step is not None else None
+        version = deployment.version if deployment is not None else None
+        return LiveSeries(self, name, parse_duration(window), step_s, version)
 
     def view(self, name: str, window: str | float = "5m", *, deployments: Any, evaluate: bool = False) -> Snapshot:
         """What ``%mm_monitor`` and ``mm monitor`` show, one verb for both: the server writes what it has recorded
@@ -437,15 +447,8 @@ def _quality(joined: pd.DataFrame, task: str | None) -> tuple[dict[str, float], 
     if task == "regression":
         out = metrics.regression(y_true, y_pred)
     else:
-        out = metrics.classification([_label(v) for v in y_true], [_label(v) for v in y_pred], confusion=False)
+        out = metrics.classification([label_key(v) for v in y_true], [label_key(v) for v in y_pred], confusion=False)
     return {k: v for k, v in out.items() if k in metrics.HEADLINE}, len(y_true)
-
-
-def _label(value: Any) -> str:
-    """Compare labels by value: 1, 1.0 and "1" are one class; "setosa" stays itself."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value)
 
 
 def _series(reqs: pd.DataFrame, since: float, now: float, buckets: int = 30) -> dict[str, list[float | None]]:

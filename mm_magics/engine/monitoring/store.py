@@ -225,6 +225,11 @@ class SQLiteStore(MetricStore):
             cols = [d[0] for d in cur.description]
             return pd.DataFrame(cur.fetchall(), columns=cols)
 
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read-only query (for readers that want tuples, not a DataFrame: the live series)."""
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
     def requests(self, model: str, since: float, until: float | None = None) -> pd.DataFrame:
         return self._frame(
             "SELECT * FROM requests WHERE model=? AND t>=? AND t<? ORDER BY t", (model, since, until or 2e10)

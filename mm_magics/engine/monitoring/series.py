@@ -1,0 +1,253 @@
+"""Live metrics as time series, advanced one step at a time: what sparklines draw.
+
+:meth:`Monitor.snapshot` answers "how is it now" over a window; a sparkline needs "how has it been, bucket by
+bucket", refreshed every second or so without re-reading the window each time. A :class:`LiveSeries` is that
+cursor: its first :meth:`~LiveSeries.advance` returns every complete bucket of the window, each later one only the
+buckets completed since, computed from the rows written since (requests, probes and labels are read once each).
+Live quality is kept per labelled request, so a tick costs what arrived in that tick, not the window's size.
+
+Columns (one value per bucket, ``None`` where a bucket has no evidence: a gap, not a zero):
+
+* ``rate`` (requests/s), ``errors`` (share of requests not answered 200);
+* ``p50``/``p99`` server latency and the p50 split into ``processing``, ``queue``, ``overhead`` (server time not
+  spent in either), and ``network`` where a client reported it through probes;
+* ``quality``: live accuracy (classifiers) or MAE (regressors) of the serving version over the window that ends
+  with the bucket, by the time the request was made; ``reference`` holds its training-time value;
+* ``drift``: the worst feature's PSI over the window that ends with the bucket (features with fewer than the
+  ``min_drift_rows`` rule's rows are not judged); ``reference`` holds the PSI alert threshold.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..records import Record
+from ..specs import check_name
+from .drift import psi, reference
+
+if TYPE_CHECKING:
+    from .live import Monitor
+
+COLUMNS = ("rate", "errors", "p50", "p99", "processing", "queue", "overhead", "network", "quality", "drift")
+#: Buckets a window is cut into when no step is given: a sparkline's worth of points.
+BUCKETS = 60
+
+
+@dataclass(repr=False)
+class Series(Record):
+    """Buckets ``t`` (each bucket's end, unix seconds) and one column per live metric (see the module docstring);
+    ``full`` when it is the whole window, False for the buckets completed since the previous one."""
+
+    name: str
+    version: str | None
+    step_s: float
+    window_s: float
+    full: bool
+    t: list[float]
+    columns: dict[str, list[float | None]]
+    quality_metric: str | None
+    reference: dict[str, float | None]
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        last = {k: next((v for v in reversed(col) if v is not None), None) for k, col in self.columns.items()}
+        busy = any(self.columns.get("rate") or [])
+        shown = ", ".join(f"{k} {v:.3g}" for k, v in last.items() if v is not None) if busy else "no requests"
+        return f"{self.name} ({self.version or 'not deployed'}): {len(self.t)} bucket(s) of {self.step_s:g}s — {shown}"
+
+
+class LiveSeries:
+    """A cursor over one model's live metrics (see the module docstring). Not thread-safe: one per face."""
+
+    def __init__(self, monitor: Monitor, name: str, window_s: float, step_s: float | None, version: str | None):
+        self.monitor = monitor
+        self.name = check_name(name)
+        self.window_s = float(window_s)
+        self.step_s = max(float(step_s) if step_s else self.window_s / BUCKETS, 1.0)
+        self.version = version
+        self._until: float | None = None  # end of the last bucket returned
+        self._labelled: dict[str, tuple[float, float, int]] = {}  # request id -> (request t, score sum, rows)
+        self._label_seen = 0.0  # feedback rows up to this time are in _labelled
+        vdoc = self._version_doc()
+        self.task = vdoc.task if vdoc is not None else None
+        self.quality_metric = "mae" if self.task == "regression" else "accuracy"
+        training = (vdoc.metrics if vdoc is not None else {}).get(self.quality_metric)
+        self.training = float(training) if isinstance(training, (int, float)) else None
+
+    def _version_doc(self) -> Any:
+        if self.version is None:
+            return None
+        try:
+            return self.monitor.ws.registry.get(self.version)
+        except Exception:  # a version deleted under us: the series still draws traffic
+            return None
+
+    def advance(self, now: float | None = None) -> Series:
+        """Every complete bucket of the window (the first call), then the buckets completed since the last call."""
+        now = time.time() if now is None else now
+        last_end = math.floor(now / self.step_s) * self.step_s
+        full = self._until is None
+        start = last_end - self.window_s if full else self._until
+        ends = np.arange(start + self.step_s, last_end + self.step_s / 2, self.step_s)
+        self._until = max(last_end, start)
+        store = self.monitor.store
+        reqs = store.requests(self.name, start, last_end)
+        if len(reqs):
+            latest = int(reqs["version"].iloc[-1])
+            if self.version is None or not self.version.endswith(f"@v{latest}"):
+                self.version = f"{self.name}@v{latest}"
+        columns: dict[str, list[float | None]] = {k: [None] * len(ends) for k in COLUMNS}
+        self._traffic(columns, reqs, ends)
+        self._network(columns, store.probes(self.name, start), ends)
+        self._quality(columns, ends)
+        self._drift(columns, ends)
+        rules = self.monitor.rules(self.name)
+        alerts = store.alerts(self.name).to_dict(orient="records")
+        return Series(
+            name=self.name,
+            version=self.version,
+            step_s=self.step_s,
+            window_s=self.window_s,
+            full=full,
+            t=[float(e) for e in ends],
+            columns=columns,
+            quality_metric=self.quality_metric,
+            reference={"quality": self.training, "drift": rules["psi"], "p99": rules["latency_p99_ms"]},
+            alerts=[{k: a[k] for k in ("rule", "message", "opened", "version")} for a in alerts],
+        )
+
+    # -- columns ----------------------------------------------------------------------------------------------
+    def _buckets(self, t: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """Bucket index of each time (a bucket is (end - step, end])."""
+        return np.searchsorted(ends, t, side="left")
+
+    def _traffic(self, columns: dict[str, list[float | None]], reqs: Any, ends: np.ndarray) -> None:
+        if not len(reqs) or not len(ends):
+            for i in range(len(ends)):
+                columns["rate"][i] = 0.0
+            return
+        idx = self._buckets(reqs["t"].to_numpy(), ends)
+        ok = reqs["status"].to_numpy() == 200
+        total, proc, queue = (reqs[c].to_numpy(dtype=float) for c in ("total_ms", "proc_ms", "queue_ms"))
+        for i in range(len(ends)):
+            here = idx == i
+            n = int(here.sum())
+            columns["rate"][i] = n / self.step_s
+            if not n:
+                continue
+            columns["errors"][i] = float((~ok[here]).mean())
+            good = here & ok
+            if not good.any():
+                continue
+            p50, p99 = np.nanpercentile(total[good], [50, 99])
+            columns["p50"][i], columns["p99"][i] = float(p50), float(p99)
+            columns["processing"][i] = _median(proc[good])
+            columns["queue"][i] = _median(queue[good])
+            columns["overhead"][i] = _median(total[good] - proc[good] - queue[good])
+
+    def _network(self, columns: dict[str, list[float | None]], probes: Any, ends: np.ndarray) -> None:
+        if not len(probes) or not len(ends):
+            return
+        idx = self._buckets(probes["t"].to_numpy(), ends)
+        network = probes["network_ms"].to_numpy(dtype=float)
+        for i in np.unique(idx[idx < len(ends)]):
+            columns["network"][int(i)] = _median(network[idx == i])
+
+    def _quality(self, columns: dict[str, list[float | None]], ends: np.ndarray) -> None:
+        """Fold in the labels that arrived since the last call, then score each bucket's trailing window."""
+        number = _number(self.version)
+        if number is None or not len(ends):
+            return
+        oldest = float(ends[0]) - self.window_s
+        rows = self.monitor.store.query(
+            "SELECT f.t, f.request_id, f.label, r.t, r.prediction FROM feedback f JOIN requests r "
+            "ON r.request_id = f.request_id AND r.model = f.model "
+            "WHERE f.model=? AND f.t>? AND r.version=? AND r.t>=? ORDER BY f.t",
+            (self.name, self._label_seen, number, oldest),
+        )
+        for labelled_at, request_id, label, t, prediction in rows:
+            self._label_seen = max(self._label_seen, labelled_at)
+            scored = _score(prediction, label, self.task)
+            if scored is not None:
+                self._labelled[request_id] = (t, *scored)  # a newer label for the request replaces the older
+        for rid in [r for r, (t, _, _) in self._labelled.items() if t < oldest]:
+            del self._labelled[rid]
+        if not self._labelled:
+            return
+        t, score, n = (np.asarray(c, dtype=float) for c in zip(*self._labelled.values(), strict=True))
+        for i, end in enumerate(ends):
+            inside = (t <= end) & (t > end - self.window_s)
+            rows_in = n[inside].sum()
+            if rows_in:
+                columns["quality"][i] = float(score[inside].sum() / rows_in)
+
+    def _drift(self, columns: dict[str, list[float | None]], ends: np.ndarray) -> None:
+        """Worst PSI over each bucket's trailing window, from the per-minute bins the servers write."""
+        number = _number(self.version)
+        vdoc = self._version_doc()
+        if number is None or vdoc is None or not len(ends):
+            return
+        profile = (vdoc.data or {}).get("profile") or {}
+        refs = {f: r for f, p in profile.items() if (r := reference(p)) is not None}
+        if not refs:
+            return
+        first_minute = int((float(ends[0]) - self.window_s) // 60)
+        bins = self.monitor.store.query(
+            "SELECT minute, feature, counts FROM drift_bins WHERE model=? AND version=? AND minute>=?",
+            (self.name, number, first_minute),
+        )
+        if not bins:
+            return
+        minutes = np.asarray([b[0] for b in bins])
+        min_rows = self.monitor.rules(self.name)["min_drift_rows"]
+        decoded = [(b[1], np.asarray(json.loads(b[2]), dtype=float)) for b in bins]
+        for i, end in enumerate(ends):
+            inside = (minutes >= int((end - self.window_s) // 60)) & (minutes <= int(end // 60))
+            sums: dict[str, np.ndarray] = {}
+            for keep, (feature, counts) in zip(inside, decoded, strict=True):
+                ref = refs.get(feature)
+                if keep and ref is not None and len(counts) == ref.bins:
+                    sums[feature] = sums[feature] + counts if feature in sums else counts.copy()
+            worst = [psi(refs[f].expected, c) for f, c in sums.items() if c.sum() >= min_rows]
+            worst = [w for w in worst if w is not None]
+            if worst:
+                columns["drift"][i] = max(worst)
+
+
+def _median(values: np.ndarray) -> float | None:
+    values = values[~np.isnan(values)]
+    return float(np.median(values)) if len(values) else None
+
+
+def _number(version: str | None) -> int | None:
+    return int(version.rpartition("@v")[2]) if version else None
+
+
+def _score(prediction: str | None, label: str | None, task: str | None) -> tuple[float, int] | None:
+    """(sum of per-row scores, rows) for one labelled request: correct rows for a classifier, absolute error for a
+    regressor; None when the label does not fit the prediction."""
+    if prediction is None or label is None:
+        return None
+    p, y = json.loads(prediction), json.loads(label)
+    y = y if isinstance(y, list) else [y]
+    if len(p) != len(y) or not p:
+        return None
+    if task == "regression":
+        try:
+            return float(np.abs(np.asarray(p, dtype=float) - np.asarray(y, dtype=float)).sum()), len(p)
+        except (TypeError, ValueError):
+            return None
+    return float(sum(label_key(a) == label_key(b) for a, b in zip(p, y, strict=True))), len(p)
+
+
+def label_key(value: Any) -> str:
+    """Compare labels by value: 1, 1.0 and "1" are one class; "setosa" stays itself."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
