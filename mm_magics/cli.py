@@ -66,7 +66,7 @@ def cmd_show(args: argparse.Namespace) -> Any:
 
 
 def cmd_log(args: argparse.Namespace) -> Any:
-    return _ws(args).registry.log(args.name, limit=args.limit, before=args.before)
+    return _ws(args).registry.log(args.name, limit=args.limit or 20, before=args.before)
 
 
 def cmd_diff(args: argparse.Namespace) -> Any:
@@ -106,6 +106,10 @@ def cmd_stage(args: argparse.Namespace) -> Any:
 
 def cmd_lifecycle(args: argparse.Namespace) -> Any:
     return _ws(args).lifecycle.picture(args.spec)
+
+
+def cmd_view(args: argparse.Namespace) -> Any:
+    return _ws(args).overview(args.name, window=args.window, metric=args.metric)
 
 
 def cmd_stages(args: argparse.Namespace) -> Any:
@@ -267,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
         "alias": cmd_alias,
         "stage": cmd_stage,
         "lifecycle": cmd_lifecycle,
+        "view": cmd_view,
         "gate": cmd_gate,
         "deploy": cmd_deploy,
         "undeploy": cmd_undeploy,

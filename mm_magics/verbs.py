@@ -56,6 +56,7 @@ EXAMPLES: dict[str, tuple[str | tuple[str, tuple[Face, ...]], ...]] = {
     "gate": ("{cmd} iris", "{cmd} iris 'accuracy>=0.9' 'f1_macro>=0.85'", "{cmd} iris 'rmse<=3' --stage evaluate"),
     "lifecycle": ("{cmd} iris", "{cmd} iris@v3"),
     "models": ("{cmd}",),
+    "view": ("{cmd} iris", "{cmd} iris --window 1h --metric f1_macro"),
     "deploy": ("{cmd} iris@production", "{cmd} iris@v3 --docker", "{cmd} iris@v4 --force -m 'hotfix, gate waived'"),
     "undeploy": ("{cmd} iris",),
     "deployments": ("{cmd}",),
@@ -109,7 +110,13 @@ VERBS: dict[str, Verb] = {
         "a model's versions, newest first, with parents, stages, aliases and messages",
         (
             arg("name", help="model name", completes=True),
-            arg("-n", "--limit", type=int, default=20, help="versions per page"),
+            arg(
+                "-n",
+                "--limit",
+                type=int,
+                help="versions per page (default 20); in a notebook with widgets, asking for a page shows the table "
+                "instead of the timeline",
+            ),
             arg("--before", type=int, help="page cursor: versions older than vN"),
         ),
     ),
@@ -173,6 +180,14 @@ VERBS: dict[str, Verb] = {
         ),
     ),
     "models": Verb("every model with its latest version, aliases and stage counts"),
+    "view": Verb(
+        "a model at a glance: its deployment, version timeline, lifecycle graph and live metrics",
+        (
+            arg("name", help="model name", completes=True),
+            arg("--window", default="5m", help="live metrics over this window (e.g. 30s, 5m, 1h)"),
+            arg("--metric", help="the metric the timeline draws (default: the first headline metric)"),
+        ),
+    ),
     "deploy": Verb(
         "serve a version over HTTP (Open Inference Protocol V2 and MLflow /invocations), through the deploy gates",
         (

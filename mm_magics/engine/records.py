@@ -270,6 +270,54 @@ class ModelList(Record):
 
 
 @dataclass(repr=False)
+class VersionDetails(Record):
+    """A version as a face shows it when it is selected: itself, what changed since its parent, where it may go
+    next (each next stage allowed or refused by which gate), and whether a deployment serves it now."""
+
+    version: Version
+    diff: VersionDiff | None
+    moves: list[dict[str, Any]]  # as LifecyclePicture.moves
+    serving: str | None = None  # the version the model's deployment serves now, and its health
+    serving_status: str | None = None
+
+    def __str__(self) -> str:
+        v = self.version
+        lines = [str(v)]
+        lines.append(str(self.diff) if self.diff else "  (a first version: no parent to compare with)")
+        for m in self.moves:
+            why = (
+                "allowed"
+                if m["allowed"]
+                else "refused: "
+                + ("; ".join(f"{r['gate']} ({r['detail']})" for r in m["refused"]) or m.get("reason", ""))
+            )
+            lines.append(f"  -> {m['to']}: {why}")
+        if self.serving:
+            here = "serves this version" if self.serving == v.id else f"serves {self.serving}"
+            lines.append(f"  deployment {here} ({self.serving_status})")
+        return "\n".join(lines)
+
+
+@dataclass(repr=False)
+class ModelOverview(Record):
+    """A model at a glance (the model view): its version timeline, lifecycle graph, live series and deployment."""
+
+    name: str
+    timeline: Any  # engine.timeline.Timeline
+    lifecycle: LifecyclePicture
+    series: Any  # engine.monitoring.series.Series
+    deployment: Any = None  # engine.serving.deployments.Deployment, or None when not deployed
+
+    def __str__(self) -> str:
+        serving = (
+            f"serves {self.deployment.version} at {self.deployment.url} ({self.deployment.status})"
+            if self.deployment is not None
+            else "not deployed"
+        )
+        return "\n".join([f"{self.name}: {serving}", str(self.timeline), str(self.lifecycle), str(self.series)])
+
+
+@dataclass(repr=False)
 class GateList(Record):
     """A model's gates for a stage, or (with results) how a version fares against them."""
 

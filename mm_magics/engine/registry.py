@@ -510,6 +510,11 @@ class Registry:
 
         return compare(self, a, b, agreement=agreement)
 
+    def head(self) -> str | None:
+        """The registry branch's commit: reading one ref file, the cheap "did anything change?" a face polls
+        (another kernel, the ``mm`` command or a teammate's pull moves it)."""
+        return self.git.read_ref()
+
     def timeline(self, name: str, *, metric: str | None = None, since: str | None = None) -> Timeline:
         """The model's history as compact columns for a timeline view, or a patch since registry head ``since``."""
         from .timeline import build

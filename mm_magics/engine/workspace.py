@@ -32,7 +32,7 @@ from .gitstore import BRANCH, GitStore
 if TYPE_CHECKING:
     from .lifecycle import Lifecycle
     from .monitoring.live import Monitor
-    from .records import ModelList
+    from .records import ModelList, ModelOverview, VersionDetails
     from .registry import Registry
     from .serving.deployer import Deployer
 
@@ -234,6 +234,40 @@ class Workspace:
                 if dep is not None:
                     m.serving, m.serving_status = dep.version, dep.status
         return ModelList(models=models)
+
+    def details(self, spec: str, *, agreement: bool = True) -> VersionDetails:
+        """One version as a timeline shows it when selected: the version, its diff against its parent (params,
+        metric deltas, prediction agreement), the verdict on each next stage (a dry run), and whether a deployment
+        serves it now. Reads only."""
+        from .records import VersionDetails
+
+        version = self.registry.get(spec)
+        diff = self.registry.diff(version.parent, version.id, agreement=agreement) if version.parent else None
+        moves = self.lifecycle.picture(version.id).moves
+        out = VersionDetails(version=version, diff=diff, moves=moves)
+        if (self.run_dir / "deployments").is_dir():
+            dep = self.deployments.get(version.name)
+            if dep is not None:
+                out.serving, out.serving_status = dep.version, dep.status
+        return out
+
+    def overview(self, name: str, *, window: str | float = "5m", metric: str | None = None) -> ModelOverview:
+        """A model at a glance, for the model view: its timeline, its lifecycle graph, its live series over
+        ``window`` and its deployment. Reads only (a workspace that never deployed starts no serving machinery)."""
+        from .records import ModelOverview
+
+        timeline = self.registry.timeline(name, metric=metric)
+        deployment = None
+        if (self.run_dir / "deployments").is_dir():
+            deployment = self.deployments.get(name)
+        series = self.monitor.series(name, window, deployment=deployment).advance()
+        return ModelOverview(
+            name=name,
+            timeline=timeline,
+            lifecycle=self.lifecycle.picture(name),
+            series=series,
+            deployment=deployment,
+        )
 
     def close(self) -> None:
         """Close everything this workspace opened (index and metric store connections, HTTP clients, git)."""

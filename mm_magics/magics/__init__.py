@@ -96,10 +96,19 @@ class MMMagics(VersionMagics, LifecycleMagics, ServingMagics, MonitoringMagics, 
 
         return show, (lambda: handle.update({"text/plain": ""}, raw=True))
 
+    def _widgets_shown(self) -> bool:
+        """Whether widgets can show here: a kernel (a widget front end may be attached), ``MMMagics.widgets`` on,
+        and anywidget installed."""
+        if not self.widgets or not hasattr(self.shell, "kernel"):
+            return False
+        import importlib.util
+
+        return importlib.util.find_spec("anywidget") is not None
+
     def _widget_or(self, record: Any) -> Any:
         """The record's interactive widget where a widget front end runs (a kernel) and ``MMMagics.widgets`` is on;
         the record itself (static HTML and text) everywhere else."""
-        if not self.widgets or not hasattr(self.shell, "kernel"):
+        if not self._widgets_shown():
             return record
         from ..widgets import widget_for
 

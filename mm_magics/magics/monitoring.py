@@ -43,6 +43,60 @@ def framed(snap: Any, state: str, live: bool) -> dict[str, str]:
     return {"text/html": head + to_html(snap), "text/plain": f"{marker} — {state}\n{snap}"}
 
 
+def _alerts(snap: Any) -> list[dict[str, Any]]:
+    """What the sparklines list: each open alert's rule and its advice."""
+    return [{"rule": a["rule"], "message": a["message"]} for a in snap.alerts]
+
+
+class _HtmlPanel:
+    """A refreshing monitor drawn as HTML: the whole picture again at each tick (no widget front end)."""
+
+    def __init__(self, handle: Any, snap: Any) -> None:
+        self.handle, self.last = handle, snap
+
+    def start(self, ws: Any) -> None:
+        self.monitor, self.deployer = ws.monitor, ws.deployments
+
+    def closed(self) -> bool:
+        return False
+
+    def tick(self, ws: Any, state: str) -> None:
+        self.last = self.monitor.view(self.last.name, self.last.window_s, deployments=self.deployer)
+        self.handle.update(framed(self.last, state, live=True), raw=True)
+
+    def stopped(self, state: str) -> None:
+        self.handle.update(framed(self.last, state, live=False), raw=True)
+
+
+class _WidgetPanel:
+    """A refreshing monitor drawn by the sparklines widget: each tick sends only the buckets completed since; the
+    alerts (a full snapshot, heavier) are re-read every ``ALERTS_EVERY`` seconds."""
+
+    ALERTS_EVERY = 10.0
+
+    def __init__(self, widget: Any, name: str, window: str, every: float) -> None:
+        self.widget, self.name, self.window, self.every = widget, name, window, every
+        self.alerts_at = time.monotonic()
+
+    def start(self, ws: Any) -> None:
+        dep = ws.deployments.get(self.name)
+        held = self.widget.series
+        self.cursor = ws.monitor.series(self.name, self.window, step=self.every, deployment=dep, since=held["until"])
+
+    def closed(self) -> bool:
+        return self.widget.closed.is_set()
+
+    def tick(self, ws: Any, state: str) -> None:
+        self.widget.push(self.cursor.advance())
+        if time.monotonic() - self.alerts_at >= self.ALERTS_EVERY:
+            self.alerts_at = time.monotonic()
+            dep = ws.deployments.get(self.name)
+            self.widget.alerts = _alerts(ws.monitor.snapshot(self.name, self.window, deployment=dep))
+
+    def stopped(self, state: str) -> None:
+        self.widget.state, self.widget.live = f"■ stopped — {state}", False
+
+
 class MonitoringMagics:
     """Monitoring magics (mixed into MMMagics)."""
 
@@ -56,8 +110,10 @@ class MonitoringMagics:
     def mm_monitor(self, line: str) -> Any:
         """Live serving metrics: request rate, latency split, errors, live quality vs training, drift, alerts.
 
+        Where a widget front end runs, as live sparklines (the table stays in the same output for a saved notebook).
         With --refresh the display updates in place until --for elapses, the magic is re-run for this model, --stop,
-        or the kernel is interrupted; the updater is a daemon thread that never blocks the kernel or its shutdown.
+        the widget is closed or the kernel is interrupted; the updater is a daemon thread that never blocks the
+        kernel or its shutdown, and a widget receives only the new points.
         """
         from ..engine.monitoring.live import parse_duration
 
@@ -67,42 +123,56 @@ class MonitoringMagics:
         if args.stop:
             print(f"stopped monitoring {name}")
             return None
+        every = max(parse_duration(args.refresh), 0.5) if args.refresh else None
         snap = self.monitor.view(name, args.window, deployments=self.deployer, evaluate=True)
-        if not args.refresh or not hasattr(self.shell, "kernel"):
-            return snap
-        every = max(parse_duration(args.refresh), 0.5)
+        widget = self._sparklines(name, args.window, every, snap) if self._widgets_shown() else None
+        if every is None or not hasattr(self.shell, "kernel"):
+            return widget if widget is not None else snap
         deadline = time.monotonic() + parse_duration(args.duration)
         from IPython.display import display
 
         until = time.strftime("%H:%M:%S", time.localtime(time.time() + parse_duration(args.duration)))
         live_state = f"refreshing every {args.refresh} until {until} (stop: %mm_monitor {name} --stop, or interrupt)"
-        handle = display(framed(snap, live_state, live=True), display_id=True, raw=True)
+        if widget is not None:
+            widget.state, widget.live = f"● live — {live_state}", True
+            display(widget)
+            show = _WidgetPanel(widget, name, args.window, every)
+        else:
+            show = _HtmlPanel(display(framed(snap, live_state, live=True), display_id=True, raw=True), snap)
         stop = _Stop()
         root = self.ws.root
 
         def loop() -> None:
             from ..engine.workspace import Workspace
 
-            last, why = snap, f"--for {args.duration} elapsed"
+            why = f"--for {args.duration} elapsed"
             with Workspace.open(root) as ws:  # its own connections: SQLite handles are not shared across threads
-                monitor, deployer = ws.monitor, ws.deployments
-                while not stop.wait(every) and time.monotonic() < deadline:
+                show.start(ws)
+                while not stop.wait(every) and time.monotonic() < deadline and not show.closed():
                     try:
-                        last = monitor.view(name, args.window, deployments=deployer)  # a pure read
+                        show.tick(ws, live_state)  # pure reads
                     except Exception as exc:  # say the problem in place, keep the kernel untouched
                         why = f"error: {exc}"
                         break
-                    handle.update(framed(last, live_state, live=True), raw=True)
+            if show.closed():
+                why = "the widget was closed"
             if stop.is_set():
                 why = stop.why
-            stopped = time.strftime("%H:%M:%S")
-            handle.update(framed(last, f"at {stopped}: {why}; the figures below are from then", live=False), raw=True)
+            show.stopped(f"at {time.strftime('%H:%M:%S')}: {why}; the figures below are from then")
 
         thread = threading.Thread(target=loop, name=f"mm-monitor-{name}", daemon=True)
         self._monitors[name] = (thread, stop)
         self._stop_monitors_on_interrupt()
         thread.start()
         return None
+
+    def _sparklines(self, name: str, window: str, every: float | None, snap: Any) -> Any:
+        """The sparklines widget over ``window`` (buckets of the refresh interval when refreshing), opened with the
+        alerts the monitor just evaluated and the table in the same output for a saved notebook."""
+        from ..widgets.sparklines import Sparklines
+
+        cursor = self.monitor.series(name, window, step=every, deployment=self.deployer.get(name))
+        return Sparklines(cursor.advance(), snapshot=snap, alerts=_alerts(snap))
 
     def _stop_monitors_on_interrupt(self) -> None:
         """Make the kernel's interrupt button stop refreshing monitors, whether a cell is running or not.

@@ -127,9 +127,23 @@ class VersionMagics:
     @line_magic
     @friendly
     def mm_log(self, line: str) -> Any:
-        """A model's versions, newest first, with parents, stages, aliases and messages."""
+        """A model's versions, newest first, with parents, stages, aliases and messages.
+
+        Where a widget front end runs, the version timeline (every version; select one for its diff and actions);
+        with -n or --before, the table."""
         args = parse_args(self.mm_log, line)
-        return self.ws.registry.log(args.name, limit=args.limit, before=args.before)
+        if args.limit is None and args.before is None and self._widgets_shown():
+            return self._widget_or(self.ws.registry.timeline(args.name))
+        return self.ws.registry.log(args.name, limit=args.limit or 20, before=args.before)
+
+    @verb_arguments("view")
+    @line_magic
+    @friendly
+    def mm_view(self, line: str) -> Any:
+        """A model at a glance: deployment status over Timeline, Lifecycle and Live tabs (one widget; the static
+        picture of all three where no widget front end runs)."""
+        args = parse_args(self.mm_view, line)
+        return self._widget_or(self.ws.overview(args.name, window=args.window, metric=args.metric))
 
     @verb_arguments("diff")
     @line_magic

@@ -183,3 +183,31 @@ def _snapshot(s: Any) -> str:
         why = f" ({e(s.sink['last_error'])})" if not s.sink.get("connected") and s.sink.get("last_error") else ""
         out.append("<div>" + dim(f"InfluxDB sink: {state}, {s.sink.get('spooled', 0)} points spooled{why}") + "</div>")
     return "".join(out)
+
+
+@renders("mm_magics.engine.monitoring.series", "Series")
+def _series(s: Any) -> str:
+    """Live series as text sparklines (the sparklines widget draws them; this is what survives without it)."""
+    span = f"last {_duration(s.window_s)} in {s.step_s:g}s buckets"
+    labels = {
+        "rate": ("requests/s", ""),
+        "errors": ("error share", ""),
+        "p50": ("p50 server latency", " ms"),
+        "p99": ("p99 server latency", " ms"),
+        "processing": ("p50 processing", " ms"),
+        "queue": ("p50 queue", " ms"),
+        "overhead": ("p50 overhead", " ms"),
+        "network": ("p50 network", " ms"),
+        "quality": (f"live {s.quality_metric}", ""),
+        "drift": ("worst PSI", ""),
+    }
+    rows = [
+        (e(label), sparkline(s.columns.get(key, []), unit=unit, span=span))
+        for key, (label, unit) in labels.items()
+        if any(v is not None for v in s.columns.get(key, []))
+    ]
+    head = f"<b>{e(s.name)}</b> " + dim(e(s.version or "not deployed"))
+    out = [head, table(["", span], rows) if rows else "<div>" + dim("no requests in the window") + "</div>"]
+    for a in s.alerts:
+        out.append("<div>" + bad(f"⚠ {e(a['rule'])}: {e(a['message'])}") + "</div>")
+    return "".join(out)

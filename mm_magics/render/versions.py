@@ -294,3 +294,27 @@ def _gates(g: Any) -> str:
 @renders(RECORDS, "CommittedRun")
 def _committed(c: Any) -> str:
     return _run(c.run) + f"<div>committed <b>{e(c.version.id)}</b> <code>{e((c.version.commit or '')[:8])}</code></div>"
+
+
+@renders(RECORDS, "VersionDetails")
+def _details(d: Any) -> str:
+    """A selected version: its card, what changed since its parent, and the verdict on each next stage."""
+    out = [_version(d.version)]
+    out.append(_diff(d.diff) if d.diff else "<div>" + dim("a first version: no parent to compare with") + "</div>")
+    for m in d.moves:
+        why = "allowed" if m["allowed"] else "; ".join(f"{r['gate']} ({r['detail']})" for r in m["refused"])
+        out.append("<div>" + mark(m["allowed"], f"→ {e(m['to'])}: {e(why or m.get('reason', ''))}") + "</div>")
+    if d.serving:
+        here = "serves this version" if d.serving == d.version.id else f"serves {e(d.serving)}"
+        out.append("<div>" + dim(f"the deployment {here} ({e(d.serving_status)})") + "</div>")
+    return "".join(out)
+
+
+@renders(RECORDS, "ModelOverview")
+def _overview(o: Any) -> str:
+    """The model view's static picture: deployment, timeline, lifecycle graph and live series, one after another."""
+    from .core import to_html
+
+    parts = [to_html(o.deployment) if o.deployment is not None else "<div>" + dim("not deployed") + "</div>"]
+    parts += [to_html(o.timeline), to_html(o.lifecycle), to_html(o.series)]
+    return "".join(f"<div style='margin:4px 0 10px'>{p}</div>" for p in parts)

@@ -9,7 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 #: Engine record (class name) -> the widget that shows it; imported only when one is shown.
-WIDGETS = {"LifecyclePicture": ("mm_magics.widgets.lifecycle", "LifecycleGraph")}
+WIDGETS = {
+    "LifecyclePicture": ("mm_magics.widgets.lifecycle", "LifecycleGraph"),
+    "Timeline": ("mm_magics.widgets.timeline", "VersionTimeline"),
+    "ModelOverview": ("mm_magics.widgets.view", "ModelView"),
+}
 
 
 def widget_for(workspace: Any, record: Any) -> Any:

@@ -104,6 +104,7 @@ def test_rerunning_the_magic_replaces_the_updater(kernel):
 def test_a_refreshing_panel_says_it_is_live_and_when_and_why_it_stopped(kernel):
     """After --for ends the panel looked exactly like a live one; now it says stopped, since when and why."""
     _, kc = kernel
+    run(kc, "%config MMMagics.widgets = False")  # the HTML panel (a front end without widgets)
     kc.execute("%mm_monitor iris --refresh 0.5s --for 2s")
     texts: list[str] = []
     deadline = time.monotonic() + 30
@@ -117,4 +118,51 @@ def test_a_refreshing_panel_says_it_is_live_and_when_and_why_it_stopped(kernel):
     assert texts[0].startswith("● live — refreshing every 0.5s until"), texts[:1]
     final = texts[-1]
     assert final.startswith("■ stopped — at ") and "--for 2s elapsed" in final, final[:200]
+    assert wait_until_no_monitor(kc) == []
+
+
+def comm_messages(kc, until, timeout: float = 30) -> list[dict]:
+    """Widget messages on iopub (comm_open, comm_msg) until ``until(messages)`` holds."""
+    seen: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not until(seen):
+        try:
+            msg = kc.get_iopub_msg(timeout=1)
+        except Exception:
+            continue
+        if msg["msg_type"] in ("comm_open", "comm_msg"):
+            seen.append(msg["content"]["data"])
+    return seen
+
+
+def _state(data: dict) -> str:
+    return data.get("state", {}).get("state", "") if isinstance(data.get("state"), dict) else ""
+
+
+def test_the_sparklines_widget_gets_only_new_points_and_says_when_it_stopped(kernel):
+    """With a widget front end the monitor is the sparklines widget: each tick sends the new buckets only (comm
+    messages, never the whole window again); when --for ends, its state says stopped, since when and why."""
+    _, kc = kernel
+    kc.execute("%mm_monitor iris --refresh 0.5s --for 3s")
+    seen = comm_messages(kc, lambda ms: any(_state(m).startswith("■ stopped") for m in ms))
+    opened = next(m for m in seen if m.get("state", {}).get("_esm"))
+    assert opened["state"]["series"]["name"] == "iris" and opened["state"]["live"] is False
+    points = [m["content"] for m in seen if m.get("method") == "custom" and m["content"]["kind"] == "points"]
+    assert points and all(len(p["t"]) <= 2 for p in points)  # a tick's worth each, not the window
+    states = [_state(m) for m in seen if _state(m)]
+    assert states[0].startswith("● live — refreshing every 0.5s until")
+    assert states[-1].startswith("■ stopped — at ") and "--for 3s elapsed" in states[-1]
+    assert wait_until_no_monitor(kc) == []
+
+
+def test_closing_the_sparklines_widget_stops_its_updater(kernel):
+    _, kc = kernel
+    run(kc, "%mm_monitor iris --refresh 0.5s --for 10m")
+    assert monitor_threads(kc) == ["mm-monitor-iris"]
+    run(
+        kc,
+        "from mm_magics.widgets.sparklines import Sparklines\n"
+        "from ipywidgets import Widget\n"
+        "[w.close() for w in list(Widget.widgets.values()) if isinstance(w, Sparklines)]",
+    )
     assert wait_until_no_monitor(kc) == []

@@ -229,13 +229,20 @@ class Monitor:
         return snap
 
     def series(
-        self, name: str, window: str | float = "5m", *, step: str | float | None = None, deployment: Any = None
+        self,
+        name: str,
+        window: str | float = "5m",
+        *,
+        step: str | float | None = None,
+        deployment: Any = None,
+        since: float | None = None,
     ) -> LiveSeries:
         """A cursor over ``name``'s live metrics as per-bucket series (what sparklines draw): its first
-        ``advance()`` gives the window, each later one only the buckets completed since. A pure read."""
+        ``advance()`` gives the window (or, with ``since``, the buckets after that bucket end: a face that already
+        holds the window), each later one only the buckets completed since. A pure read."""
         step_s = parse_duration(step) if step is not None else None
         version = deployment.version if deployment is not None else None
-        return LiveSeries(self, name, parse_duration(window), step_s, version)
+        return LiveSeries(self, name, parse_duration(window), step_s, version, since)
 
     def view(self, name: str, window: str | float = "5m", *, deployments: Any, evaluate: bool = False) -> Snapshot:
         """What ``%mm_monitor`` and ``mm monitor`` show, one verb for both: the server writes what it has recorded

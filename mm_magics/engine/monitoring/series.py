@@ -49,6 +49,7 @@ class Series(Record):
     step_s: float
     window_s: float
     full: bool
+    until: float  # the end of the last complete bucket: where the next advance starts
     t: list[float]
     columns: dict[str, list[float | None]]
     quality_metric: str | None
@@ -65,13 +66,21 @@ class Series(Record):
 class LiveSeries:
     """A cursor over one model's live metrics (see the module docstring). Not thread-safe: one per face."""
 
-    def __init__(self, monitor: Monitor, name: str, window_s: float, step_s: float | None, version: str | None):
+    def __init__(
+        self,
+        monitor: Monitor,
+        name: str,
+        window_s: float,
+        step_s: float | None,
+        version: str | None,
+        since: float | None = None,
+    ) -> None:
         self.monitor = monitor
         self.name = check_name(name)
         self.window_s = float(window_s)
         self.step_s = max(float(step_s) if step_s else self.window_s / BUCKETS, 1.0)
         self.version = version
-        self._until: float | None = None  # end of the last bucket returned
+        self._until: float | None = since  # end of the last bucket returned (a face may already hold the window)
         self._labelled: dict[str, tuple[float, float, int]] = {}  # request id -> (request t, score sum, rows)
         self._label_seen = 0.0  # feedback rows up to this time are in _labelled
         vdoc = self._version_doc()
@@ -93,7 +102,7 @@ class LiveSeries:
         now = time.time() if now is None else now
         last_end = math.floor(now / self.step_s) * self.step_s
         full = self._until is None
-        start = last_end - self.window_s if full else self._until
+        start = last_end - self.window_s if full else max(self._until, last_end - self.window_s)
         ends = np.arange(start + self.step_s, last_end + self.step_s / 2, self.step_s)
         self._until = max(last_end, start)
         store = self.monitor.store
@@ -115,6 +124,7 @@ class LiveSeries:
             step_s=self.step_s,
             window_s=self.window_s,
             full=full,
+            until=self._until,
             t=[float(e) for e in ends],
             columns=columns,
             quality_metric=self.quality_metric,

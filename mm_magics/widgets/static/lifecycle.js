@@ -159,5 +159,17 @@ export default {
     const redraw = () => draw(model, root);
     for (const name of ["picture", "stage_versions", "focus", "error"]) model.on(`change:${name}`, redraw);
     redraw();
+    // live while on screen: ask whether the registry moved; nothing runs while hidden or after the view is gone
+    let onScreen = true;
+    const seen = new IntersectionObserver((entries) => { onScreen = entries.some((e) => e.isIntersecting); });
+    seen.observe(root);
+    const timer = setInterval(() => {
+      if (root.isConnected && onScreen && !document.hidden) model.send({ kind: "poll" });
+    }, Math.max(1, model.get("poll_s") || 3) * 1000);
+    return () => {
+      clearInterval(timer);
+      seen.disconnect();
+      for (const name of ["picture", "stage_versions", "focus", "error"]) model.off(`change:${name}`, redraw);
+    };
   },
 };

@@ -1,0 +1,101 @@
+"""The live sparklines widget (``%mm_monitor NAME`` where a widget front end runs, and a tab of ``%mm_view``).
+
+One small chart per live metric, the current value beside each, reference lines where there is one (the training
+value for live quality, the alert threshold for drift), and the open alerts with their advice. The first picture is
+the window from :meth:`Monitor.series`; after that only new buckets are sent, as messages:
+
+* pushed by ``%mm_monitor --refresh``'s updater (:meth:`Sparklines.push`), which stops when the widget is closed,
+  the cell re-run, ``--stop`` or the kernel interrupted; or
+* asked for by the browser every ``poll_s`` seconds while the widget is on screen (the model view), answered from
+  a cursor this widget holds: nothing runs in the kernel between asks.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import traitlets
+
+from ..engine.monitoring.series import LiveSeries, Series
+
+STATIC = Path(__file__).parent / "static"
+
+
+class Sparklines(anywidget.AnyWidget):
+    """Live metrics of one deployed model as sparklines (see the module docstring)."""
+
+    _esm = STATIC / "sparklines.js"
+    _css = STATIC / "sparklines.css"
+    series = traitlets.Dict().tag(sync=True)  # the window as first sent: t, columns, reference, ...
+    alerts = traitlets.List().tag(sync=True)  # open alerts: rule, message (the advice)
+    state = traitlets.Unicode("").tag(sync=True)  # "● live — ..." or "■ stopped — at HH:MM:SS: why"
+    live = traitlets.Bool(False).tag(sync=True)
+    poll_s = traitlets.Float(0.0).tag(sync=True)  # > 0: the browser asks for new buckets this often
+
+    def __init__(
+        self,
+        first: Series,
+        *,
+        cursor: LiveSeries | None = None,
+        poll_s: float = 0.0,
+        snapshot: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        self._cursor = cursor
+        self._snapshot = snapshot  # %mm_monitor's table, kept as this output's static picture
+        self._held = first.to_dict()  # the window as the browser holds it, for a view opened later
+        self.closed = threading.Event()  # set when the widget is closed: a refresh pushing into it stops
+        kwargs.setdefault("alerts", [{"rule": a["rule"], "message": a["message"]} for a in first.alerts])
+        super().__init__(series=copy.deepcopy(self._held), poll_s=poll_s, **kwargs)
+        self.on_msg(self._on_message)
+
+    def push(self, update: Series) -> None:
+        """Send the buckets completed since the last push (nothing when none completed); thread-safe to call
+        from one updater thread, as ipykernel's comm messages are."""
+        if update.t:
+            self.send({"kind": "points", "t": update.t, "columns": update.columns, "version": update.version})
+            self._hold(update)
+        if self._cursor is not None:  # polled (the model view): the alerts the store holds open
+            alerts = [{"rule": a["rule"], "message": a["message"]} for a in update.alerts]
+            if alerts != self.alerts:
+                self.alerts = alerts
+
+    def _hold(self, update: Series) -> None:
+        held, cut = self._held, (update.t[-1] - update.window_s) if update.t else None
+        keep = [i for i, t in enumerate(held["t"]) if cut is None or t > cut]
+        held["t"] = [held["t"][i] for i in keep] + list(update.t)
+        for key, column in update.columns.items():
+            old = held["columns"].get(key, [None] * len(keep))
+            held["columns"][key] = [old[i] for i in keep] + list(column)
+        held["version"] = update.version
+
+    def _on_message(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
+        kind = content.get("kind") if isinstance(content, dict) else None
+        if kind == "hello":  # a view opened after points were pushed: send it the window as held now
+            self.send({"kind": "window", "series": self._held})
+        elif kind == "poll" and self._cursor is not None:
+            try:
+                self.push(self._cursor.advance())
+            except Exception as exc:  # say it in the widget; never let a poll break a later cell
+                self.state = f"■ stopped — {type(exc).__name__}: {exc}"
+                self.poll_s = 0.0
+
+    def close(self) -> None:
+        """Closing the widget stops whatever refreshes it."""
+        self.closed.set()
+        super().close()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """The widget, plus the series as text sparklines in the same output (see widgets/__init__)."""
+        from ..render import to_html
+
+        bundle = super()._repr_mimebundle_(**kwargs)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        static = self._snapshot if self._snapshot is not None else Series(**self._held)
+        data["text/html"] = to_html(static)
+        data["text/plain"] = str(static)
+        return bundle
