@@ -57,6 +57,25 @@ WIDGET_CELLS = [
     "%mm_lifecycle flowers@v2",
 ]
 
+TIMELINE_CELLS = [
+    "%load_ext mm_magics\nfrom sklearn.datasets import load_iris\nX, y = load_iris(return_X_y=True, as_frame=True)",
+    "%%mm_train blooms --commit -m 'good'\nfrom sklearn.linear_model import LogisticRegression\n"
+    "model = LogisticRegression(max_iter=500)",
+    "%%mm_train blooms --from blooms@v1 --commit -m 'weak'\nfrom sklearn.tree import DecisionTreeClassifier\n"
+    "model = DecisionTreeClassifier(max_depth=1)",
+    "%mm_log blooms",
+    "%mm_monitor blooms --refresh 1s --for 5m --window 2m",
+]
+# a commit made by another process while the timeline is on screen
+ELSEWHERE = """
+from sklearn.datasets import load_iris
+from sklearn.dummy import DummyClassifier
+from mm_magics.engine import Workspace
+X, y = load_iris(return_X_y=True)
+with Workspace.open() as ws:
+    ws.registry.commit("blooms", DummyClassifier().fit(X, y), message="from another process", metrics={"accuracy": 0.3})
+"""
+
 CONTRAST_JS = """
 ([sel, index]) => {
   const el = document.querySelectorAll(sel)[index];
@@ -142,6 +161,9 @@ def lab(tmp_path_factory):
         widgets = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in WIDGET_CELLS])
         widgets.metadata["kernelspec"] = nb.metadata["kernelspec"]
         nbformat.write(widgets, root / "widgets.ipynb")  # run live in JupyterLab: a widget needs its kernel
+        timeline = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in TIMELINE_CELLS])
+        timeline.metadata["kernelspec"] = nb.metadata["kernelspec"]
+        nbformat.write(timeline, root / "timeline.ipynb")
     port, token = _free_port(), secrets.token_hex(16)
     cmd = [
         sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1",
@@ -160,7 +182,7 @@ def lab(tmp_path_factory):
             if server.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError((root / "lab.log").read_text()[-3000:]) from None
             time.sleep(0.3)
-    yield {"url": url, "token": token, "root": root}
+    yield {"url": url, "token": token, "root": root, "env": env}
     server.terminate()
     try:
         server.wait(20)
@@ -297,4 +319,112 @@ def test_the_lifecycle_widget_draws_the_graph_and_answers_clicks_with_the_engine
     stages.nth(2).focus()  # usable by keyboard: Enter on a focused stage does what a click does
     page.keyboard.press("Enter")
     widget.screenshot(path=str(SHOTS / "lifecycle-widget-v1.png"))
+    page.close()
+
+
+def test_a_saved_executed_notebook_redraws_its_widgets_from_saved_state(browser, lab):
+    """nbclient (mm demo, nbconvert --execute) saves widget state: opened later, the timeline draws from it."""
+    page = _open(browser, lab, "mine.ipynb")
+    timeline = page.locator(".mm-timeline").first
+    timeline.wait_for(timeout=60_000)
+    timeline.scroll_into_view_if_needed()
+    assert timeline.locator(".mm-tl-title").first.text_content() == "iris — 2 versions"
+    page.wait_for_function("() => Number(document.querySelector('.mm-timeline').dataset.drawn) === 2")
+    sparklines = page.locator(".mm-sparklines").first
+    sparklines.wait_for(timeout=30_000)
+    assert "requests/s" in sparklines.text_content()
+    timeline.screenshot(path=str(SHOTS / "timeline-saved.png"))
+    page.close()
+
+
+def _post(url: str, rows: list) -> int:
+    import json
+
+    body = json.dumps({"instances": rows}).encode()
+    req = urllib.request.Request(url + "/invocations", data=body, headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return resp.status
+
+
+def _line_points(page) -> int:
+    """Points drawn on the latency card's p99 line (a bucket with no request is a gap, not a point)."""
+    return page.evaluate(
+        "() => { const p = document.querySelectorAll('.mm-sparklines .mm-sp-card')[1].querySelector('path.mm-sp-line');"
+        " return p ? (p.getAttribute('d').match(/[ML]/g) || []).length : 0; }"
+    )
+
+
+@pytest.mark.parametrize("theme", ["JupyterLab Light"])
+def test_the_timeline_deploys_a_version_and_follows_changes_made_elsewhere(browser, lab, theme):
+    from sklearn.datasets import load_iris
+
+    page = _open(browser, lab, "timeline.ipynb", theme=theme, ready="mm_log")
+    page.wait_for_selector(".jp-DebuggerBugButton[aria-disabled='false']", timeout=60_000)  # the kernel is ready
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    timeline = page.locator(".mm-timeline")
+    timeline.wait_for(timeout=180_000)
+    title = timeline.locator(".mm-tl-head .mm-tl-title")
+    assert title.text_content() == "blooms — 2 versions"
+    assert "evaluate (2)" in timeline.locator(".mm-tl-legend").text_content()
+    page.wait_for_function("() => Number(document.querySelector('.mm-timeline').dataset.drawn) === 2")
+    # keyboard: focus the canvas, Home selects the first version; its details come from the engine
+    timeline.locator("canvas.mm-tl-canvas").focus()
+    page.keyboard.press("Home")
+    details = timeline.locator(".mm-tl-details")
+    details.wait_for(timeout=30_000)
+    assert details.locator(".mm-tl-title").text_content().startswith("blooms@v1 — evaluate")
+    page.keyboard.press("ArrowRight")  # the next version: its diff against its parent
+    page.wait_for_function(
+        "() => document.querySelector('.mm-timeline .mm-tl-details .mm-tl-title')?.textContent.startsWith('blooms@v2')"
+    )
+    assert "against its parent blooms@v1" in timeline.locator(".mm-tl-details").text_content()
+    timeline.screenshot(path=str(SHOTS / "timeline-details.png"))
+    page.keyboard.press("Home")
+    page.wait_for_function(
+        "() => document.querySelector('.mm-timeline .mm-tl-details .mm-tl-title')?.textContent.startsWith('blooms@v1')"
+    )
+    # deploy from the timeline: a confirmation that says what will happen, then one engine call
+    timeline.get_by_role("button", name="Deploy…", exact=True).click()
+    confirm = timeline.locator(".mm-tl-confirm")
+    assert "a local server starts on 127.0.0.1" in confirm.text_content()
+    confirm.locator("button.primary").click()
+    ok = timeline.locator(".mm-tl-ok")
+    ok.wait_for(timeout=120_000)
+    message = ok.text_content()
+    assert message.startswith("✓ blooms@v1 serves at http://127.0.0.1:"), message
+    url = message.split(" serves at ")[1].split(" ")[0]
+    X, _ = load_iris(return_X_y=True)
+    assert _post(url, X[:2].tolist()) == 200  # the deploy from the timeline really serves
+    # a commit from another process shows up while the timeline is on screen
+    subprocess.run([sys.executable, "-c", ELSEWHERE], env=lab["env"], check=True, timeout=120)
+    page.wait_for_function(
+        "() => document.querySelector('.mm-timeline .mm-tl-head .mm-tl-title').textContent === 'blooms — 3 versions'",
+        timeout=20_000,
+    )
+    page.wait_for_function("() => Number(document.querySelector('.mm-timeline').dataset.drawn) === 3")  # in view
+    timeline.scroll_into_view_if_needed()
+    timeline.screenshot(path=str(SHOTS / "timeline-live.png"))
+    # the sparklines grow while traffic flows
+    sparklines = page.locator(".mm-sparklines")
+    sparklines.scroll_into_view_if_needed()
+    before = _line_points(page)
+    for i in range(6):
+        for j in range(10):
+            assert _post(url, X[i * 10 + j : i * 10 + j + 1].tolist()) == 200
+        time.sleep(0.5)
+    deadline = time.monotonic() + 20
+    while _line_points(page) <= before and time.monotonic() < deadline:
+        page.wait_for_timeout(500)
+    assert _line_points(page) > before
+    assert "● live" in sparklines.locator(".mm-sp-state").text_content()
+    sparklines.screenshot(path=str(SHOTS / "sparklines-live.png"))
+    page.evaluate("t => window.jupyterapp.commands.execute('apputils:change-theme', {theme: t})", "JupyterLab Dark")
+    page.wait_for_selector("body[data-jp-theme-light='false']", state="attached", timeout=30_000)
+    page.wait_for_timeout(1500)
+    sparklines.screenshot(path=str(SHOTS / "sparklines-dark.png"))
+    timeline.scroll_into_view_if_needed()
+    timeline.screenshot(path=str(SHOTS / "timeline-dark.png"))
+    value = page.evaluate(CONTRAST_JS, [".mm-sparklines .mm-sp-title", 0])
+    assert value["ratio"] >= 4.5, value
+    subprocess.run([sys.executable, "-m", "mm_magics.cli", "undeploy", "blooms"], env=lab["env"], timeout=60)
     page.close()

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from mm_magics.engine.monitoring.series import SETTLE_S
 from mm_magics.widgets.sparklines import Sparklines
 from mm_magics.widgets.view import ModelView
 
@@ -23,7 +24,7 @@ def test_a_poll_sends_only_the_new_buckets(live, front):  # noqa: F811
     before = len(monitor.store.requests("iris", 0))
     send(live["dep"].url, live["X"].iloc[:30])
     flushed(live, before + 30)
-    completed(1)
+    time.sleep(1 + SETTLE_S)  # the poll below asks at real time: the requests' buckets are final by then
     (points,) = [m for m in browser.say({"kind": "poll"}) if m["kind"] == "points"]
     assert 1 <= len(points["t"]) <= 10 and points["t"][0] > widget.series["t"][-1]  # only what is new
     assert sum(points["columns"]["rate"]) == 30 and points["version"] == "iris@v1"

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 COLUMNS = ("rate", "errors", "p50", "p99", "processing", "queue", "overhead", "network", "quality", "drift")
 #: Buckets a window is cut into when no step is given: a sparkline's worth of points.
 BUCKETS = 60
+#: A bucket is final this long after it ends: servers write what they recorded every second (the recorder's
+#: interval), so a bucket returned sooner could miss requests still on their way to the store, for good.
+SETTLE_S = 2.0
 
 
 @dataclass(repr=False)
@@ -98,9 +101,10 @@ class LiveSeries:
             return None
 
     def advance(self, now: float | None = None) -> Series:
-        """Every complete bucket of the window (the first call), then the buckets completed since the last call."""
+        """Every final bucket of the window (the first call), then the buckets final since the last call (a
+        bucket is final ``SETTLE_S`` after it ends)."""
         now = time.time() if now is None else now
-        last_end = math.floor(now / self.step_s) * self.step_s
+        last_end = math.floor((now - SETTLE_S) / self.step_s) * self.step_s
         full = self._until is None
         start = last_end - self.window_s if full else max(self._until, last_end - self.window_s)
         ends = np.arange(start + self.step_s, last_end + self.step_s / 2, self.step_s)

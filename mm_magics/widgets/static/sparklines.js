@@ -21,6 +21,7 @@ function h(tag, cls, text) {
 
 function fmt(v, unit = "") {
   if (v === null || v === undefined || Number.isNaN(v)) return "—";
+  if (v === 0) return `0${unit}`;
   const a = Math.abs(v);
   return `${a >= 100 ? v.toFixed(0) : a >= 10 ? v.toFixed(1) : a >= 1 ? v.toFixed(2) : v.toFixed(3)}${unit}`;
 }
@@ -35,7 +36,7 @@ function cards(series) {
   const q = series.quality_metric || "accuracy";
   return [
     { key: "rate", title: "requests/s", unit: "" },
-    { key: "latency", title: "latency ms (p99 line, p50 split)", unit: " ms", ref: "p99", lower: true },
+    { key: "latency", title: "latency p99", unit: " ms", ref: "p99", lower: true },
     { key: "errors", title: "error share", unit: "", percent: true, lower: true },
     { key: "quality", title: `live ${q}`, unit: "", ref: "quality", lower: q === "mae" },
     { key: "drift", title: "worst feature drift (PSI)", unit: "", ref: "drift", lower: true },
@@ -105,11 +106,19 @@ function card(spec, data) {
     `${shown}${beyond && spec.key !== "quality" ? " ⚠" : ""}`);
   const head = h("div", "mm-sp-head");
   head.append(h("span", "mm-sp-title", spec.title), value);
-  box.append(head, chart(spec, data));
+  const lines = spec.key === "latency" ? ["p99"] : [spec.key];
+  const empty = !lines.some((k) => (data.columns[k] || []).some((v) => v !== null && v !== undefined));
+  if (empty) {
+    const why = { quality: "no labels yet: %mm_feedback NAME y_true", drift: "too few rows yet to judge drift",
+      latency: "no requests answered yet", errors: "no requests yet" }[spec.key] || "no data yet";
+    box.append(head, h("div", "mm-sp-empty", why));
+  } else {
+    box.append(head, chart(spec, data));
+  }
   const notes = [];
   if (spec.key === "latency") {
     const parts = SPLIT.filter(([k]) => last(data.columns[k] || []) !== null).map(([k, label]) => `${label} ${fmt(last(data.columns[k]))}`);
-    notes.push(`p50 ${fmt(last(data.columns.p50 || []))} = ${parts.join(" + ") || "—"}`);
+    notes.push(`p50 ${fmt(last(data.columns.p50 || []), " ms")} = ${parts.join(" + ") || "—"} (stacked)`);
   }
   if (ref !== null && ref !== undefined) {
     notes.push(spec.key === "quality" ? `- - training ${fmt(ref)}` : spec.key === "drift" ? `- - alert above ${fmt(ref)}`

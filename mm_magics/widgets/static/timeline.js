@@ -69,8 +69,10 @@ class Versions {
     this.lane = new Array(this.number.length);
     for (let i = 0; i < this.number.length; i++) {
       const p = this.parent[i] === null ? undefined : this.at.get(this.parent[i]);
-      let lane = p === undefined ? -1 : tips.indexOf(this.number[p]);
-      if (lane < 0) lane = p === undefined && !tips.length ? 0 : tips.length;
+      // a version without a parent (committed without --from) stays on the main line, unlinked; a version whose
+      // parent is not the tip of a lane starts a branch
+      let lane = p === undefined ? 0 : tips.indexOf(this.number[p]);
+      if (lane < 0) lane = tips.length;
       tips[lane] = this.number[i];
       this.lane[i] = Math.min(lane, MAX_LANES - 1);
     }
@@ -93,8 +95,12 @@ class View {
     this.xs = Float64Array.from(this.order, (i) => this.x(i));
     const lo = n ? this.xs[0] : 0, hi = n ? this.xs[n - 1] : 1;
     const pad = Math.max((hi - lo) * 0.03, this.mode === "time" ? 30 : 0.5);
+    const before = this.extent;
     this.extent = [lo - pad, hi + pad];
-    if (reset || !this.span) this.span = [...this.extent];
+    if (reset || !this.span || !before) { this.span = [...this.extent]; return; }
+    // a view that showed everything keeps showing everything; one that showed the newest end follows new versions
+    if (this.span[0] <= before[0] && this.span[1] >= before[1]) this.span = [...this.extent];
+    else if (this.span[1] >= before[1]) this.pan(this.extent[1] - this.span[1]);
   }
 
   // indices (into order) of the versions between x0 and x1: binary search, so a zoomed-in view of 10 000
@@ -158,7 +164,18 @@ function ticks(x0, x1, mode, count) {
 function fmt(v) {
   if (v === null || v === undefined) return "—";
   if (typeof v !== "number") return String(v);
-  return Math.abs(v) >= 1000 || Number.isInteger(v) ? v.toLocaleString() : v.toPrecision(4);
+  return Math.abs(v) >= 1000 || Number.isInteger(v) ? v.toLocaleString() : String(Number(v.toPrecision(4)));
+}
+
+// Time when the versions in it can be told apart at the fitted zoom; by version number when commits came seconds
+// apart (a notebook run, a sweep), where a time axis would stack them on one spot.
+function bestMode(data, width) {
+  if (data.length < 2) return "time";
+  const xs = [...data.created].sort((a, b) => a - b);
+  const span = xs[xs.length - 1] - xs[0] || 1;
+  let close = 0;
+  for (let i = 1; i < xs.length; i++) if (((xs[i] - xs[i - 1]) / span) * width < 10) close++;
+  return close > xs.length / 4 ? "number" : "time";
 }
 
 // -- drawing ----------------------------------------------------------------------------------------------------
@@ -192,6 +209,8 @@ function drawCanvas(ui) {
   for (const [v, label] of ticks(x0, x1, view.mode, Math.max(2, Math.floor(width / 110)))) {
     const x = px(v);
     ctx.beginPath(); ctx.moveTo(x, TOP - 4); ctx.lineTo(x, height - AXIS_H); ctx.stroke();
+    const half = ctx.measureText(label).width / 2 + 2;
+    if (x - half < 0 || x + half > width) continue; // a label cut by the edge reads wrong: leave it out
     ctx.textAlign = "center"; ctx.fillText(label, x, height - AXIS_H / 2);
   }
 
@@ -223,6 +242,15 @@ function drawCanvas(ui) {
     ctx.fillStyle = colourOf(data.stage[i]);
     if (dense) ctx.fillRect(x - 1, y - 3, 2, 6);
     else { shape(ctx, shapeOf(data.stage[i]), x, y, r); ctx.fill(); ctx.strokeStyle = c.bg; ctx.lineWidth = 1; ctx.stroke(); }
+  }
+
+  // version numbers under the marks, when there is room for them
+  if (shown && (width - PAD_L - PAD_R) / shown >= 26) {
+    ctx.fillStyle = c.dim; ctx.font = `10px ${c.font}`; ctx.textAlign = "center";
+    for (let k = lo; k < hi; k++) {
+      const i = view.order[k];
+      ctx.fillText(`v${data.number[i]}`, px(view.x(i)), laneY(data.lane[i]) + 11);
+    }
   }
 
   // badges: aliases and the serving version, where they are in view
@@ -302,7 +330,7 @@ function detailsPane(ui, d) {
   if (d.message) pane.append(h("div", {}, d.message));
   const diff = d.diff;
   if (!diff) {
-    pane.append(h("div", { class: "mm-tl-dim" }, "a first version: no parent to compare with"));
+    pane.append(h("div", { class: "mm-tl-dim" }, "no parent recorded (committed without --from): nothing to compare with"));
   } else {
     const rows = diff.metrics.map((m) => h("tr", {}, h("td", {}, m.name), h("td", { class: "num" }, fmt(m.a)),
       h("td", { class: "num" }, fmt(m.b)), h("td", { class: "num" }, signed(m.delta))));
@@ -339,7 +367,7 @@ function actions(ui, d) {
     const why = m.allowed ? "its gates pass" : `refused now: ${m.refused.map((r) => `${r.gate} (${r.detail})`).join("; ") || m.reason}`;
     bar.append(h("button", { title: why, class: m.allowed ? "" : "refused",
       onclick: ask(`Move to ${m.to}`, `Move ${d.id} from ${d.stage} to ${m.to} (${why}).`, { action: "stage", number: d.number, stage: m.to }) },
-    `${m.allowed ? "" : "✗ "}→ ${m.to}…`));
+    `${m.allowed ? "" : "✗ "}stage → ${m.to}…`));
   }
   const input = h("input", { type: "text", placeholder: "alias", size: 10, "aria-label": "alias name" });
   bar.append(input, h("button", { onclick: () => {
@@ -369,13 +397,14 @@ function render({ model, el: root }) {
   root.classList.add("mm-timeline");
   const ui = { root, model, state: { stages: model.get("stages") || [], serving: model.get("serving") || {}, selected: null } };
   ui.data = new Versions(model.get("payload") || {});
-  ui.view = new View(ui.data, "time");
+  ui.view = new View(ui.data, bestMode(ui.data, Math.max(320, root.clientWidth || 640)));
   let pending = 0;
   ui.send = (message) => { pending = performance.now(); model.send({ ...message, request: pending }); };
 
   const select = h("select", { "aria-label": "metric", onchange: (ev) => ui.send({ kind: "metric", name: ev.target.value }) });
   const axis = h("select", { "aria-label": "axis", onchange: (ev) => { ui.view = new View(ui.data, ev.target.value); redraw(); } },
     h("option", { value: "time" }, "by time"), h("option", { value: "number" }, "by version"));
+  axis.value = ui.view.mode;
   const zoom = (f) => () => { ui.view.zoom(f); redraw(); };
   const title = h("span", { class: "mm-tl-title" });
   const head = h("div", { class: "mm-tl-head" }, title, select, axis,

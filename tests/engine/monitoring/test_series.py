@@ -8,13 +8,16 @@ import time
 import numpy as np
 import pytest
 
+from mm_magics.engine.monitoring.series import SETTLE_S
+
 from .test_live import flushed, live, send  # noqa: F401  (the module's deployed iris and its helpers)
 
 
 def completed(step: float) -> float:
-    """Now, once the bucket the last request fell in has ended (a cursor only returns complete buckets)."""
+    """The time to advance a cursor to once the bucket the last request fell in has ended: the requests were
+    flushed to the store explicitly, so the wait for servers to write them (``SETTLE_S``) is already over."""
     time.sleep(step - time.time() % step + 0.01)
-    return time.time()
+    return time.time() + SETTLE_S
 
 
 def test_series_buckets_agree_with_the_request_log(live):  # noqa: F811
@@ -58,7 +61,7 @@ def test_series_buckets_agree_with_the_request_log(live):  # noqa: F811
 def test_series_of_a_model_without_traffic_is_gaps_not_zeros(live):  # noqa: F811
     ws = live["ws"]
     ws.registry.commit("quiet", live["model"], message="v1", metrics={"accuracy": 0.9})
-    series = ws.monitor.series("quiet", "1m").advance()
+    series = ws.monitor.series("quiet", "1m").advance()  # a minute in 1 s buckets, the newest two not yet final
     assert series.version is None and len(series.t) == 60
     assert set(series.columns["rate"]) == {0.0} and set(series.columns["p99"]) == {None}
     assert str(series) == "quiet (not deployed): 60 bucket(s) of 1s — no requests"
