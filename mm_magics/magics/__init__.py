@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,7 @@ class MMMagics(VersionMagics, LifecycleMagics, ServingMagics, MonitoringMagics, 
         self._interrupt_hooked = False
         self._matcher: Any = None
         self._last_predictions: dict[str, Any] = {}
+        self._widgetable: dict[int, tuple[weakref.ref[Any], Workspace]] = {}  # see _widget_or
 
     @property
     def ws(self) -> Workspace:
@@ -106,13 +108,29 @@ class MMMagics(VersionMagics, LifecycleMagics, ServingMagics, MonitoringMagics, 
         return importlib.util.find_spec("anywidget") is not None
 
     def _widget_or(self, record: Any) -> Any:
-        """The record's interactive widget where a widget front end runs (a kernel) and ``MMMagics.widgets`` is on;
-        the record itself (static HTML and text) everywhere else."""
-        if not self._widgets_shown():
-            return record
-        from ..widgets import widget_for
+        """Return the engine's record itself (``snap = %mm_monitor NAME`` is data), marked so that displaying it
+        where a widget front end runs shows its interactive widget over this workspace (see ``_display``)."""
+        if self._widgets_shown():
+            for key in [k for k, (ref, _) in self._widgetable.items() if ref() is None]:
+                del self._widgetable[key]
+            self._widgetable[id(record)] = (weakref.ref(record), self.ws)
+        return record
 
-        return widget_for(self.ws, record) or record
+    def _display(self, record: Any) -> None:
+        """IPython's display hook for the records that have a widget: the widget (with the static picture in the
+        same output) for a record a magic returned here; the static picture for any other, e.g. one made from
+        Python over another workspace, whose clicks this kernel's magics must not answer."""
+        from IPython.display import display
+
+        entry = self._widgetable.get(id(record))
+        if entry is not None and entry[0]() is record and self._widgets_shown():
+            from ..widgets import widget_for
+
+            widget = widget_for(entry[1], record)
+            if widget is not None:
+                display(widget)
+                return
+        display({"text/html": render.to_html(record), "text/plain": str(record)}, raw=True)
 
     def _previous(self, spec: str) -> dict[str, Any] | None:
         """The version a run is compared with: the parent it names (``--from``), else the model's latest."""
@@ -173,6 +191,11 @@ def load(ipython: Any) -> None:
     magics = MMMagics(shell=ipython, parent=ipython)  # Magics.__init__ adds it to shell.configurables (%config)
     ipython.register_magics(magics)
     render.register(ipython)
+    from ..widgets import WIDGETS  # a table of names: importing it imports no widget library
+
+    shown = ipython.display_formatter.ipython_display_formatter
+    for module, name in WIDGETS:
+        shown.for_type_by_name(module, name, magics._display)
     magics._matcher = version_matcher(magics.candidates, VERSION_MAGICS)
     ipython.Completer.custom_matchers.append(magics._matcher)
 
@@ -194,6 +217,12 @@ def unload(ipython: Any) -> None:
         kernel.saved_sigint_handler = previous
     ipython.configurables[:] = [c for c in ipython.configurables if c is not magics]
     render.unregister(ipython)
+    from ..widgets import WIDGETS
+
+    shown = ipython.display_formatter.ipython_display_formatter
+    for module, name in WIDGETS:
+        with contextlib.suppress(KeyError):
+            shown.pop(f"{module}.{name}")  # printers registered by name live in deferred_printers
     with contextlib.suppress(ValueError):
         ipython.Completer.custom_matchers.remove(magics._matcher)
     if magics._ws is not None:

@@ -125,9 +125,13 @@ class MonitoringMagics:
             return None
         every = max(parse_duration(args.refresh), 0.5) if args.refresh else None
         snap = self.monitor.view(name, args.window, deployments=self.deployer, evaluate=True)
-        widget = self._sparklines(name, args.window, every, snap) if self._widgets_shown() else None
         if every is None or not hasattr(self.shell, "kernel"):
-            return widget if widget is not None else snap
+            return self._widget_or(snap)  # the snapshot: shown as sparklines where a widget front end runs
+        widget = None
+        if self._widgets_shown():
+            from ..widgets.sparklines import sparklines_for
+
+            widget = sparklines_for(self.ws, snap, step=every)
         deadline = time.monotonic() + parse_duration(args.duration)
         from IPython.display import display
 
@@ -165,14 +169,6 @@ class MonitoringMagics:
         self._stop_monitors_on_interrupt()
         thread.start()
         return None
-
-    def _sparklines(self, name: str, window: str, every: float | None, snap: Any) -> Any:
-        """The sparklines widget over ``window`` (buckets of the refresh interval when refreshing), opened with the
-        alerts the monitor just evaluated and the table in the same output for a saved notebook."""
-        from ..widgets.sparklines import Sparklines
-
-        cursor = self.monitor.series(name, window, step=every, deployment=self.deployer.get(name))
-        return Sparklines(cursor.advance(), snapshot=snap, alerts=_alerts(snap))
 
     def _stop_monitors_on_interrupt(self) -> None:
         """Make the kernel's interrupt button stop refreshing monitors, whether a cell is running or not.

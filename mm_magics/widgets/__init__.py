@@ -8,17 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
-#: Engine record (class name) -> the widget that shows it; imported only when one is shown.
+#: Engine record (module, class) -> the widget module and the factory that shows it; imported only when shown.
 WIDGETS = {
-    "LifecyclePicture": ("mm_magics.widgets.lifecycle", "LifecycleGraph"),
-    "Timeline": ("mm_magics.widgets.timeline", "VersionTimeline"),
-    "ModelOverview": ("mm_magics.widgets.view", "ModelView"),
+    ("mm_magics.engine.records", "LifecyclePicture"): ("mm_magics.widgets.lifecycle", "LifecycleGraph"),
+    ("mm_magics.engine.timeline", "Timeline"): ("mm_magics.widgets.timeline", "VersionTimeline"),
+    ("mm_magics.engine.records", "ModelOverview"): ("mm_magics.widgets.view", "ModelView"),
+    ("mm_magics.engine.monitoring.live", "Snapshot"): ("mm_magics.widgets.sparklines", "sparklines_for"),
 }
 
 
 def widget_for(workspace: Any, record: Any) -> Any:
     """The interactive widget for ``record``, or None when it has none or anywidget is missing."""
-    target = WIDGETS.get(type(record).__name__)
+    target = WIDGETS.get((type(record).__module__, type(record).__qualname__))
     if target is None:
         return None
     try:

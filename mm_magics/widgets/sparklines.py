@@ -99,3 +99,12 @@ class Sparklines(anywidget.AnyWidget):
         data["text/html"] = to_html(static)
         data["text/plain"] = str(static)
         return bundle
+
+
+def sparklines_for(workspace: Any, snapshot: Any, step: float | None = None) -> Sparklines:
+    """The sparklines of the model a monitor snapshot shows, over the same window (buckets of ``step`` seconds,
+    e.g. a refresh interval), with the snapshot's alerts and its table as the output's static picture."""
+    deployment = workspace.deployments.get(snapshot.name)
+    cursor = workspace.monitor.series(snapshot.name, snapshot.window_s, step=step, deployment=deployment)
+    alerts = [{"rule": a["rule"], "message": a["message"]} for a in snapshot.alerts]
+    return Sparklines(cursor.advance(), snapshot=snapshot, alerts=alerts)

@@ -404,6 +404,22 @@ def test_the_timeline_deploys_a_version_and_follows_changes_made_elsewhere(brows
     page.wait_for_function("() => Number(document.querySelector('.mm-timeline').dataset.drawn) === 3")  # in view
     timeline.scroll_into_view_if_needed()
     timeline.screenshot(path=str(SHOTS / "timeline-live.png"))
+    # zoom in by keyboard: fewer versions drawn; drag to pan; 0 fits everything again
+    canvas = timeline.locator("canvas.mm-tl-canvas")
+    canvas.focus()
+    drawn = "() => Number(document.querySelector('.mm-timeline').dataset.drawn)"
+    for _ in range(12):  # each + halves the span in view
+        page.keyboard.press("+")
+        if page.evaluate(drawn) < 3:
+            break
+    assert page.evaluate(drawn) < 3
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + 40)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2 - 300, box["y"] + 40, steps=5)
+    page.mouse.up()
+    page.keyboard.press("0")
+    assert page.evaluate(drawn) == 3
     # the sparklines grow while traffic flows
     sparklines = page.locator(".mm-sparklines")
     sparklines.scroll_into_view_if_needed()

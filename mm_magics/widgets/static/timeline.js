@@ -94,7 +94,7 @@ class View {
     if (this.mode === "time") this.order.sort((a, b) => this.x(a) - this.x(b));
     this.xs = Float64Array.from(this.order, (i) => this.x(i));
     const lo = n ? this.xs[0] : 0, hi = n ? this.xs[n - 1] : 1;
-    const pad = Math.max((hi - lo) * 0.03, this.mode === "time" ? 30 : 0.5);
+    const pad = Math.max((hi - lo) * 0.03, this.mode === "time" ? 1 : 0.5);
     const before = this.extent;
     this.extent = [lo - pad, hi + pad];
     if (reset || !this.span || !before) { this.span = [...this.extent]; return; }
@@ -113,7 +113,7 @@ class View {
 
   zoom(factor, at) {
     const [x0, x1] = this.span, c = at ?? (x0 + x1) / 2;
-    const min = this.mode === "time" ? 1 : 2;
+    const min = this.mode === "time" ? 0.5 : 0.6; // zoomed all the way in: about one version in view
     const w = Math.max((x1 - x0) * factor, min);
     this.span = [c - (c - x0) * (w / (x1 - x0)), c + (x1 - c) * (w / (x1 - x0))];
   }
@@ -533,6 +533,7 @@ function render({ model, el: root }) {
   redraw();
   poll(); // a view opened later (another tab, a reload) catches up with what happened since the payload was sent
   root.dataset.firstDrawMs = (performance.now() - started).toFixed(1);
+  root.dataset.drawnAt = String(Date.now()); // epoch ms: a benchmark compares it with when the kernel sent the model
   return () => {
     clearInterval(timer); seen.disconnect(); resized.disconnect();
     model.off("msg:custom", onMessage); model.off("change:payload", onPayload); model.off("change:serving", onServing);
