@@ -36,3 +36,19 @@ def test_the_output_carries_the_static_picture_too(graph):
     assert "application/vnd.jupyter.widget-view+json" in data
     assert "<img src='data:image/svg+xml;base64," in data["text/html"]  # a saved or untrusted notebook shows it
     assert data["text/plain"].startswith("m lifecycle:")
+
+
+def test_a_move_made_by_the_mm_command_reaches_a_polling_graph(ws, graph, front):
+    import subprocess
+    import sys
+
+    browser = front(graph)
+    assert browser.say({"kind": "poll"}) == [] and not browser.sent  # nothing moved: one ref read, nothing sent
+    subprocess.run(
+        [sys.executable, "-m", "mm_magics.cli", "-C", str(ws.root), "stage", "m@v2", "retire", "-m", "superseded"],
+        check=True,
+        timeout=120,
+    )
+    browser.say({"kind": "poll"})
+    counts = {s["name"]: s["count"] for s in graph.picture["stages"]}
+    assert counts["retire"] == 1 and graph.picture["stage"] == "retire" and graph.picture["moves"] == []
