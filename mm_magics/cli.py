@@ -66,7 +66,7 @@ def cmd_show(args: argparse.Namespace) -> Any:
 
 
 def cmd_log(args: argparse.Namespace) -> Any:
-    return _ws(args).registry.log(args.name, limit=args.limit or 20, before=args.before)
+    return _ws(args).registry.log(args.name, limit=20 if args.limit is None else args.limit, before=args.before)
 
 
 def cmd_diff(args: argparse.Namespace) -> Any:

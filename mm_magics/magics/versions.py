@@ -134,7 +134,7 @@ class VersionMagics:
         args = parse_args(self.mm_log, line)
         if args.limit is None and args.before is None and self._widgets_shown():
             return self._widget_or(self.ws.registry.timeline(args.name))
-        return self.ws.registry.log(args.name, limit=args.limit or 20, before=args.before)
+        return self.ws.registry.log(args.name, limit=20 if args.limit is None else args.limit, before=args.before)
 
     @verb_arguments("view")
     @line_magic
