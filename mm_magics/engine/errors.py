@@ -148,3 +148,9 @@ class DeploymentError(MMError):
     """A deployment could not be started, reached, switched or stopped."""
 
     status = 503
+
+
+class NotDeployedError(DeploymentError):
+    """The model has no deployment to act on: the caller's mistake, not the server's (a 404, never a 5xx)."""
+
+    status = 404

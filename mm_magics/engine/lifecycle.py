@@ -126,6 +126,12 @@ class Lifecycle:
         found = self.registry.index.stage_counts(name)
         return {s: found.get(s, 0) for s in nx.topological_sort(self.graph)}
 
+    def in_stage(self, name: str, stage: str, limit: int = 200) -> list[str]:
+        """The versions of ``name`` in ``stage``, newest first (at most ``limit``): what a click on a stage of the
+        lifecycle graph lists."""
+        self.registry.get(name)  # an unknown model is an error, not an empty list
+        return [f"{name}@v{n}" for n in self.registry.index.in_stages(name, (stage,))[:limit]]
+
     def picture(self, spec: str) -> LifecyclePicture:
         """The stage DAG of a model (``NAME``) laid out for drawing, with counts and gates; for a version
         (``NAME@vN``, ``NAME@alias``) also its position and the verdict on each next stage (a dry run: nothing is

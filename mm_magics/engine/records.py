@@ -108,11 +108,14 @@ class ModelSummary(Record):
     created: str
     serving: str | None = None  # NAME@vN a deployment serves now, with its health in serving_status
     serving_status: str | None = None
+    open_alerts: int = 0  # alerts recorded open by monitoring (evaluated when someone monitors the model)
 
     def __str__(self) -> str:
         alias = ", ".join(f"{a}=v{n}" for a, n in self.aliases.items())
         stages = ", ".join(f"{s}:{n}" for s, n in self.stages.items())
         served = f"serving {self.serving} ({self.serving_status})" if self.serving else "not deployed"
+        if self.open_alerts:
+            served += f", {self.open_alerts} open alert(s)"
         return f"{self.name}  latest v{self.latest}  {alias}  versions by stage {stages}  {served}".replace(
             "    ", "  "
         )

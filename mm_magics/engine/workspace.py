@@ -233,6 +233,11 @@ class Workspace:
                 dep = serving.get(m.name)
                 if dep is not None:
                     m.serving, m.serving_status = dep.version, dep.status
+        if (self.run_dir / "metrics.sqlite").exists():  # a workspace that never served opens no metric store
+            alerts = self.monitor.store.alerts(None)
+            counts = alerts["model"].value_counts().to_dict() if len(alerts) else {}
+            for m in models:
+                m.open_alerts = int(counts.get(m.name, 0))
         return ModelList(models=models)
 
     def details(self, spec: str, *, agreement: bool = True) -> VersionDetails:

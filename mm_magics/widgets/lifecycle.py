@@ -59,8 +59,7 @@ class LifecycleGraph(anywidget.AnyWidget):
         name, stage = self.picture.get("model", ""), change["new"]
         if not stage:
             return
-        numbers = self._ws.registry.index.in_stages(name, (stage,))[:LISTED]
-        self.stage_versions = {stage: [f"{name}@v{n}" for n in numbers]}
+        self.stage_versions = {stage: self._ws.lifecycle.in_stage(name, stage, LISTED)}
 
     @traitlets.observe("version")
     def _place(self, change: dict[str, Any]) -> None:

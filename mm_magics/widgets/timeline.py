@@ -79,8 +79,10 @@ class VersionTimeline(anywidget.AnyWidget):
 
     def _select(self, content: dict[str, Any]) -> None:
         number = int(content["number"])
-        details = self._ws.details(f"{self.model_name}@v{number}")
-        self.send({"kind": "details", "request": content.get("request"), "details": _details(details)})
+        record = self._ws.details(f"{self.model_name}@v{number}").to_dict()  # the shape the REST API sends too
+        if record["diff"] is not None:
+            record["diff"]["code_diff"] = record["diff"]["code_diff"][:CODE_DIFF_LIMIT]
+        self.send({"kind": "details", "request": content.get("request"), "details": record})
 
     def _metric(self, content: dict[str, Any]) -> None:
         name = str(content.get("name") or "")
@@ -126,41 +128,3 @@ class VersionTimeline(anywidget.AnyWidget):
         data["text/html"] = to_html(self._record)
         data["text/plain"] = str(self._record)
         return bundle
-
-
-def _details(d: Any) -> dict[str, Any]:
-    """What the details pane shows: the version's summary, its diff against its parent, its next moves."""
-    v = d.version
-    out: dict[str, Any] = {
-        "id": v.id,
-        "number": v.number,
-        "created": v.created,
-        "actor": v.actor,
-        "message": v.message,
-        "estimator": v.estimator,
-        "parent": v.parent,
-        "rollback_of": v.rollback_of,
-        "stage": v.stage,
-        "aliases": v.aliases,
-        "sha256": v.sha256,
-        "metrics": {k: x for k, x in v.metrics.items() if isinstance(x, (int, float)) and not isinstance(x, bool)},
-        "params": {k: repr(x) for k, x in list(v.params.items())[:40]},
-        "moves": d.moves,
-        "serving": d.serving,
-        "serving_status": d.serving_status,
-        "diff": None,
-    }
-    if d.diff is not None:
-        diff = d.diff
-        out["diff"] = {
-            "a": diff.a,
-            "params": {k: [repr(a), repr(b)] for k, (a, b) in diff.params.items()},
-            "metrics": [{"name": m.name, "a": m.a, "b": m.b, "delta": m.delta} for m in diff.metrics],
-            "agreement": diff.agreement,
-            "agreement_rows": diff.agreement_rows,
-            "agreement_note": diff.agreement_note,
-            "estimator": list(diff.estimator) if diff.estimator else None,
-            "data_changed": diff.data_changed,
-            "code_diff": diff.code_diff[:CODE_DIFF_LIMIT],
-        }
-    return out

@@ -37,8 +37,9 @@ def test_selecting_a_version_answers_with_its_diff_and_next_moves(front, line):
     browser = front(line)
     (answer,) = browser.say({"kind": "select", "number": 2, "request": 7})
     assert answer["kind"] == "details" and answer["request"] == 7
-    d = answer["details"]
-    assert d["id"] == "m@v2" and d["parent"] == "m@v1" and d["message"] == "a tree"
+    d = answer["details"]  # the engine's VersionDetails, as the REST API sends it too
+    v = d["version"]
+    assert (v["name"], v["number"], v["parent"], v["message"]) == ("m", 2, "m@v1", "a tree")
     assert d["diff"]["a"] == "m@v1" and d["diff"]["estimator"][1].endswith("DecisionTreeClassifier")
     accuracy = next(m for m in d["diff"]["metrics"] if m["name"] == "accuracy")
     assert accuracy["delta"] == pytest.approx(-0.25)
@@ -56,7 +57,7 @@ def test_a_stage_move_is_one_engine_call_and_the_timeline_follows(ws, front, lin
     assert ws.lifecycle.stage("m@v1") == "deploy"
     assert patch["kind"] == "patch" and not patch["payload"]["full"]
     assert [r["stage"] for r in timeline.rows(patch["payload"])] == ["deploy"]  # only what changed
-    assert details["details"]["stage"] == "deploy"
+    assert details["details"]["version"]["stage"] == "deploy"
 
 
 def test_a_refused_action_says_the_engines_reason_and_changes_nothing(ws, front, line):
@@ -80,7 +81,7 @@ def test_set_an_alias_and_roll_back_from_the_timeline(ws, front, line):
     assert done["message"] == "rolled back: m@v3 is a copy of m@v1"
     (row,) = timeline.rows(patch["payload"])
     assert row["number"] == 3 and row["parent"] == 1 and row["rollback_of"] == 2  # a copy of v1, replacing v2
-    assert details["details"]["number"] == 1
+    assert details["details"]["version"]["number"] == 1
 
 
 def test_deploy_from_the_timeline_starts_a_server_that_answers(ws, front, line, iris):

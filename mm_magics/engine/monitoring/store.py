@@ -267,9 +267,14 @@ class SQLiteStore(MetricStore):
                 samples.setdefault(feature, []).extend(json.loads(raw))
         return counts, samples
 
-    def alerts(self, model: str, *, open_only: bool = True) -> pd.DataFrame:
-        where = " AND resolved IS NULL" if open_only else ""
-        return self._frame(f"SELECT * FROM alerts WHERE model=?{where} ORDER BY opened DESC", (model,))
+    def alerts(self, model: str | None, *, open_only: bool = True) -> pd.DataFrame:
+        """Alerts of ``model`` (every model's when None), newest first; only open ones unless ``open_only`` is
+        False."""
+        clauses, args = (["model=?"], (model,)) if model is not None else ([], ())
+        if open_only:
+            clauses.append("resolved IS NULL")
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        return self._frame(f"SELECT * FROM alerts{where} ORDER BY opened DESC", args)
 
     def rollups(self, model: str, since: float) -> pd.DataFrame:
         return self._frame(

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..atomic import LockTimeout, file_lock
 from ..clock import now_iso
-from ..errors import DeploymentError, Fix, MMError
+from ..errors import DeploymentError, Fix, MMError, NotDeployedError
 from ..hosts import check_host, check_port
 from ..lifecycle import SERVING
 from ..specs import check_name
@@ -144,7 +144,7 @@ class Deployer:
         dep = self.get(check_name(name))
         if dep is None:
             deployed = ", ".join(d.name for d in self.store.all()) or "none"
-            raise DeploymentError(
+            raise NotDeployedError(
                 f"{name} is not deployed (deployed: {deployed}): deploy it with {{fix}}", fix=Fix("deploy", (name,))
             )
         return dep
@@ -172,14 +172,14 @@ class Deployer:
     def undeploy(self, name: str) -> Deployment:
         check_name(name)
         if self.store.get(name) is None:  # before any lock file is made for a name nobody deployed
-            raise DeploymentError(f"{name} is not deployed: nothing to stop (see {{fix}})", fix=Fix("deployments"))
+            raise NotDeployedError(f"{name} is not deployed: nothing to stop (see {{fix}})", fix=Fix("deployments"))
         with self._lock(name):
             return self._undeploy(name)
 
     def _undeploy(self, name: str) -> Deployment:
         dep = self.store.get(name)
         if dep is None:
-            raise DeploymentError(f"{name} is not deployed: nothing to stop (see {{fix}})", fix=Fix("deployments"))
+            raise NotDeployedError(f"{name} is not deployed: nothing to stop (see {{fix}})", fix=Fix("deployments"))
         self._runner(dep).stop(dep)
         self.store.delete(name)
         dep.status = "stopped"

@@ -320,6 +320,17 @@ function legend(ui) {
 // -- the details pane and the actions ---------------------------------------------------------------------------
 function signed(d) { return d === null || d === undefined ? "" : `${d > 0 ? "+" : ""}${fmt(d)}`; }
 
+// The engine's VersionDetails record (what the kernel and the REST API both send) as the pane reads it.
+function flat(record) {
+  const v = record.version;
+  return {
+    id: `${v.name}@v${v.number}`, number: v.number, created: v.created, actor: v.actor, message: v.message,
+    estimator: v.estimator, parent: v.parent, rollback_of: v.rollback_of, stage: v.stage, aliases: v.aliases || [],
+    sha256: (v.artifact || {}).sha256 || "", moves: record.moves || [], serving: record.serving,
+    serving_status: record.serving_status, diff: record.diff,
+  };
+}
+
 function detailsPane(ui, d) {
   const pane = h("div", { class: "mm-tl-details", "aria-live": "polite" });
   const aliases = d.aliases && d.aliases.length ? ` @${d.aliases.join(" @")}` : "";
@@ -507,7 +518,8 @@ function render({ model, el: root }) {
       ui.state.serving = model.get("serving") || {};
       redraw();
     } else if (msg.kind === "details") {
-      if (msg.details.number === ui.state.selected) ui.details.replaceChildren(detailsPane(ui, msg.details));
+      const d = flat(msg.details);
+      if (d.number === ui.state.selected) ui.details.replaceChildren(detailsPane(ui, d));
     } else if (msg.kind === "done") {
       ui.status.replaceChildren(h("div", { class: "mm-tl-ok", role: "status" }, `✓ ${msg.message}`));
     } else if (msg.kind === "error") {
