@@ -6,7 +6,10 @@ cd "$(dirname "$0")/.."
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 export PIP_ROOT_USER_ACTION=ignore
-python3 -m pip install -q -e ".[test,dev]"
+python3 -m pip install -q -e ".[test,dev]"  # also builds the Models panel (labextension/, jlpm) into the package
+
+# the panel's lint: eslint and prettier (TypeScript strict is checked by its build above)
+(cd labextension && jlpm install >/dev/null && jlpm lint)
 
 # Debian packages and real servers: a Docker engine with a local base image (no registry is reachable here), and
 # VictoriaMetrics, which speaks InfluxDB's write protocol (the tests start their own instances on free ports)

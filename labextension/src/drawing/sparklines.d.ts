@@ -1,0 +1,3 @@
+import { DrawingModule } from './index';
+declare const drawing: DrawingModule;
+export default drawing;
