@@ -9,8 +9,6 @@ for a person to look at. Skipped only where no Chromium is installed and ``CI`` 
 from __future__ import annotations
 
 import os
-import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +20,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-CHROMIUM = "/usr/bin/chromium"
+from .lab import CHROMIUM, chromium_or_skip, jupyterlab, lab_env
+
 ALIGNS = "tds => tds.map(td => getComputedStyle(td).textAlign)"
 SHOTS = Path(__file__).parent / "screenshots"
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
@@ -103,19 +102,9 @@ CONTRAST_JS = """
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).exists():
-        reason = f"no Chromium at {CHROMIUM}: run bash scripts/setup-browser.sh (as root)"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set, so a missing browser is a failure: {reason}")
-        pytest.skip(reason)
+    chromium_or_skip()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -129,22 +118,8 @@ def lab(tmp_path_factory):
     """JupyterLab on 127.0.0.1 with a token, its own settings, and two copies of an executed notebook: one signed
     (trusted, as your own), one not (a colleague's, untrusted)."""
     root = tmp_path_factory.mktemp("lab")
-    data_dir = root / ".jupyter-data"
-    data_dir.mkdir()
-    env = {
-        **os.environ,
-        "MM_HOME": str(root / ".mm"),
-        "JUPYTER_DATA_DIR": str(data_dir),
-        "JUPYTERLAB_SETTINGS_DIR": str(root / ".lab-settings"),
-        "JUPYTERLAB_WORKSPACES_DIR": str(root / ".lab-workspaces"),
-    }
-    tracker = root / ".lab-settings" / "@jupyterlab" / "notebook-extension"
-    tracker.mkdir(parents=True)
-    # every cell rendered (not windowed), so what is below the fold can be measured like what is above it
-    (tracker / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
-    news = root / ".lab-settings" / "@jupyterlab" / "apputils-extension"
-    news.mkdir(parents=True)
-    (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')  # no pop-up over the cells
+    env = lab_env(root)
+    data_dir = Path(env["JUPYTER_DATA_DIR"])
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     # the kernel nbclient starts and the notary see this workspace and data dir; os.environ is restored afterwards
@@ -164,31 +139,8 @@ def lab(tmp_path_factory):
         timeline = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in TIMELINE_CELLS])
         timeline.metadata["kernelspec"] = nb.metadata["kernelspec"]
         nbformat.write(timeline, root / "timeline.ipynb")
-    port, token = _free_port(), secrets.token_hex(16)
-    cmd = [
-        sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1",
-        f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}", "--expose-app-in-browser",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--LabApp.news_url=None",
-    ]  # fmt: skip
-    log = open(root / "lab.log", "wb")  # noqa: SIM115 - closed below, after the server stops
-    server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2):
-                break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError((root / "lab.log").read_text()[-3000:]) from None
-            time.sleep(0.3)
-    yield {"url": url, "token": token, "root": root, "env": env}
-    server.terminate()
-    try:
-        server.wait(20)
-    except subprocess.TimeoutExpired:
-        server.kill()
-    log.close()
+    with jupyterlab(root, env) as server:
+        yield {**server, "root": root, "env": env}
 
 
 def _open(browser, lab, name: str, theme: str = "JupyterLab Light", ready: str = "predictions agree"):
