@@ -130,3 +130,33 @@ async def test_no_token_no_answer_and_no_xsrf_no_action(jp_fetch, workspace, jp_
         await jp_fetch("mm", "api", "versions", "iris@v2", "stage", method="POST", body='{"stage": "retire"}',
                        headers={"Authorization": "", "Cookie": cookies})  # fmt: skip
     assert forged.value.code == 403 and workspace.lifecycle.stage("iris@v2") == "evaluate"
+
+
+async def test_another_workspace_under_the_root_and_none_outside_it(jp_fetch, workspace, jp_root_dir):
+    from mm_magics.engine import Workspace
+
+    with Workspace.open(jp_root_dir / "team" / ".mm") as other:
+        other.registry.commit("other", workspace.registry.checkout("iris@v1"), message="x", metrics={"accuracy": 0.9})
+    status, spaces = await call(jp_fetch, "workspaces")
+    assert spaces["found"] == [".", "team"]
+    status, listing = await call(jp_fetch, "models", params={"workspace": "team"})
+    assert status == 200 and [m["name"] for m in listing["models"]] == ["other"]
+    status, outside = await call(jp_fetch, "models", params={"workspace": "../.."})
+    assert status == 400 and "outside the server's root" in outside["error"]
+    status, missing = await call(jp_fetch, "models", params={"workspace": "nowhere"})
+    assert status == 400 and "no workspace at 'nowhere'" in missing["error"]
+
+
+async def test_a_long_action_never_stalls_the_server(jp_fetch, workspace):
+    """A deploy waits for its server to answer (seconds); reads answer meanwhile (it runs off the event loop)."""
+    import asyncio
+
+    deploy = asyncio.ensure_future(call(jp_fetch, "versions", "iris@v1", "deploy", method="POST", body={}))
+    await asyncio.sleep(0.05)
+    status, _ = await call(jp_fetch, "models")
+    still_deploying = not deploy.done()  # the read came back while the deploy was still under way
+    status_deploy, dep = await deploy
+    try:
+        assert status == 200 and status_deploy == 201 and still_deploying
+    finally:
+        await call(jp_fetch, "deployments", "iris", method="DELETE")
