@@ -18,6 +18,7 @@ from sklearn.tree import DecisionTreeClassifier
 from mm_magics.engine import Workspace, schema_of
 
 from .lab import CHROMIUM, chromium_or_skip, jupyterlab, lab_env
+from .test_browser import CONTRAST_JS
 
 SHOTS = Path(__file__).parent / "screenshots"
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
@@ -154,3 +155,6 @@ def test_deploy_and_roll_back_from_the_panel(page, lab):
     page.wait_for_selector("body[data-jp-theme-light='false']", state="attached", timeout=30_000)
     page.wait_for_timeout(800)
     page.screenshot(path=str(SHOTS / "panel-dark.png"))
+    for selector in (".mm-models-name", ".mm-models-detail", ".mm-models-where", ".mm-view-status"):
+        found = page.evaluate(CONTRAST_JS, [selector, 0])
+        assert found["ratio"] >= 4.5, (selector, found)  # WCAG AA in the dark theme
