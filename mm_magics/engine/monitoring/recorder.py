@@ -48,8 +48,10 @@ class Recorder:
         interval: float = 1.0,
         drift_every: float = 5.0,
         state_file: Path | None = None,
+        metrics: Any = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics  # prometheus.PrometheusMetrics: counted here, off the request path
         self.sink = sink
         self.deployment = deployment
         self.interval = interval
@@ -139,6 +141,8 @@ class Recorder:
                 frames.setdefault(key, []).append(item["frame"])
                 profiles.setdefault(key[:2], item.get("profile") or {})
         self.store.write_requests(requests)
+        if self.metrics is not None:
+            self.metrics.observe(requests)
         for key, counts in self._drift(frames, profiles).items():
             self._merge_bins(key, counts)
             if key in self._reservoirs:

@@ -37,6 +37,7 @@ from .handlers import (
     metadata,
     model_ready,
     ping,
+    prometheus,
     ready,
     server_meta,
     status,
@@ -79,6 +80,7 @@ def create_app(source: ModelSource, versions: list[str], settings: Settings | No
         Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
         Route("/v2/models/{name}/feedback", feedback, methods=["POST"]),
         Route("/invocations", invocations, methods=["POST"]),
+        Route("/metrics", prometheus),
         Route("/ping", ping),
         Route("/health", ping),
         Route("/version", version),
@@ -86,7 +88,10 @@ def create_app(source: ModelSource, versions: list[str], settings: Settings | No
         Route("/mm/v1/status", status),
         Route("/mm/v1/flush", flush, methods=["POST"]),
     ]
-    open_paths = {"/v2/health/live", "/v2/health/ready", "/ping", "/health", "/mm/v1/load", "/mm/v1/flush"}
+    # health and Prometheus scrapes need no bearer token (counts and latencies, never data), as KServe's do not
+    open_paths = {
+        "/v2/health/live", "/v2/health/ready", "/ping", "/health", "/metrics", "/mm/v1/load", "/mm/v1/flush",
+    }  # fmt: skip
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

@@ -157,10 +157,12 @@ def failed(state: ServingState, request_id: str, exc: BadRequest, name: str | No
     settings = state.settings
     state.errors += 1
     if settings.on_request is not None and name:
+        served = state.models.get(name)
         settings.on_request(
             {
                 "time": time.time(),
                 "model": name,
+                "version": served.number if served is not None else None,  # the version that refused it
                 "request_id": request_id,
                 "status": exc.status,
                 "error": exc.message,
@@ -195,9 +197,11 @@ async def infer(request: Request) -> Response:
                 "data": protocol.to_jsonable(arr.ravel()),
             }
         )
-    payload = {"model_name": served.name, "model_version": str(served.number), "id": request_id, "outputs": out}
-    if isinstance(body, dict) and body.get("id"):
-        payload["parameters"] = {"client_id": str(body["id"])[:64]}
+    # the V2 protocol echoes the client's id; ours stays in X-Request-ID (what feedback and the request log use)
+    client_id = body.get("id") if isinstance(body, dict) else None
+    plain = isinstance(client_id, (str, int)) and not isinstance(client_id, bool) and str(client_id)
+    echoed = str(client_id)[:256] if plain else request_id
+    payload = {"model_name": served.name, "model_version": str(served.number), "id": echoed, "outputs": out}
     return finish(state, request_id, served, result, t0, payload, "v2", frame, _is_probe(request, settings))
 
 
@@ -363,6 +367,15 @@ async def server_meta(request: Request) -> Response:
 
 async def version(request: Request) -> Response:
     return Response(__version__, media_type="text/plain")
+
+
+async def prometheus(request: Request) -> Response:
+    """``GET /metrics``: Prometheus's text exposition (empty when the server runs without a recorder)."""
+    metrics = request.app.state.serving.settings.metrics
+    if metrics is None:
+        return Response(b"", media_type="text/plain; version=0.0.4; charset=utf-8")
+    body, content_type = metrics.exposition()
+    return Response(body, media_type=content_type)
 
 
 async def ping(request: Request) -> Response:

@@ -141,6 +141,10 @@ def _frame(rows: Any, schema: Schema, columns: list[str] | None, max_rows: int) 
 def _conform(frame: pd.DataFrame, schema: Schema, *, numeric: bool = False) -> pd.DataFrame:
     """Exactly the schema's columns, in order, numeric where the schema says so (``numeric``: already float)."""
     expected = schema.columns
+    if not schema.feature_names and len(frame.columns) == len(expected) and list(frame.columns) != expected:
+        # a model trained without feature names takes columns by position, whatever they are called (as MLflow's
+        # own scoring server does); a model trained with names keeps matching them by name
+        frame = frame.set_axis(expected, axis=1)
     if schema.feature_names or set(frame.columns) != set(expected):
         missing = [c for c in expected if c not in frame.columns]
         extra = [c for c in frame.columns if c not in expected]

@@ -83,8 +83,12 @@ def _serve(args: argparse.Namespace) -> int:
         source = BundleSource(Path(args.bundle))
         name, number = identity(json.loads((Path(args.bundle) / "version.json").read_text()))
         spec = f"{name}@v{number}"
-    recorder = _recorder(args, source)
+    from ..monitoring.prometheus import PrometheusMetrics
+
+    metrics = PrometheusMetrics()
+    recorder = _recorder(args, source, metrics)
     settings = Settings(
+        metrics=metrics,
         batch=args.batch,
         max_batch=args.max_batch,
         max_delay_ms=args.max_delay_ms,
@@ -137,7 +141,7 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _recorder(args: argparse.Namespace, source: Any) -> Any:
+def _recorder(args: argparse.Namespace, source: Any, metrics: Any) -> Any:
     """The request recorder (embedded store, plus the InfluxDB sink when configured), or None."""
     if not args.metrics_db:
         return None
@@ -163,7 +167,7 @@ def _recorder(args: argparse.Namespace, source: Any) -> Any:
                 atomic_write_text(run / INFLUX_STATE, json.dumps(state), durable=False)
         else:
             sink = InfluxSink.from_config(local, run / "influx-spool")
-    return Recorder(store, sink=sink, deployment=args.deployment, state_file=run / INFLUX_STATE)
+    return Recorder(store, sink=sink, deployment=args.deployment, state_file=run / INFLUX_STATE, metrics=metrics)
 
 
 def _feedback_writer(path: str | None) -> Any:

@@ -37,6 +37,7 @@ class Settings:
     on_request: Callable[[dict[str, Any]], None] | None = None  # monitoring hook, called off the hot path
     on_feedback: Callable[[str, list[str], list[Any]], None] | None = None
     on_flush: Callable[[], Any] | None = None  # make recorded metrics durable now (%mm_monitor asks first)
+    metrics: Any = None  # monitoring.prometheus.PrometheusMetrics: GET /metrics, fed by the recorder thread
     # Runs after the last response, before the process exits. It must be a lifespan hook: uvicorn re-raises the
     # SIGTERM it caught once it has shut down, so code after ``server.run()`` never runs on a normal stop.
     on_shutdown: Callable[[], Any] | None = None
@@ -86,6 +87,7 @@ class ServingState:
         """Load and health-check ``spec``; ``admit=(reason, force)`` first checks the lifecycle's deploy gates."""
         if admit is not None:
             self.source.admit(spec, *admit)
+        started = time.perf_counter()
         doc, model = self.source.load(spec)
         schema = Schema.from_version(doc.get("schema") or {})
         health_check(model, schema)
@@ -95,6 +97,8 @@ class ServingState:
             else None
         )
         name, number = identity(doc)
+        if self.settings.metrics is not None:
+            self.settings.metrics.loaded(name, number, time.perf_counter() - started)
         return Served(name, number, doc, model, schema, batcher)
 
     def model_for_path(self, path: str) -> str | None:

@@ -1,0 +1,99 @@
+"""What real clients do, against a real server process: the V2 id echo, MLflow's positional columns for a model
+trained without feature names, and Prometheus's scrape of /metrics (parsed with prometheus_client's parser)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+from mm_magics.engine import Workspace, schema_of
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory):
+    ws = Workspace.open(tmp_path_factory.mktemp("compat") / ".mm")
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    named = LogisticRegression(max_iter=500).fit(X, y)
+    plain = LogisticRegression(max_iter=500).fit(X.to_numpy(), y.to_numpy())  # no feature names
+    ws.registry.commit("named", named, message="x", metrics={"accuracy": 0.97}, schema=schema_of(X), probe_data=X)
+    ws.registry.commit(
+        "plain", plain, message="x", metrics={"accuracy": 0.97}, schema=schema_of(X.to_numpy()), probe_data=X.to_numpy()
+    )
+    urls = {name: ws.deployments.deploy(name).url for name in ("named", "plain")}
+    yield {"ws": ws, "urls": urls, "X": X, "named": named, "plain": plain}
+    for name in urls:
+        ws.deployments.undeploy(name)
+    ws.close()
+
+
+def v2(rows, **extra):
+    return {"inputs": [{"name": "input-0", "shape": [len(rows), 4], "datatype": "FP64", "data": rows}], **extra}
+
+
+def test_v2_echoes_the_clients_id_and_keeps_ours_in_the_header(deployed):
+    rows = deployed["X"].iloc[:2].to_numpy().tolist()
+    resp = httpx.post(deployed["urls"]["named"] + "/v2/models/named/infer", json=v2(rows, id="client-7"))
+    assert resp.status_code == 200 and resp.json()["id"] == "client-7"
+    ours = resp.headers["x-request-id"]
+    assert ours != "client-7" and len(ours) == 32
+    anonymous = httpx.post(deployed["urls"]["named"] + "/v2/models/named/infer", json=v2(rows))
+    assert anonymous.json()["id"] == anonymous.headers["x-request-id"]
+
+
+def test_a_model_without_feature_names_takes_mlflow_columns_by_position(deployed):
+    X = deployed["X"].iloc[:5]
+    expected = deployed["plain"].predict(X.to_numpy()).tolist()
+    url = deployed["urls"]["plain"] + "/invocations"
+    split = {"dataframe_split": {"columns": ["a", "b", "c", "d"], "data": X.to_numpy().tolist()}}
+    assert httpx.post(url, json=split).json()["predictions"] == expected
+    records = {"dataframe_records": [dict(zip("abcd", row, strict=True)) for row in X.to_numpy().tolist()]}
+    assert httpx.post(url, json=records).json()["predictions"] == expected
+    narrow = {"dataframe_split": {"columns": ["a", "b"], "data": X.iloc[:, :2].to_numpy().tolist()}}
+    assert httpx.post(url, json=narrow).status_code == 422  # by position needs every feature
+
+
+def test_a_model_with_feature_names_still_matches_them_by_name(deployed):
+    X = deployed["X"].iloc[:5]
+    url = deployed["urls"]["named"] + "/invocations"
+    shuffled = X[list(reversed(X.columns))]
+    split = {"dataframe_split": {"columns": list(shuffled.columns), "data": shuffled.to_numpy().tolist()}}
+    assert httpx.post(url, json=split).json()["predictions"] == deployed["named"].predict(X).tolist()
+    wrong = {"dataframe_split": {"columns": ["a", "b", "c", "d"], "data": X.to_numpy().tolist()}}
+    resp = httpx.post(url, json=wrong)
+    assert resp.status_code == 422 and "missing feature(s): sepal length (cm)" in resp.json()["error"]
+
+
+def test_prometheus_scrapes_counts_latencies_and_load_time(deployed):
+    url, ws = deployed["urls"]["named"], deployed["ws"]
+    rows = deployed["X"].iloc[:1].to_numpy().tolist()
+    assert ws.deployments.flush_metrics("named")  # what earlier tests sent is counted before the baseline
+    before = _samples(httpx.get(url + "/metrics").text)
+    for _ in range(5):
+        assert httpx.post(url + "/v2/models/named/infer", json=v2(rows)).status_code == 200
+    for _ in range(2):
+        assert httpx.post(url + "/invocations", json={"instances": [[1, 2]]}).status_code == 422
+    assert ws.deployments.flush_metrics("named")  # the recorder counts them off the request path; ask, not sleep
+    resp = httpx.get(url + "/metrics")  # no token needed: counts and latencies, never data
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/plain")
+    after = _samples(resp.text)
+
+    def grew(name, **labels):
+        key = (name, tuple(sorted({"model": "named", "version": "1", **labels}.items())))
+        return after.get(key, 0) - before.get(key, 0)
+
+    assert grew("mm_requests_total", status="200") == 5 and grew("mm_requests_total", status="422") == 2
+    for part in ("server", "queue", "processing", "overhead"):
+        assert grew("mm_request_duration_seconds_count", part=part) == 5
+    assert grew("mm_rows_total") == 5
+    assert after[("mm_model_load_seconds", (("model", "named"), ("version", "1")))] > 0
+
+
+def _samples(text):
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
