@@ -100,8 +100,8 @@ ROW_INDEX = 50  # a versicolor flower: class 1, so a wrong or default answer wou
 #: (connections, wrk threads) per scenario; threads never exceed connections
 SCENARIOS: dict[str, tuple[int, int]] = {"c1": (1, 1), "c8": (8, 2), "c32": (32, 2)}
 TARGET_NAMES = ("bare", "ours_batch_off", "ours_batch_on")
-P50_RATIO_TARGET = 1.2
-BATCH_THROUGHPUT_TARGET = 2.0
+P50_RATIO_TARGET = 1.15  # issue 14: a lone client within 15 % of the cheapest correct server
+BATCH_THROUGHPUT_TARGET = 1.8  # issue 14: at c=32 with batching, 1.8x the floor
 WRK_TIMEOUT_S = 5
 INPROC_CALLS = 2000
 TIMING_SAMPLES = 200
