@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
 import pandas as pd
 
 from .batching import MicroBatcher
@@ -52,6 +54,7 @@ class Served:
     schema: Schema
     batcher: MicroBatcher | None = None
     loaded: float = field(default_factory=time.time)
+    array_input: bool = False  # predicts from the frame's array (see ArrayInput)
 
     @property
     def id(self) -> str:
@@ -70,6 +73,56 @@ def health_check(model: Any, schema: Schema) -> None:
         if not schema.numeric(col):
             row[col] = row[col].astype(object)
     model.predict(row)
+
+
+#: What scikit-learn says, per call, when a model fitted on a DataFrame is given an array: ArrayInput only does that
+#: for a model checked at load to predict the same from an array, so the warning carries no news there.
+NAMES_WARNING = "X does not have valid feature names"
+
+
+class ArrayInput:
+    """A served model called with the request frame's float array instead of the frame.
+
+    scikit-learn checks a DataFrame's feature names and converts it on every call: for a 1-row request that is about
+    0.5 ms of a 0.7 ms ``predict`` (the serving benchmark's in-process figures). The frame is still built and
+    validated against the schema (names, order, types), so the array holds the training columns in order; a model
+    only gets here if :func:`accepts_array` saw it predict the same from the array as from the frame."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self._calls: dict[str, Callable[..., Any]] = {}
+        warnings.filterwarnings("ignore", message=NAMES_WARNING, category=UserWarning)
+
+    def __getattr__(self, name: str) -> Any:
+        fn = getattr(self.model, name)  # a model without predict_proba still says so
+        if not callable(fn):
+            return fn
+        call = self._calls.get(name)
+        if call is None:
+
+            def call(X: Any, *args: Any, **kwargs: Any) -> Any:
+                values = X.to_numpy(dtype=np.float64, copy=False) if isinstance(X, pd.DataFrame) else X
+                return fn(values, *args, **kwargs)
+
+            self._calls[name] = call
+        return call
+
+
+def accepts_array(model: Any, schema: Schema) -> bool:
+    """Whether ``model`` predicts the same from the frame's array as from the frame: never for a non-numeric
+    schema, nor for a model that selects columns by name (it raises on an array), nor when the answers differ."""
+    if not schema.columns or not all(schema.numeric(c) for c in schema.columns):
+        return False
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(4, len(schema.columns))), columns=schema.columns)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=NAMES_WARNING, category=UserWarning)
+            from_array = np.asarray(model.predict(frame.to_numpy()))
+        from_frame = np.asarray(model.predict(frame))
+    except Exception:
+        return False
+    return from_array.shape == from_frame.shape and bool(np.all(from_array == from_frame))
 
 
 class ServingState:
@@ -91,6 +144,9 @@ class ServingState:
         doc, model = self.source.load(spec)
         schema = Schema.from_version(doc.get("schema") or {})
         health_check(model, schema)
+        array_input = accepts_array(model, schema)
+        if array_input:
+            model = ArrayInput(model)
         batcher = (
             MicroBatcher(model, max_batch=self.settings.max_batch, max_delay=self.settings.max_delay_ms / 1000)
             if self.settings.batch
@@ -99,7 +155,7 @@ class ServingState:
         name, number = identity(doc)
         if self.settings.metrics is not None:
             self.settings.metrics.loaded(name, number, time.perf_counter() - started)
-        return Served(name, number, doc, model, schema, batcher)
+        return Served(name, number, doc, model, schema, batcher, array_input=array_input)
 
     def model_for_path(self, path: str) -> str | None:
         """The served model a request path addresses (for recording a request that failed before routing)."""

@@ -27,6 +27,9 @@ from mm_magics.engine.serving.app import Settings, create_app
 
 from ...waiting import wait_until
 
+# a serving process silences this once at load (ArrayInput); pytest restores the filters around every test
+pytestmark = pytest.mark.filterwarnings("ignore:X does not have valid feature names")
+
 GOOD = json.dumps(
     {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [[5.1, 3.5, 1.4, 0.2]]}]}
 ).encode()

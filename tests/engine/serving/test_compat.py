@@ -97,3 +97,30 @@ def _samples(text):
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }
+
+
+def test_the_array_fast_path_only_for_a_model_that_predicts_the_same_from_an_array():
+    """A plain numeric model is called with the frame's array (sklearn's per-call DataFrame handling skipped); a
+    pipeline that selects columns by name keeps the frame, and both answer as the model itself does."""
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from mm_magics.engine.serving.protocol import Schema
+    from mm_magics.engine.serving.state import ArrayInput, accepts_array
+
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    schema = Schema.from_version(schema_of(X))
+    plain = LogisticRegression(max_iter=500).fit(X, y)
+    by_name = make_pipeline(
+        ColumnTransformer([("scale", StandardScaler(), ["petal length (cm)", "petal width (cm)"])]),
+        LogisticRegression(max_iter=500),
+    ).fit(X, y)
+    assert accepts_array(plain, schema) and not accepts_array(by_name, schema)
+    assert not accepts_array(plain, Schema(4, list(X.columns), {**schema.dtypes, "sepal width (cm)": "object"}))
+    wrapped = ArrayInput(plain)
+    frame = pd.DataFrame(X.iloc[:7].to_numpy(), columns=X.columns)
+    assert (wrapped.predict(frame) == plain.predict(frame)).all()
+    assert (wrapped.predict_proba(frame) == plain.predict_proba(frame)).all()
+    assert not hasattr(ArrayInput(make_pipeline(StandardScaler()).fit(X)), "predict")  # still says what it lacks
