@@ -8,6 +8,28 @@ from __future__ import annotations
 
 from typing import Any
 
+
+class StaticPicture:
+    """Mixin for a widget over an engine record: its output also carries the record's HTML and text, which is what
+    shows where the widget cannot (a saved notebook opened without its kernel, an untrusted copy, nbconvert)."""
+
+    _record: Any
+
+    def static_record(self) -> Any:
+        """The record whose picture goes beside the widget (the one it was made from, unless it says otherwise)."""
+        return self._record
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        from ..render import to_html
+
+        bundle = super()._repr_mimebundle_(**kwargs)  # type: ignore[misc]
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        record = self.static_record()
+        data["text/html"] = to_html(record)
+        data["text/plain"] = str(record)
+        return bundle
+
+
 #: Engine record (module, class) -> the widget module and the factory that shows it; imported only when shown.
 WIDGETS = {
     ("mm_magics.engine.records", "LifecyclePicture"): ("mm_magics.widgets.lifecycle", "LifecycleGraph"),

@@ -9,13 +9,14 @@ import anywidget
 import traitlets
 
 from ..engine.errors import MMError
+from . import StaticPicture
 
 STATIC = Path(__file__).parent / "static"
 #: At most this many version ids listed for a clicked stage (newest first); the timeline shows them all.
 LISTED = 200
 
 
-class LifecycleGraph(anywidget.AnyWidget):
+class LifecycleGraph(StaticPicture, anywidget.AnyWidget):
     """The stage DAG of one model, live: click (or Enter on) a stage for its versions, pick one to place it on the
     graph with the verdict on each next move. Every answer is one engine call: ``Lifecycle.picture``."""
 
@@ -72,14 +73,3 @@ class LifecycleGraph(anywidget.AnyWidget):
             return
         self.error = ""
         self.picture = self._record.to_dict()
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        """The widget, plus the record's picture as HTML and text in the same output: what shows where the widget
-        cannot (a saved notebook opened without its kernel, an untrusted copy, nbconvert)."""
-        from ..render import to_html
-
-        bundle = super()._repr_mimebundle_(**kwargs)
-        data = bundle[0] if isinstance(bundle, tuple) else bundle
-        data["text/html"] = to_html(self._record)
-        data["text/plain"] = str(self._record)
-        return bundle

@@ -21,11 +21,12 @@ import anywidget
 import traitlets
 
 from ..engine.monitoring.series import LiveSeries, Series
+from . import StaticPicture
 
 STATIC = Path(__file__).parent / "static"
 
 
-class Sparklines(anywidget.AnyWidget):
+class Sparklines(StaticPicture, anywidget.AnyWidget):
     """Live metrics of one deployed model as sparklines (see the module docstring)."""
 
     _esm = STATIC / "sparklines.js"
@@ -84,21 +85,14 @@ class Sparklines(anywidget.AnyWidget):
                 self.state = f"■ stopped — {type(exc).__name__}: {exc}"
                 self.poll_s = 0.0
 
+    def static_record(self) -> Any:
+        """%mm_monitor's snapshot (its table) when there is one, else the series as text sparklines."""
+        return self._snapshot if self._snapshot is not None else Series(**self._held)
+
     def close(self) -> None:
         """Closing the widget stops whatever refreshes it."""
         self.closed.set()
         super().close()
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        """The widget, plus the series as text sparklines in the same output (see widgets/__init__)."""
-        from ..render import to_html
-
-        bundle = super()._repr_mimebundle_(**kwargs)
-        data = bundle[0] if isinstance(bundle, tuple) else bundle
-        static = self._snapshot if self._snapshot is not None else Series(**self._held)
-        data["text/html"] = to_html(static)
-        data["text/plain"] = str(static)
-        return bundle
 
 
 def sparklines_for(workspace: Any, snapshot: Any, step: float | None = None) -> Sparklines:

@@ -23,13 +23,14 @@ import traitlets
 
 from ..engine.errors import MMError
 from ..engine.timeline import Timeline
+from . import StaticPicture
 
 STATIC = Path(__file__).parent / "static"
 #: The longest code diff sent with a selection (the full diff stays one %mm_diff away).
 CODE_DIFF_LIMIT = 4000
 
 
-class VersionTimeline(anywidget.AnyWidget):
+class VersionTimeline(StaticPicture, anywidget.AnyWidget):
     """A model's versions on a time axis (see the module docstring)."""
 
     _esm = STATIC / "timeline.js"
@@ -118,13 +119,3 @@ class VersionTimeline(anywidget.AnyWidget):
             return {}
         dep = self._ws.deployments.get(self.model_name)
         return {"version": dep.version, "status": dep.status} if dep is not None else {}
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        """The widget, plus the timeline's static picture and text in the same output (see widgets/__init__)."""
-        from ..render import to_html
-
-        bundle = super()._repr_mimebundle_(**kwargs)
-        data = bundle[0] if isinstance(bundle, tuple) else bundle
-        data["text/html"] = to_html(self._record)
-        data["text/plain"] = str(self._record)
-        return bundle

@@ -9,6 +9,7 @@ from typing import Any
 
 import ipywidgets
 
+from . import StaticPicture
 from .lifecycle import LifecycleGraph
 from .sparklines import Sparklines
 from .timeline import VersionTimeline
@@ -17,7 +18,7 @@ from .timeline import VersionTimeline
 LIVE_POLL_S = 5.0
 
 
-class ModelView(ipywidgets.VBox):
+class ModelView(StaticPicture, ipywidgets.VBox):
     """One model at a glance: deployment status, then Timeline / Lifecycle / Live tabs."""
 
     def __init__(self, workspace: Any, record: Any, **kwargs: Any) -> None:
@@ -43,16 +44,6 @@ class ModelView(ipywidgets.VBox):
         for child in (self.timeline, self.lifecycle, self.sparklines):
             child.close()
         super().close()
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        """The widget, plus the overview's static picture and text in the same output (see widgets/__init__)."""
-        from ..render import to_html
-
-        bundle = super()._repr_mimebundle_(**kwargs)
-        data = bundle[0] if isinstance(bundle, tuple) else bundle
-        data["text/html"] = to_html(self._record)
-        data["text/plain"] = str(self._record)
-        return bundle
 
 
 def _status(record: Any) -> str:
