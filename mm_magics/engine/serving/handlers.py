@@ -12,6 +12,7 @@ import json
 import logging
 import secrets
 import time
+import zlib
 from typing import Any
 
 import numpy as np
@@ -41,7 +42,9 @@ def _request_id(request: Request) -> str:
     return new_request_id()
 
 
-async def _read_json(request: Request, settings: Settings) -> Any:
+async def _read_payload(request: Request, settings: Settings) -> bytes:
+    """The request body within ``settings.max_body_bytes``, decompressed if it says ``Content-Encoding: gzip`` or
+    ``deflate`` (Triton's clients can compress); a decompressed body past the limit is refused too."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > settings.max_body_bytes:
         raise BadRequest(
@@ -50,6 +53,25 @@ async def _read_json(request: Request, settings: Settings) -> Any:
             "send fewer rows per request",
         )
     body = await _read_body(request, settings.max_body_bytes)
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "deflate"):
+        raise BadRequest(415, f"content encoding {encoding!r} is not supported: send gzip, deflate or none")
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS)
+    try:
+        plain = inflater.decompress(body, settings.max_body_bytes + 1)
+    except zlib.error as exc:
+        raise BadRequest(400, f"the body is not valid {encoding} data ({exc})") from None
+    if len(plain) > settings.max_body_bytes or inflater.unconsumed_tail:
+        raise BadRequest(
+            413, f"the {encoding} body inflates past the {settings.max_body_bytes}-byte limit: send fewer rows"
+        )
+    return plain
+
+
+async def _read_json(request: Request, settings: Settings) -> Any:
+    body = await _read_payload(request, settings)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "text/csv":
         return ("csv", body.decode("utf-8", "replace"))
@@ -57,8 +79,13 @@ async def _read_json(request: Request, settings: Settings) -> Any:
         raise BadRequest(
             415,
             f"content type {ctype!r} is not supported: send application/json"
-            f"{' or text/csv' if request.url.path == '/invocations' else ''}",
+            f"{' or text/csv' if request.url.path == '/invocations' else ''}"
+            f"{' (or binary tensors with Inference-Header-Content-Length)' if '/v2/' in request.url.path else ''}",
         )
+    return _parse_json(body)
+
+
+def _parse_json(body: bytes) -> Any:
     try:
         return json.loads(body)
     except json.JSONDecodeError as exc:
@@ -69,6 +96,17 @@ async def _read_json(request: Request, settings: Settings) -> Any:
         raise BadRequest(400, f"body is not usable JSON ({exc}): send ordinary numbers") from None
     except RecursionError:
         raise BadRequest(400, "body is nested too deeply: send rows of values") from None
+
+
+async def _read_v2(request: Request, settings: Settings) -> tuple[Any, bytes | None]:
+    """A V2 request's JSON, and its binary tail when it uses the binary tensor data extension."""
+    header = request.headers.get(protocol.BINARY_HEADER)
+    if header is None:
+        body = await _read_json(request, settings)
+        if isinstance(body, tuple):
+            raise BadRequest(415, "V2 inference takes application/json (or binary tensors)")
+        return body, None
+    return protocol.split_binary(await _read_payload(request, settings), header.strip())
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -120,9 +158,11 @@ def finish(
     protocol_name: str,
     frame: pd.DataFrame,
     probe: bool = False,
-) -> JSONResponse:
-    """The answer, with its timing headers; the request goes to the recorder unless it is our own probe (a
-    synthetic request must not count as traffic, enter drift or quality; the monitor keeps probes apart)."""
+    buffers: list[bytes] | None = None,
+) -> Response:
+    """The answer, with its timing headers (``buffers``: binary output tensors, sent after the JSON as a binary
+    extension response). The request goes to the recorder unless it is our own probe (a synthetic request must not
+    count as traffic, enter drift or quality; the monitor keeps probes apart)."""
     settings = state.settings
     total = time.perf_counter() - t0
     # queue: waiting for the model (micro-batching); proc: the predict call; total: all server time, so
@@ -150,7 +190,11 @@ def finish(
             }
         )
     headers = {"X-Request-ID": request_id, "Server-Timing": timing, "X-Batch-Size": str(result.batch_size)}
-    return JSONResponse(body, headers=headers)
+    if not buffers:
+        return JSONResponse(body, headers=headers)
+    header = json.dumps(body, separators=(",", ":")).encode()
+    headers["Inference-Header-Content-Length"] = str(len(header))
+    return Response(b"".join([header, *buffers]), media_type="application/octet-stream", headers=headers)
 
 
 def failed(state: ServingState, request_id: str, exc: BadRequest, name: str | None) -> JSONResponse:
@@ -179,30 +223,30 @@ async def infer(request: Request) -> Response:
     name = request.path_params["name"]
     try:
         served = served_for(state, name, request.path_params.get("version"))
-        body = await _read_json(request, settings)
-        if isinstance(body, tuple):
-            raise BadRequest(415, "V2 inference takes application/json")
-        frame, outputs = protocol.from_v2(body, served.schema, settings.max_rows)
-        result = await predict(served, frame, tuple(outputs))
+        body, tail = await _read_v2(request, settings)
+        parsed = protocol.from_v2(body, served.schema, settings.max_rows, tail)
+        result = await predict(served, parsed.frame, tuple(parsed.outputs))
     except BadRequest as exc:
         return failed(state, request_id, exc, name)
     out = []
-    for key in outputs:
+    buffers = []
+    for key in parsed.outputs:
         arr = np.asarray(result.outputs[key])
-        out.append(
-            {
-                "name": key,
-                "shape": list(arr.shape),
-                "datatype": protocol.v2_datatype(arr),
-                "data": protocol.to_jsonable(arr.ravel()),
-            }
-        )
+        datatype = protocol.v2_datatype(arr)
+        tensor: dict[str, Any] = {"name": key, "shape": list(arr.shape), "datatype": datatype}
+        if key in parsed.binary:
+            buffers.append(protocol.binary_output(arr, datatype))
+            tensor["parameters"] = {"binary_data_size": len(buffers[-1])}
+        else:
+            tensor["data"] = protocol.to_jsonable(arr.ravel())
+        out.append(tensor)
     # the V2 protocol echoes the client's id; ours stays in X-Request-ID (what feedback and the request log use)
-    client_id = body.get("id") if isinstance(body, dict) else None
+    client_id = body.get("id")
     plain = isinstance(client_id, (str, int)) and not isinstance(client_id, bool) and str(client_id)
     echoed = str(client_id)[:256] if plain else request_id
     payload = {"model_name": served.name, "model_version": str(served.number), "id": echoed, "outputs": out}
-    return finish(state, request_id, served, result, t0, payload, "v2", frame, _is_probe(request, settings))
+    probe = _is_probe(request, settings)
+    return finish(state, request_id, served, result, t0, payload, "v2", parsed.frame, probe, buffers)
 
 
 async def invocations(request: Request) -> Response:

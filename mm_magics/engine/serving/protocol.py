@@ -10,7 +10,9 @@ Both become one table of rows checked against the schema captured at training ti
 from __future__ import annotations
 
 import io
+import json
 import math
+import struct
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -38,6 +40,10 @@ V2_DTYPES = {
     "BYTES": np.object_,
 }
 
+
+#: The binary tensor data extension (Triton's clients use it by default; KServe and MLServer speak it): the body is
+#: a JSON header of this many bytes, then each binary tensor's raw little-endian bytes, in order.
+BINARY_HEADER = "inference-header-content-length"
 
 #: Deepest list nesting a tensor's data may have (a real tensor has a handful of dimensions).
 MAX_DEPTH = 32
@@ -174,18 +180,99 @@ def _is_number(value: Any) -> bool:
     return (isinstance(value, (int, float)) and not isinstance(value, bool)) or value is None
 
 
-def from_v2(body: Any, schema: Schema, max_rows: int) -> tuple[pd.DataFrame, list[str]]:
-    """Parse a V2 inference request into a frame and the requested outputs."""
+@dataclass(frozen=True)
+class V2Request:
+    """A parsed V2 inference request: the rows, the outputs asked for, and which of them go back as binary."""
+
+    frame: pd.DataFrame
+    outputs: list[str]
+    binary: frozenset[str] = frozenset()
+
+
+def split_binary(body: bytes, header_length: str) -> tuple[Any, bytes]:
+    """The JSON header and the binary tail of a request that uses the binary tensor data extension."""
+    if not header_length.isdigit() or int(header_length) > len(body):
+        raise BadRequest(
+            400,
+            f"Inference-Header-Content-Length {header_length!r} is not a length within the {len(body)}-byte body: "
+            "send the byte length of the JSON header that starts the body",
+        )
+    size = int(header_length)
+    try:
+        return json.loads(body[:size]), body[size:]
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise BadRequest(400, f"the binary request's JSON header is not valid JSON ({exc})") from None
+
+
+def _binary_values(raw: bytes, datatype: str, where: str) -> list[Any]:
+    """One tensor's values from its raw bytes: little-endian numbers, or BYTES as 4-byte-length-prefixed strings."""
+    if datatype != "BYTES":
+        dtype = np.dtype(V2_DTYPES[datatype]).newbyteorder("<")
+        if len(raw) % dtype.itemsize:
+            raise BadRequest(
+                422, f"{where}: {len(raw)} bytes are not a whole number of {datatype} values ({dtype.itemsize} each)"
+            )
+        return np.frombuffer(raw, dtype=dtype).tolist()
+    values: list[Any] = []
+    at = 0
+    while at < len(raw):
+        if at + 4 > len(raw):
+            raise BadRequest(422, f"{where}: a BYTES element's 4-byte length is cut off at byte {at}")
+        (size,) = struct.unpack_from("<I", raw, at)
+        at += 4
+        if at + size > len(raw):
+            raise BadRequest(422, f"{where}: a BYTES element of {size} bytes runs past the tensor's data")
+        try:
+            values.append(raw[at : at + size].decode("utf-8"))
+        except UnicodeDecodeError:
+            raise BadRequest(422, f"{where}: a BYTES element is not UTF-8 text") from None
+        at += size
+    return values
+
+
+def binary_output(arr: np.ndarray, datatype: str) -> bytes:
+    """An output tensor's raw bytes for a binary response (the inverse of :func:`_binary_values`)."""
+    if datatype == "BYTES":
+        parts = []
+        for value in arr.ravel().tolist():
+            data = value if isinstance(value, bytes) else str(value).encode()
+            parts.append(struct.pack("<I", len(data)) + data)
+        return b"".join(parts)
+    return np.ascontiguousarray(arr, dtype=np.dtype(V2_DTYPES[datatype]).newbyteorder("<")).tobytes()
+
+
+def _tensor_data(t: dict[str, Any], where: str, tail: bytes | None, offset: int) -> tuple[list[Any], int]:
+    """A tensor's flat values, from its JSON ``data`` or its slice of the binary tail; and the tail offset after it."""
+    params = t.get("parameters")
+    size = params.get("binary_data_size") if isinstance(params, dict) else None
+    if size is None:
+        if "data" not in t:
+            raise BadRequest(422, f"{where} lacks data (or parameters.binary_data_size with a binary body)")
+        return _flatten(t["data"], f"{where}.data"), offset
+    if tail is None:
+        raise BadRequest(
+            400, f"{where} has binary_data_size but the request has no Inference-Header-Content-Length header"
+        )
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(tail):
+        raise BadRequest(
+            422, f"{where}.parameters.binary_data_size {size!r} does not fit the {len(tail) - offset} binary bytes left"
+        )
+    return _binary_values(tail[offset : offset + size], t["datatype"], where), offset + size
+
+
+def from_v2(body: Any, schema: Schema, max_rows: int, tail: bytes | None = None) -> V2Request:
+    """Parse a V2 inference request (``tail``: the binary bytes after a binary extension's JSON header)."""
     if not isinstance(body, dict):
         raise BadRequest(400, 'a V2 inference request is a JSON object with an "inputs" list')
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise BadRequest(422, '"inputs" must be a non-empty list of tensors {name, shape, datatype, data}')
     tensors = []
+    offset = 0
     for i, t in enumerate(inputs):
         if not isinstance(t, dict):
             raise BadRequest(422, f"inputs[{i}] must be an object with name, shape, datatype and data")
-        missing = [k for k in ("name", "shape", "datatype", "data") if k not in t]
+        missing = [k for k in ("name", "shape", "datatype") if k not in t]
         if missing:
             raise BadRequest(422, f"inputs[{i}] lacks {', '.join(missing)}")
         if not isinstance(t["datatype"], str) or t["datatype"] not in V2_DTYPES:
@@ -195,10 +282,12 @@ def from_v2(body: Any, schema: Schema, max_rows: int) -> tuple[pd.DataFrame, lis
         shape = t["shape"]
         if not (isinstance(shape, list) and shape and all(isinstance(d, int) and d >= 0 for d in shape)):
             raise BadRequest(422, f"inputs[{i}].shape must be a list of non-negative integers, e.g. [2, 4]")
-        flat = _flatten(t["data"], f"inputs[{i}].data")
+        flat, offset = _tensor_data(t, f"inputs[{i}]", tail, offset)
         if math.prod(shape) != len(flat):
             raise BadRequest(422, f"inputs[{i}] has {len(flat)} values but shape {shape} needs {math.prod(shape)}")
         tensors.append((str(t["name"]), shape, flat))
+    if tail is not None and offset != len(tail):
+        raise BadRequest(422, f"{len(tail) - offset} binary bytes follow the last tensor's data: send only the tensors")
     if len(tensors) == 1 and len(tensors[0][1]) == 2:
         _, (n, k), flat = tensors[0]
         _check_rows(n, max_rows)
@@ -213,16 +302,34 @@ def from_v2(body: Any, schema: Schema, max_rows: int) -> tuple[pd.DataFrame, lis
         n = lengths.pop()
         _check_rows(n, max_rows)
         frame = _conform(pd.DataFrame({name: flat for name, _, flat in tensors}), schema)
-    outputs = []
+    outputs, binary = _v2_outputs(body)
+    return V2Request(frame, outputs, binary)
+
+
+def _v2_outputs(body: dict[str, Any]) -> tuple[list[str], frozenset[str]]:
+    """The outputs asked for (``predict`` by default) and those to send back as binary: each output's
+    ``parameters.binary_data``, else the request's ``parameters.binary_data_output`` (Triton's client sets it when
+    it names no outputs)."""
+    params = body.get("parameters")
+    all_binary = isinstance(params, dict) and params.get("binary_data_output") is True
     requested = body.get("outputs")
     if requested is not None and not isinstance(requested, list):
         raise BadRequest(422, '"outputs" must be a list like [{"name": "predict"}]')
+    outputs: list[str] = []
+    binary: set[str] = set()
     for o in requested or []:
         name = o.get("name") if isinstance(o, dict) else None
         if name not in ("predict", "predict_proba"):
             raise BadRequest(422, f'unknown output {name!r}: ask for "predict" or "predict_proba"')
         outputs.append(name)
-    return frame, outputs or ["predict"]
+        flag = (o.get("parameters") or {}).get("binary_data") if isinstance(o.get("parameters"), dict) else None
+        if flag is True or (flag is None and all_binary):
+            binary.add(name)
+    if not outputs:
+        outputs = ["predict"]
+        if all_binary:
+            binary.add("predict")
+    return outputs, frozenset(binary)
 
 
 def _flatten(data: Any, where: str) -> list[Any]:

@@ -1,5 +1,6 @@
-"""What real clients do, against a real server process: the V2 id echo, MLflow's positional columns for a model
-trained without feature names, and Prometheus's scrape of /metrics (parsed with prometheus_client's parser)."""
+"""What real clients do, against a real server process: the V2 id echo, Triton's client (JSON and binary tensors),
+MLflow's positional columns for a model trained without feature names, and Prometheus's scrape of /metrics (parsed
+with prometheus_client's parser)."""
 
 from __future__ import annotations
 
@@ -64,6 +65,42 @@ def test_a_model_with_feature_names_still_matches_them_by_name(deployed):
     wrong = {"dataframe_split": {"columns": ["a", "b", "c", "d"], "data": X.to_numpy().tolist()}}
     resp = httpx.post(url, json=wrong)
     assert resp.status_code == 422 and "missing feature(s): sepal length (cm)" in resp.json()["error"]
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+def test_tritons_own_client_infers_in_json_and_binary(deployed, binary):
+    """tritonclient.http sends binary tensors (Inference-Header-Content-Length) and asks for binary outputs by
+    default; the JSON form is its binary_data=False. Both must answer what the model itself predicts."""
+    import numpy as np
+    import tritonclient.http as triton
+
+    X, model = deployed["X"].iloc[:6], deployed["named"]
+    client = triton.InferenceServerClient(deployed["urls"]["named"].removeprefix("http://"))
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("named")
+    assert client.get_model_metadata("named")["name"] == "named"
+    tensor = triton.InferInput("input-0", [6, 4], "FP32")
+    tensor.set_data_from_numpy(X.to_numpy(dtype=np.float32), binary_data=binary)
+    outputs = [triton.InferRequestedOutput(n, binary_data=binary) for n in ("predict", "predict_proba")]
+    result = client.infer("named", [tensor], outputs=outputs, request_id="triton-1")
+    as_sent = X.astype(np.float32).astype(np.float64)  # what the server sees from FP32 tensors
+    expected = model.predict(as_sent)
+    assert result.as_numpy("predict").tolist() == expected.tolist()
+    proba = model.predict_proba(as_sent)
+    assert np.allclose(result.as_numpy("predict_proba"), proba)
+    assert result.get_response()["id"] == "triton-1"
+    compressed = client.infer("named", [tensor], request_compression_algorithm="gzip")  # binary_data_output
+    assert compressed.as_numpy("predict").tolist() == expected.tolist()
+
+
+def test_a_malformed_binary_request_is_a_4xx_with_the_fix(deployed):
+    url = deployed["urls"]["named"] + "/v2/models/named/infer"
+    header = b'{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP64","parameters":{"binary_data_size":32}}]}'
+    cut = httpx.post(url, content=header + b"\0" * 8, headers={"Inference-Header-Content-Length": str(len(header))})
+    assert cut.status_code == 422 and "does not fit" in cut.json()["error"]
+    beyond = httpx.post(url, content=header, headers={"Inference-Header-Content-Length": "4096"})
+    assert beyond.status_code == 400 and "Inference-Header-Content-Length" in beyond.json()["error"]
+    bomb = httpx.post(url, content=b"not gzip", headers={"Content-Encoding": "gzip"})
+    assert bomb.status_code == 400 and "not valid gzip" in bomb.json()["error"]
 
 
 def test_prometheus_scrapes_counts_latencies_and_load_time(deployed):

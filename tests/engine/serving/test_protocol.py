@@ -1,3 +1,6 @@
+import json
+
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -9,12 +12,13 @@ PLAIN = Schema(3, None, {"x0": "float64", "x1": "float64", "x2": "float64"})
 
 
 def test_v2_matrix_columnar_and_single_row():
-    frame, outputs = protocol.from_v2(
+    parsed = protocol.from_v2(
         {"inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP64", "data": [[1, 2], [3, 4]]}]}, NAMED, 100
     )
+    frame = parsed.frame
     assert list(frame.columns) == ["a", "b"] and frame.to_numpy().tolist() == [[1, 2], [3, 4]]
-    assert outputs == ["predict"]
-    frame, _ = protocol.from_v2(
+    assert parsed.outputs == ["predict"] and not parsed.binary
+    frame = protocol.from_v2(
         {
             "inputs": [
                 {"name": "b", "shape": [2], "datatype": "INT64", "data": [2, 4]},
@@ -24,11 +28,11 @@ def test_v2_matrix_columnar_and_single_row():
         },
         NAMED,
         100,
-    )
+    ).frame
     assert frame.to_numpy().tolist() == [[1, 2], [3, 4]]
-    frame, _ = protocol.from_v2(
+    frame = protocol.from_v2(
         {"inputs": [{"name": "x", "shape": [3], "datatype": "FP32", "data": [1, 2, 3]}]}, PLAIN, 100
-    )
+    ).frame
     assert frame.shape == (1, 3)
 
 
@@ -48,7 +52,7 @@ def test_mlflow_formats():
     [
         (lambda: protocol.from_v2([], NAMED, 10), 400, "JSON object"),
         (lambda: protocol.from_v2({"inputs": []}, NAMED, 10), 422, "non-empty list"),
-        (lambda: protocol.from_v2({"inputs": [{"name": "x"}]}, NAMED, 10), 422, "lacks shape, datatype, data"),
+        (lambda: protocol.from_v2({"inputs": [{"name": "x"}]}, NAMED, 10), 422, "lacks shape, datatype"),
         (
             lambda: protocol.from_v2(
                 {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FLOAT", "data": [1, 2]}]}, NAMED, 10
@@ -91,3 +95,87 @@ def test_bad_input_names_the_problem(call, status, text):
     with pytest.raises(BadRequest) as err:
         call()
     assert err.value.status == status and text in err.value.message
+
+
+def _binary(header: dict, *buffers: bytes) -> tuple[dict, bytes]:
+    raw = json.dumps(header).encode()
+    return protocol.split_binary(raw + b"".join(buffers), str(len(raw)))
+
+
+def test_binary_tensors_decode_numbers_and_strings_and_ask_for_binary_outputs():
+    values = np.array([[1.5, 2.0], [3.0, 4.0]], dtype="<f4")
+    body, tail = _binary(
+        {
+            "inputs": [
+                {"name": "x", "shape": [2, 2], "datatype": "FP32", "parameters": {"binary_data_size": values.nbytes}}
+            ],
+            "parameters": {"binary_data_output": True},
+        },
+        values.tobytes(),
+    )
+    parsed = protocol.from_v2(body, NAMED, 10, tail)
+    assert parsed.frame.to_numpy().tolist() == [[1.5, 2.0], [3.0, 4.0]]
+    assert parsed.outputs == ["predict"] and parsed.binary == {"predict"}
+    words = protocol.binary_output(np.array(["setosa", "é"], dtype=object), "BYTES")
+    assert protocol._binary_values(words, "BYTES", "x") == ["setosa", "é"]
+    assert np.frombuffer(protocol.binary_output(np.array([1, 2]), "INT64"), "<i8").tolist() == [1, 2]
+
+
+def test_an_output_may_opt_out_of_binary():
+    body, tail = _binary(
+        {
+            "inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP64", "data": [1, 2]}],
+            "outputs": [{"name": "predict", "parameters": {"binary_data": False}}, {"name": "predict_proba"}],
+            "parameters": {"binary_data_output": True},
+        }
+    )
+    assert protocol.from_v2(body, NAMED, 10, tail).binary == {"predict_proba"}
+
+
+@pytest.mark.parametrize(
+    ("header", "buffers", "length", "status", "text"),
+    [
+        ({"inputs": []}, [], "999", 400, "not a length within"),
+        ({"inputs": []}, [], "x", 400, "not a length within"),
+        (
+            {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP64", "parameters": {"binary_data_size": 16}}]},
+            [b"\0" * 8],
+            None,
+            422,
+            "does not fit the 8 binary bytes",
+        ),
+        (
+            {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP64", "parameters": {"binary_data_size": 12}}]},
+            [b"\0" * 12],
+            None,
+            422,
+            "not a whole number of FP64",
+        ),
+        (
+            {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP64", "parameters": {"binary_data_size": 16}}]},
+            [b"\0" * 20],
+            None,
+            422,
+            "4 binary bytes follow",
+        ),
+        (
+            {"inputs": [{"name": "x", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 6}}]},
+            [b"\x09\0\0\0ab"],
+            None,
+            422,
+            "runs past",
+        ),
+    ],
+)
+def test_bad_binary_requests_name_the_problem(header, buffers, length, status, text):
+    raw = json.dumps(header).encode()
+    with pytest.raises(BadRequest) as err:
+        body, tail = protocol.split_binary(raw + b"".join(buffers), length or str(len(raw)))
+        protocol.from_v2(body, NAMED, 10, tail)
+    assert err.value.status == status and text in err.value.message
+
+
+def test_binary_size_without_a_binary_body_is_a_400():
+    body = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP64", "parameters": {"binary_data_size": 16}}]}
+    with pytest.raises(BadRequest, match="no Inference-Header-Content-Length"):
+        protocol.from_v2(body, NAMED, 10)
