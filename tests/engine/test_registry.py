@@ -180,6 +180,23 @@ def test_checkout_verifies_hash(ws, iris, models):
         ws.registry.checkout("m@v1")
 
 
+def test_checkout_hands_out_copies_of_a_model_cached_by_its_sha256(ws, iris, models):
+    """A second checkout is a copy of the loaded model: refitting one copy changes no other, and two versions
+    (two sha256s) never share a cached model."""
+    X, y = iris
+    ws.registry.commit("m", models["logreg"])
+    ws.registry.commit("m", models["tree"])
+    first = ws.registry.checkout("m@v1")
+    first.fit(X.iloc[:, :2], y)  # the caller's copy, now a different model
+    again = ws.registry.checkout("m@v1")
+    assert again is not first and again.n_features_in_ == 4
+    assert np.array_equal(again.predict(X), models["logreg"].predict(X))
+    assert np.array_equal(ws.registry.checkout("m@v2").predict(X), models["tree"].predict(X))
+    shared = ws.registry.cached_model(ws.registry.get("m@v1"))
+    assert shared is ws.registry.cached_model(ws.registry.get("m@v1"))
+    assert shared is not ws.registry.cached_model(ws.registry.get("m@v2"))
+
+
 def test_untrusted_artifact_needs_explicit_trust(ws, iris):
     X, y = iris
     model = make_pipeline(ClipTransformer(), LogisticRegression(max_iter=300)).fit(X, y)

@@ -18,8 +18,10 @@ class WorkspaceSource:
         self.ws = workspace
 
     def load(self, spec: str) -> tuple[dict[str, Any], Any]:
+        """The version and its model, shared from the registry's sha256-keyed cache: a server never changes a model,
+        so switching back to a version it served before costs a hash check, not a reload."""
         version = self.ws.registry.get(spec)
-        return version.to_dict(), self.ws.registry.checkout(version.id)
+        return version.to_dict(), self.ws.registry.cached_model(version, verify=True)
 
     def admit(self, spec: str, reason: str, force: bool) -> None:
         from ..lifecycle import SERVING
