@@ -19,6 +19,15 @@ from .victoria import victoria  # noqa: F401 - a fixture, shared by the monitori
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _standbys_end_with_the_session():
+    """Deploys leave a warm standby behind for the next one (as they do for a user); none outlives the session."""
+    yield
+    from mm_magics.engine.serving import standby
+
+    standby.stop_all()
+
+
 @pytest.fixture(autouse=True)
 def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Never let a test find a developer's own workspace or identity."""

@@ -1,11 +1,14 @@
 """The local runner: a uvicorn server in its own detached process on 127.0.0.1.
 
 Detached (new session, no inherited stdio) so it outlives a kernel restart; started through ``server.py``, which
-writes a state file only after the model is loaded and health-checked, so "started" here always means "ready".
+writes a state file only after the model is loaded and health-checked, so "started" here always means "ready". A
+warm standby process (``standby.py``) becomes the server when one is waiting, so only the first deploy pays for
+importing scikit-learn.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -18,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..clock import now_iso
 from ..errors import DeploymentError
 from ..hosts import check_port, is_loopback
+from . import standby
 from .client import ServerClient
 from .deployments import Deployment, pid_alive
 from .tokens import secret_path, workspace_secret
@@ -54,23 +58,29 @@ class LocalRunner:
         cmd = self._command(version, host, port, batch, state_file, token_required)
         with open(log_file, "ab") as log:
             log_start = log.tell()
-            proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-                cwd=str(self.ws.root),
-            )
-        self._children[proc.pid] = proc
+        pid = standby.claim(cmd[3:], cwd=self.ws.root, log=log_file)  # warm: imports done, ~0.3 s to ready
+        if pid is None:  # cold: a new interpreter imports scikit-learn, skops, pandas, uvicorn (~2.5 s)
+            with open(log_file, "ab") as log:
+                proc = subprocess.Popen(
+                    cmd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    close_fds=True,
+                    cwd=str(self.ws.root),
+                )
+            self._children[proc.pid] = proc
+            pid = proc.pid
         try:
-            state = self._wait_started(proc, version, host, state_file, (log_file, log_start))
+            state = self._wait_started(pid, version, host, state_file, (log_file, log_start))
         except BaseException:  # not ready, or Ctrl-C while waiting: no server may outlive a deployment never recorded
-            proc.kill()
-            proc.wait()
-            self._children.pop(proc.pid, None)
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            self._reap(pid, wait=True)
             raise
+        finally:
+            standby.spawn()  # the next deploy's warm process, started in the background
         return Deployment(
             name=version.name,
             version=version.id,
@@ -79,7 +89,7 @@ class LocalRunner:
             host=host,
             port=int(state["port"]),
             started=now_iso(),
-            pid=proc.pid,
+            pid=pid,
             batch=batch,
             log=str(log_file),
             token_required=token_required,
@@ -116,14 +126,15 @@ class LocalRunner:
         return cmd
 
     def _wait_started(
-        self, proc: subprocess.Popen[bytes], version: Version, host: str, state_file: Path, log: tuple[Path, int]
+        self, pid: int, version: Version, host: str, state_file: Path, log: tuple[Path, int]
     ) -> dict[str, Any]:
         """The server's state (pid, port) once it has written it and answers ready; its one-line reason if it died."""
         log_file, log_start = log
         deadline = time.monotonic() + READY_TIMEOUT
         try:
             while not state_file.exists():
-                if proc.poll() is not None:
+                self._reap(pid)
+                if not pid_alive(pid):
                     raise DeploymentError(
                         f"the server for {version.id} stopped before it was ready: {_tail(log_file, log_start)} "
                         f"(full log: {log_file})"
@@ -134,7 +145,7 @@ class LocalRunner:
                     )
                 time.sleep(0.02)
             state = json.loads(state_file.read_text())
-            self.client.wait_ready(f"http://{host}:{state['port']}", deadline, alive=lambda: proc.poll() is None)
+            self.client.wait_ready(f"http://{host}:{state['port']}", deadline, alive=lambda: self._alive(pid))
             return state
         finally:
             state_file.unlink(missing_ok=True)
@@ -153,10 +164,19 @@ class LocalRunner:
             os.kill(dep.pid, signal.SIGKILL)
         self._reap(dep.pid)
 
-    def _reap(self, pid: int) -> None:
+    def _reap(self, pid: int, *, wait: bool = False) -> None:
+        """Collect ``pid``'s exit status if this process started it (as a server or a standby): no zombies."""
         proc = self._children.get(pid)
-        if proc is not None and proc.poll() is not None:
-            self._children.pop(pid, None)
+        if proc is not None:
+            if wait:
+                proc.wait()
+            if proc.poll() is not None:
+                self._children.pop(pid, None)
+        standby.reap(pid)
+
+    def _alive(self, pid: int) -> bool:
+        self._reap(pid)
+        return pid_alive(pid)
 
     def status(self, dep: Deployment) -> str:
         """``running``, ``unhealthy`` or ``stale``; if the server serves another version than the record says (a
