@@ -83,6 +83,7 @@ from _bench import (  # benchmarks/ is on sys.path when a script there runs
     terminate_on_sigterm,
     wrk_info,
 )
+from sklearn.base import clone
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
@@ -472,54 +473,115 @@ def run_wrk(wrk: str, script: Path, target: Target, scenario: str, duration: flo
 
 
 # -- deploy to first request --------------------------------------------------------------------------------------
-def measure_deploy(fixture: Fixture, repeats: int) -> dict[str, Any]:
-    """Wall time of Deployer.deploy plus one successful request, undeploying in between (local runner)."""
-    deployer = Deployer(fixture.workspaces["unbatched"])
-    runs = []
+def _first_success(url: str, body: bytes, version: str | None = None) -> None:
+    """Poll until one V2 request succeeds (answered by ``version``'s number when given)."""
     headers = {"Content-Type": "application/json"}
-    try:
-        for i in range(repeats):
-            start = time.perf_counter()
-            dep = deployer.deploy(SPEC)
-            deployed = time.perf_counter()
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    with httpx.Client(timeout=10) as client:
+        while True:
             try:
-                with httpx.Client(timeout=10) as client:
+                resp = client.post(url + INFER_PATH, content=body, headers=headers)
+                if resp.status_code == 200 and (version is None or resp.json()["model_version"] == version):
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no successful request to {url} after deploy")
+            time.sleep(0.005)
+
+
+def measure_deploy(fixture: Fixture, repeats: int) -> dict[str, Any]:
+    """Deploy to the first successful request, cold (a new interpreter) and warm (a standby process becomes the
+    server), then a switch and a rollback to the first request the new version answers (local runner)."""
+    from mm_magics.engine.serving import standby
+
+    ws = fixture.workspaces["unbatched"]
+    deployer = Deployer(ws)
+    X, y = load_iris(return_X_y=True, as_frame=True)
+
+    def new_version(i: int) -> str:
+        """A version to switch to: the same fit with other params (another artifact), so the deploy gates pass."""
+        model = clone(fixture.model).set_params(max_iter=600 + i).fit(X, y)
+        return ws.registry.commit(
+            MODEL,
+            model,
+            message=f"switch target {i}",
+            metrics=ws.registry.get(SPEC).metrics,
+            schema=ws.registry.get(SPEC).schema,
+        ).id
+
+    runtime = tempfile.mkdtemp(prefix="mm-")  # a private standby pool, short enough for a Unix socket path
+    saved = {k: os.environ.get(k) for k in ("XDG_RUNTIME_DIR", "MM_STANDBY")}
+    os.environ["XDG_RUNTIME_DIR"] = runtime
+    report: dict[str, Any] = {"runner": "local"}
+    try:
+        for mode in ("cold", "warm"):
+            os.environ["MM_STANDBY"] = "1" if mode == "warm" else "0"
+            runs = []
+            for i in range(repeats):
+                if mode == "warm":  # the standby the previous deploy left, listening before the clock starts
+                    standby.spawn()
                     deadline = time.monotonic() + READY_TIMEOUT_S
-                    while True:
-                        try:
-                            resp = client.post(dep.url + INFER_PATH, content=fixture.body, headers=headers)
-                            if resp.status_code == 200:
-                                break
-                        except httpx.HTTPError:
-                            pass
-                        if time.monotonic() > deadline:
-                            raise RuntimeError(f"no successful request to {dep.url} after deploy")
-                        time.sleep(0.01)
-                first = time.perf_counter()
-            finally:
-                before_stop = time.perf_counter()
-                deployer.undeploy(MODEL)
-                stopped = time.perf_counter()
-            runs.append(
-                {
-                    "run": i + 1,
-                    "deploy_s": rnd(deployed - start),
-                    "first_request_ms": rnd((first - deployed) * 1000),
-                    "deploy_to_first_success_s": rnd(first - start),
-                    "undeploy_s": rnd(stopped - before_stop),
-                }
-            )
-            log(f"deploy {i + 1}/{repeats}: {runs[-1]['deploy_to_first_success_s']} s to the first successful request")
+                    while not list(standby.pool_dir().glob("*.sock")) and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                start = time.perf_counter()
+                dep = deployer.deploy(SPEC)
+                deployed = time.perf_counter()
+                try:
+                    _first_success(dep.url, fixture.body)
+                    first = time.perf_counter()
+                finally:
+                    deployer.undeploy(MODEL)
+                runs.append({"deploy_s": rnd(deployed - start), "deploy_to_first_success_s": rnd(first - start)})
+                log(f"deploy {mode} {i + 1}/{repeats}: {runs[-1]['deploy_to_first_success_s']} s to the first answer")
+            report[mode] = {"runs": runs, "median_s": rnd(median([r["deploy_to_first_success_s"] for r in runs]))}
+        os.environ["MM_STANDBY"] = "1"
+        dep = deployer.deploy(SPEC)
+        switches, rollbacks = [], []
+        try:
+            for i in range(repeats):
+                target = new_version(i)
+                start = time.perf_counter()
+                deployer.deploy(target)
+                _first_success(dep.url, fixture.body, target.rpartition("@v")[2])
+                switches.append(rnd(time.perf_counter() - start))
+                start = time.perf_counter()
+                new, _ = deployer.rollback(MODEL, SPEC, f"benchmark rollback {i}")
+                _first_success(dep.url, fixture.body, str(new.number))
+                rollbacks.append(rnd(time.perf_counter() - start))
+        finally:
+            undeploy_quietly(deployer, MODEL)
+        report["switch"] = {"runs_s": switches, "median_s": rnd(median(switches))}
+        report["rollback"] = {"runs_s": rollbacks, "median_s": rnd(median(rollbacks))}
     finally:
         undeploy_quietly(deployer, MODEL)
-    return {
-        "runner": "local",
-        "what": "Deployer.deploy wall time (server process start, model load and health check, readiness poll) "
-        "plus one V2 request on a fresh connection; the first run also moves the version to the deploy stage",
-        "runs": runs,
-        "median_s": rnd(median([r["deploy_to_first_success_s"] for r in runs])),
-        "docker": "not measured here (local runner only)",
-    }
+        standby.stop_all()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        shutil.rmtree(runtime, ignore_errors=True)
+    report["what"] = (
+        "Deployer.deploy wall time plus polling until one V2 request succeeds; cold: MM_STANDBY=0 (a new interpreter "
+        "imports scikit-learn, skops, pandas, uvicorn); warm: a standby is listening (what every deploy after the "
+        "first gets); switch/rollback: until the new version answers, in the running server"
+    )
+    report["targets"] = [
+        {
+            "name": f"{what} (local runner)",
+            "metric": f"{key}: median seconds",
+            "value": report[key]["median_s"],
+            "threshold": f"<= {limit}",
+            "met": report[key]["median_s"] <= limit,
+        }
+        for key, what, limit in (
+            ("warm", "deploy to the first successful answer, warm", 1.0),
+            ("switch", "switch to another version until it answers", 0.5),
+            ("rollback", "rollback until the restored version answers", 0.5),
+        )
+    ]
+    return report
 
 
 # -- aggregation --------------------------------------------------------------------------------------------------
@@ -624,6 +686,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         log(f"deploy to first request, {DEPLOY_REPEATS} times")
         deploy_report = measure_deploy(fixture, DEPLOY_REPEATS)
+        if args.deploy_only:
+            return {
+                "benchmark": "mm_magics serving (deploy, switch, rollback only)",
+                "machine": machine,
+                "started": started,
+                "deploy_to_first_request": deploy_report,
+                "targets": deploy_report["targets"],
+            }
 
         log("starting the bare app and our two servers")
         targets = [
@@ -689,7 +759,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine,
         "servers": servers,
         "prediction_check": check,
-        "targets": goals,
+        "targets": goals + deploy_report["targets"],
         "in_process_limit_us": in_process,
         "results": summary,
         "ratios": ratio,
@@ -706,6 +776,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up load per server (default 2)")
     parser.add_argument("--out", type=Path, help="also write the JSON document here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary workspaces and logs")
+    parser.add_argument("--deploy-only", action="store_true", help="only deploy (cold, warm), switch and rollback")
     args = parser.parse_args(argv)
     if args.duration < 1 or args.repeat < 1:
         parser.error("--duration must be >= 1 and --repeat >= 1")
