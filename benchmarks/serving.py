@@ -251,7 +251,8 @@ class Fixture:
 
 
 def make_fixture(tmp: Path, stack: contextlib.ExitStack) -> Fixture:
-    """One fitted model, committed to two workspaces: one deployed unbatched, one batched (one deployment a name)."""
+    """One fitted model, committed to three workspaces: one deployed unbatched, one batched (one deployment a name),
+    one for the deploy/switch/rollback timings."""
     X, y = load_iris(return_X_y=True, as_frame=True)
     model = LogisticRegression(max_iter=500).fit(X, y)
     frame = X.iloc[[ROW_INDEX]].reset_index(drop=True)
@@ -264,7 +265,12 @@ def make_fixture(tmp: Path, stack: contextlib.ExitStack) -> Fixture:
         "probe_data": X,
         "metrics": {"accuracy": float(model.score(X, y))},
     }
-    for key in ("unbatched", "batched"):
+    for key in (
+        "unbatched",
+        "batched",
+        "deploy",
+        "workers",
+    ):  # "deploy": measure_deploy's own (its rollbacks retire v1)
         ws = Workspace.open(tmp / key / ".mm")
         stack.callback(ws.close)
         ws.registry.commit(MODEL, model, message="benchmark model", **common)
@@ -369,14 +375,14 @@ def undeploy_quietly(deployer: Deployer, name: str) -> None:
         log(f"could not undeploy {name}: {exc}")
 
 
-def deploy(fixture: Fixture, key: str, batch: bool, stack: contextlib.ExitStack) -> Target:
+def deploy(fixture: Fixture, key: str, batch: bool, stack: contextlib.ExitStack, workers: int = 1) -> Target:
     deployer = Deployer(fixture.workspaces[key])
     stack.callback(undeploy_quietly, deployer, MODEL)
-    dep = deployer.deploy(SPEC, batch=batch)
-    name = "ours_batch_on" if batch else "ours_batch_off"
+    dep = deployer.deploy(SPEC, batch=batch, workers=workers)
+    name = ("ours_batch_on" if batch else "ours_batch_off") + (f"_w{workers}" if workers > 1 else "")
     switch = "on (Settings defaults: max_batch 64, max_delay 0 ms)" if batch else "off"
     what = f"mm_magics server via Deployer.deploy (local runner, metric recorder on), micro-batching {switch}"
-    return Target(name, dep.url, what)
+    return Target(name, dep.url, what + (f", {workers} worker processes" if workers > 1 else ""))
 
 
 def check_predictions(targets: list[Target], fixture: Fixture) -> dict[str, Any]:
@@ -495,7 +501,7 @@ def measure_deploy(fixture: Fixture, repeats: int) -> dict[str, Any]:
     server), then a switch and a rollback to the first request the new version answers (local runner)."""
     from mm_magics.engine.serving import standby
 
-    ws = fixture.workspaces["unbatched"]
+    ws = fixture.workspaces["deploy"]
     deployer = Deployer(ws)
     X, y = load_iris(return_X_y=True, as_frame=True)
 
@@ -587,7 +593,7 @@ def measure_deploy(fixture: Fixture, repeats: int) -> dict[str, Any]:
 # -- aggregation --------------------------------------------------------------------------------------------------
 def summarise(runs: list[WrkRun]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for target in TARGET_NAMES:
+    for target in sorted({r.target for r in runs}, key=lambda t: (t not in TARGET_NAMES, t)):
         out[target] = {}
         for scenario in SCENARIOS:
             mine = [r for r in runs if r.target == target and r.scenario == scenario]
@@ -619,7 +625,10 @@ def paired_ratio(runs: list[WrkRun], num: str, den: str, scenario: str, metric: 
 
 def ratios(runs: list[WrkRun], inproc_rounds: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for num, den in (("ours_batch_off", "bare"), ("ours_batch_on", "bare"), ("ours_batch_on", "ours_batch_off")):
+    pairs = [("ours_batch_off", "bare"), ("ours_batch_on", "bare"), ("ours_batch_on", "ours_batch_off")]
+    for extra in sorted({r.target for r in runs} - set(TARGET_NAMES)):  # ours_batch_on_wN
+        pairs += [(extra, "bare"), (extra, "ours_batch_on")]
+    for num, den in pairs:
         key = f"{num}_vs_{den}"
         out[key] = {
             "p50_c1": paired_ratio(runs, num, den, "c1", "p50_ms"),
@@ -701,6 +710,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             deploy(fixture, "unbatched", False, stack),
             deploy(fixture, "batched", True, stack),
         ]
+        if args.workers > 1:
+            targets.append(deploy(fixture, "workers", True, stack, workers=args.workers))
         check = check_predictions(targets, fixture)
         script = write_lua_script(tmp, fixture.body)
         servers = {"in_process": "model.predict on a 1-row DataFrame in the benchmark process (the limit)"}
@@ -777,6 +788,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="also write the JSON document here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary workspaces and logs")
     parser.add_argument("--deploy-only", action="store_true", help="only deploy (cold, warm), switch and rollback")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="also measure a batched deployment with this many workers (1: skip)"
+    )
     args = parser.parse_args(argv)
     if args.duration < 1 or args.repeat < 1:
         parser.error("--duration must be >= 1 and --repeat >= 1")

@@ -163,7 +163,13 @@ def _deployer(args: argparse.Namespace) -> Any:
 
 def cmd_deploy(args: argparse.Namespace) -> Any:
     return _deployer(args).deploy(
-        args.version, docker=args.docker, port=args.port, batch=args.batch, force=args.force, reason=args.message
+        args.version,
+        docker=args.docker,
+        port=args.port,
+        batch=args.batch,
+        force=args.force,
+        reason=args.message,
+        workers=args.workers,
     )
 
 

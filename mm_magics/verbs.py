@@ -203,6 +203,12 @@ VERBS: dict[str, Verb] = {
                 "load)",
             ),
             arg("--no-batch", dest="batch", action="store_false", help="turn micro-batching off"),
+            arg(
+                "--workers",
+                type=int,
+                default=1,
+                help="server processes sharing the port, up to one per core (default 1; another count restarts it)",
+            ),
             arg("--force", action="store_true", help="deploy even if a gate fails (needs -m)"),
             MESSAGE,
         ),

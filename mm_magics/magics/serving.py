@@ -45,7 +45,13 @@ class ServingMagics:
         """
         args = parse_args(self.mm_deploy, line)
         return self.deployer.deploy(
-            args.version, docker=args.docker, port=args.port, batch=args.batch, force=args.force, reason=args.message
+            args.version,
+            docker=args.docker,
+            port=args.port,
+            batch=args.batch,
+            force=args.force,
+            reason=args.message,
+            workers=args.workers,
         )
 
     @verb_arguments("undeploy")

@@ -92,9 +92,22 @@ class SQLiteStore(MetricStore):
         self.rollup_days = rollup_days
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        self._setup(deadline=time.monotonic() + 30)
+
+    def _setup(self, deadline: float) -> None:
+        """WAL mode and the schema. Switching a new file to WAL takes an exclusive lock that SQLite's busy timeout
+        does not wait for, so two processes opening one new store at once (two workers of a deployment, two
+        deployments started together) retry here instead of one of them failing with "database is locked"."""
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def close(self) -> None:
         with self._lock:

@@ -25,6 +25,7 @@ from .client import ServerClient, error_text
 from .deployments import Deployment, DeploymentStore, Prediction, Runner
 from .local import LocalRunner
 from .tokens import workspace_secret
+from .workers import MAX_WORKERS
 
 if TYPE_CHECKING:
     from ..records import Transition, Version
@@ -85,21 +86,37 @@ class Deployer:
         batch: bool = True,
         force: bool = False,
         reason: str = "",
+        workers: int = 1,
     ) -> Deployment:
+        """Serve ``spec``; ``workers`` processes share the port (up to one per core is useful). Deploying another
+        version of a served model switches it in place; asking for another worker count restarts it."""
+        if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= MAX_WORKERS:
+            raise MMError(f"workers must be a whole number from 1 to {MAX_WORKERS}, not {workers!r}")
         version = self.ws.registry.get(spec)
         check_host(host)
         if docker:
             self.docker().check_host(host)
         check_port(port, "127.0.0.1" if docker else host)  # before the lifecycle moves or a running server stops
         with self._lock(version.name):
-            return self._deploy(version, docker=docker, port=port, host=host, batch=batch, force=force, reason=reason)
+            return self._deploy(
+                version, docker=docker, port=port, host=host, batch=batch, force=force, reason=reason, workers=workers
+            )
 
     def _deploy(
-        self, version: Version, *, docker: bool, port: int | None, host: str, batch: bool, force: bool, reason: str
+        self,
+        version: Version,
+        *,
+        docker: bool,
+        port: int | None,
+        host: str,
+        batch: bool,
+        force: bool,
+        reason: str,
+        workers: int = 1,
     ) -> Deployment:
         current = self.get(version.name)
         if current is not None and current.status == "running":
-            same_runner = current.runner == ("docker" if docker else "local")
+            same_runner = current.runner == ("docker" if docker else "local") and current.workers == workers
             if current.version == version.id and same_runner:
                 return current
             if same_runner:
@@ -111,7 +128,7 @@ class Deployer:
         if current is not None and current.status != "running":  # stale or unhealthy: clear what is left of it
             self._runner(current).stop(current, timeout=1)
         runner: Runner = self.docker() if docker else self.local
-        dep = runner.start(version, port=port, host=host, batch=batch)
+        dep = runner.start(version, port=port, host=host, batch=batch, workers=workers)
         try:  # the stage moves once the server answers: a server that never started leaves the version as it was
             self._note_gates(dep, self._enter_deploy(version, reason, force))
         except BaseException:

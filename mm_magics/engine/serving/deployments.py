@@ -37,6 +37,7 @@ class Deployment(Record):
     container_id: str | None = None
     image: str | None = None
     batch: bool = False
+    workers: int = 1  # server processes sharing the port
     log: str | None = None
     token_required: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -48,6 +49,8 @@ class Deployment(Record):
 
     def __str__(self) -> str:
         where = f"pid {self.pid}" if self.runner == "local" else f"container {(self.container_id or '')[:12]}"
+        if self.workers > 1:
+            where += f", {self.workers} workers"
         text = f"{self.name}: {self.version} at {self.url} ({self.runner}, {where}, {self.status})"
         if self.forced:
             refused = [g["gate"] for g in self.gates if not g.get("passed")]
@@ -71,7 +74,7 @@ class Runner(Protocol):
 
     kind: str
 
-    def start(self, version: Version, *, port: int | None, host: str, batch: bool) -> Deployment:
+    def start(self, version: Version, *, port: int | None, host: str, batch: bool, workers: int = 1) -> Deployment:
         """Start a server for ``version`` and return once it answers ready (nothing left behind if it never does)."""
         ...
 

@@ -125,19 +125,25 @@ class DockerRunner:
 
     # -- containers ----------------------------------------------------------------------------------------------
     def start(
-        self, version: Version | str, *, port: int | None = None, host: str = "127.0.0.1", batch: bool = False
+        self,
+        version: Version | str,
+        *,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        batch: bool = False,
+        workers: int = 1,
     ) -> Deployment:
         """Build the version's image, run it published on 127.0.0.1, and return once it answers ready."""
         version = self._version(version)
         self.check_host(host)
         check_port(port)  # before a build: a port that cannot be published fails in a second, not after a minute
         image = self.build(version).image
-        return self._launch(version, image, port=port, batch=batch)
+        return self._launch(version, image, port=port, batch=batch, workers=workers)
 
-    def _launch(self, version: Version, image: str, *, port: int | None, batch: bool) -> Deployment:
+    def _launch(self, version: Version, image: str, *, port: int | None, batch: bool, workers: int = 1) -> Deployment:
         """Create, arm (token), start and health-check one container; removes it again if it never gets ready."""
         influx = resolve_influx(self.ws.local_config)
-        spec, listen_port, host_network = self._container_spec(version, image, port, batch, influx)
+        spec, listen_port, host_network = self._container_spec(version, image, port, batch, influx, workers)
         self.ws.run_dir.mkdir(parents=True, exist_ok=True)
         with engine_errors(f"create a container from {image}"):
             container = self.client.containers.create(image, **spec)
@@ -169,11 +175,12 @@ class DockerRunner:
             container_id=container.id,
             image=image,
             batch=batch,
+            workers=workers,
             token_required=True,
         )
 
     def _container_spec(
-        self, version: Version, image: str, port: int | None, batch: bool, influx: Any
+        self, version: Version, image: str, port: int | None, batch: bool, influx: Any, workers: int = 1
     ) -> tuple[dict[str, Any], int, bool]:
         """``containers.create`` arguments, the port the server listens on, and whether it uses the host network.
 
@@ -192,6 +199,8 @@ class DockerRunner:
             command += ["--influx-token-file", INFLUX_TOKEN_PATH]
         if batch:
             command.append("--batch")
+        if workers > 1:
+            command.append(f"--workers={workers}")
         network: dict[str, Any] = (
             {"network_mode": "host"} if host_network else {"ports": {f"{CONTAINER_PORT}/tcp": ("127.0.0.1", port)}}
         )
@@ -316,7 +325,7 @@ class DockerRunner:
                 f"{version.id} is not a version of {dep.name}: switch {dep.name} to one of its own versions"
             )
         image = self.build(version).image
-        new = self._launch(version, image, port=None, batch=dep.batch)
+        new = self._launch(version, image, port=None, batch=dep.batch, workers=dep.workers)
         new.history = list(dep.history)
         if publish is not None:
             publish(new)

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..._version import __version__
-from . import protocol
+from . import protocol, workers
 from .batching import Result, predict_now
 from .protocol import PROBE_HEADER, BadRequest
 from .request_ids import new_request_id
@@ -349,14 +349,18 @@ async def load_version(request: Request) -> Response:
             raise BadRequest(409, f"{spec} is not a version of the served model ({', '.join(state.models)})")
     except BadRequest as exc:
         return error_response(exc.status, exc.message)
+    peer_call = request.headers.get(workers.PEER_HEADER) == "1"
     async with state._swap_lock:
         try:
-            served = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: state.load(spec, admit=(reason, force))
-            )
+            admit = None if peer_call else (reason, force)  # the worker that was asked checked the gates
+            served = await asyncio.get_running_loop().run_in_executor(None, lambda: state.load(spec, admit=admit))
         except Exception as exc:  # refused by a gate, or it does not load: the old version keeps serving
             return error_response(409, f"{spec} was not swapped in: {exc}")
         old = state.install(served)
+        if settings.peers and not peer_call:
+            failed_peers = await _swap_peers(state, spec, old)
+            if failed_peers:
+                return error_response(409, f"{spec} was not swapped in: {failed_peers}; {old.id if old else ''} serves")
     logger.warning(
         "swapped %s -> %s over /mm/v1/load (%s%s)",
         old.id if old else None,
@@ -366,7 +370,21 @@ async def load_version(request: Request) -> Response:
     )
     if old is not None and old.batcher is not None:
         asyncio.get_running_loop().call_later(5, old.batcher.close)  # let its in-flight batch finish
-    return JSONResponse({"serving": served.id, "previous": old.id if old else None})
+    return JSONResponse({"serving": served.id, "previous": old.id if old else None, "workers": settings.workers})
+
+
+async def _swap_peers(state: ServingState, spec: str, old: Served | None) -> str:
+    """Swap every other worker to ``spec``; if one cannot, put back ``old`` everywhere (this worker too) and say
+    which failed: a deployment never serves two versions at once for longer than the swap takes."""
+    settings = state.settings
+    assert settings.admin_token is not None
+    answers = await workers.pass_on(settings.peers, "/mm/v1/load", settings.admin_token, {"version": spec})
+    failed = [f"worker at {peer}: {body.get('error', status)}" for peer, status, body in answers if status != 200]
+    if failed and old is not None:
+        state.install(old)
+        swapped = [peer for peer, status, _ in answers if status == 200]
+        await workers.pass_on(swapped, "/mm/v1/load", settings.admin_token, {"version": old.id})
+    return "; ".join(failed)
 
 
 async def flush(request: Request) -> Response:
@@ -376,22 +394,33 @@ async def flush(request: Request) -> Response:
         return error_response(401, "flushing metrics needs the admin token (Authorization: Bearer ...)")
     if settings.on_flush is not None:
         await asyncio.get_running_loop().run_in_executor(None, settings.on_flush)
+    if settings.peers and request.headers.get(workers.PEER_HEADER) != "1":
+        await workers.pass_on(settings.peers, "/mm/v1/flush", settings.admin_token)
     return JSONResponse({"flushed": True})
 
 
 async def status(request: Request) -> Response:
     state: ServingState = request.app.state.serving
     settings = state.settings
+    counts = {"requests": state.requests, "errors": state.errors, "feedback": state.feedback}
+    per_worker = {}
+    if settings.peers and request.headers.get(workers.PEER_HEADER) != "1":  # the deployment's totals
+        per_worker["per_worker_requests"] = [state.requests]
+        for code, body in await workers.gather_get(settings.peers, "/mm/v1/status", settings.token):
+            peer = json.loads(body) if code == 200 else {}
+            per_worker["per_worker_requests"].append(peer.get("requests"))  # None: that worker did not answer
+            for key in counts:
+                counts[key] += int(peer.get(key) or 0)
     return JSONResponse(
         {
             "server": "mm_magics",
             "version": __version__,
             "uptime_s": round(time.time() - state.started, 3),
             "models": {n: s.id for n, s in state.models.items()},
-            "requests": state.requests,
-            "errors": state.errors,
-            "feedback": state.feedback,
+            **counts,
             "batching": settings.batch,
+            "workers": settings.workers,
+            **per_worker,
         }
     )
 
@@ -415,10 +444,15 @@ async def version(request: Request) -> Response:
 
 async def prometheus(request: Request) -> Response:
     """``GET /metrics``: Prometheus's text exposition (empty when the server runs without a recorder)."""
-    metrics = request.app.state.serving.settings.metrics
+    settings = request.app.state.serving.settings
+    metrics = settings.metrics
     if metrics is None:
         return Response(b"", media_type="text/plain; version=0.0.4; charset=utf-8")
     body, content_type = metrics.exposition()
+    if settings.peers and request.headers.get(workers.PEER_HEADER) != "1":  # summed over every worker
+        answers = await workers.gather_get(settings.peers, "/metrics", None)
+        texts = [body.decode(), *(text.decode() for code, text in answers if code == 200)]
+        body = workers.merge_expositions(texts)
     return Response(body, media_type=content_type)
 
 

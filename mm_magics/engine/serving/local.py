@@ -46,7 +46,13 @@ class LocalRunner:
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     def start(
-        self, version: Version, *, port: int | None = None, host: str = "127.0.0.1", batch: bool = False
+        self,
+        version: Version,
+        *,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        batch: bool = False,
+        workers: int = 1,
     ) -> Deployment:
         """Start a server on ``host``; off loopback it insists on the workspace's bearer token."""
         check_port(port, host)
@@ -56,6 +62,8 @@ class LocalRunner:
         state_file = run / f"{version.name}-{int(time.time() * 1000)}.state.json"
         log_file = run / f"{version.name}.log"
         cmd = self._command(version, host, port, batch, state_file, token_required)
+        if workers > 1:
+            cmd.append(f"--workers={workers}")
         with open(log_file, "ab") as log:
             log_start = log.tell()
         pid = standby.claim(cmd[3:], cwd=self.ws.root, log=log_file)  # warm: imports done, ~0.3 s to ready
@@ -91,6 +99,7 @@ class LocalRunner:
             started=now_iso(),
             pid=pid,
             batch=batch,
+            workers=workers,
             log=str(log_file),
             token_required=token_required,
         )

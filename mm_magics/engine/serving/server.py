@@ -23,6 +23,7 @@ from ..atomic import atomic_write_text
 from ..errors import MMError
 from ..hosts import is_loopback, socket_family
 from .app import BundleSource, Settings, WorkspaceSource, create_app, identity
+from .workers import MAX_WORKERS, fork, stop_children
 
 
 def _read_secret(path: str | None) -> str | None:
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port")
     p.add_argument("--batch", action="store_true", help="adaptive micro-batching")
+    p.add_argument("--workers", type=int, default=1, help="server processes sharing the port (one per core)")
     p.add_argument("--max-batch", type=int, default=64)
     p.add_argument("--max-delay-ms", type=float, default=0.0)
     p.add_argument("--token-file", help="bearer token required on every request (mandatory off loopback)")
@@ -72,11 +74,16 @@ def _serve(args: argparse.Namespace) -> int:
     token = _read_secret(args.token_file)
     if not is_loopback(args.host) and not token:
         raise MMError(f"refusing to listen on {args.host} without a bearer token: pass --token-file")
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise MMError(f"--workers {args.workers} is out of range: use 1 to {MAX_WORKERS} (one per core is usual)")
+    if args.workspace and not args.version:
+        raise MMError("--workspace needs --version NAME@vN")
+    sock = _bind(args.host, args.port)
+    # before the workspace opens (GitPython keeps pipes to git) and before any thread starts
+    workers, private = fork(args.workers)
     if args.workspace:
         from ..workspace import Workspace
 
-        if not args.version:
-            raise MMError("--workspace needs --version NAME@vN")
         source: Any = WorkspaceSource(Workspace.open(args.workspace, create=False))
         spec = args.version
     else:
@@ -86,7 +93,13 @@ def _serve(args: argparse.Namespace) -> int:
     from ..monitoring.prometheus import PrometheusMetrics
 
     metrics = PrometheusMetrics()
-    recorder = _recorder(args, source, metrics)
+    recorder = _recorder(args, source, metrics, workers.index)
+
+    def shutdown() -> None:
+        stop_children(workers)  # the first worker waits for the others to drain and write what they recorded
+        if recorder is not None:
+            recorder.close(timeout=2.5)
+
     settings = Settings(
         metrics=metrics,
         batch=args.batch,
@@ -98,9 +111,10 @@ def _serve(args: argparse.Namespace) -> int:
         on_request=recorder.record if recorder else None,
         on_flush=recorder.flush if recorder else None,
         # what is queued (about a second of requests, and the InfluxDB sink's queue) is written before exit
-        on_shutdown=(lambda: recorder.close(timeout=2.5)) if recorder else None,
+        on_shutdown=shutdown,
+        peers=workers.peers,
+        workers=workers.count,
     )
-    sock = _bind(args.host, args.port)
     app = create_app(source, [spec], settings)
     # Everything loaded so far (the model, sklearn, pandas, starlette) lives as long as the process: move it out of
     # the cyclic collector's sight. Recorded requests keep their frames alive until the recorder's next flush, so
@@ -111,12 +125,15 @@ def _serve(args: argparse.Namespace) -> int:
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
-    if args.state_file:
+    if args.state_file and workers.index == 0:
+        if workers.count > 1:  # "ready" means every worker answers
+            _wait_workers(workers, token)
         state = {"pid": os.getpid(), "host": args.host, "port": port, "version": spec, "ready": time.time()}
         atomic_write_text(Path(args.state_file), json.dumps(state) + "\n")
-    print(f"mm-serve: {spec} on http://{args.host}:{port}", flush=True)
+    if workers.index == 0:
+        print(f"mm-serve: {spec} on http://{args.host}:{port} ({workers.count} worker(s))", flush=True)
     try:
-        server.run(sockets=[sock])
+        server.run(sockets=[sock, private] if private is not None else [sock])
     finally:
         if recorder is not None:
             # normally done already by the lifespan shutdown (on_shutdown); this covers a server that failed or
@@ -141,7 +158,29 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _recorder(args: argparse.Namespace, source: Any, metrics: Any) -> Any:
+def _wait_workers(workers: Any, token: str | None) -> None:
+    """Start the first worker's server only once the others answer on their private ports (threads are fine now:
+    every fork is done). A worker that cannot start ends the deployment with its own error in the log."""
+    import threading
+
+    import httpx
+
+    def ready_all() -> None:
+        deadline = time.monotonic() + 60
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        for peer in workers.peers:
+            while time.monotonic() < deadline:
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(peer + "/v2/health/ready", headers=headers, timeout=2).status_code == 200:
+                        break
+                time.sleep(0.02)
+
+    waiter = threading.Thread(target=ready_all, daemon=True)
+    waiter.start()
+    waiter.join(65)
+
+
+def _recorder(args: argparse.Namespace, source: Any, metrics: Any, worker: int = 0) -> Any:
     """The request recorder (embedded store, plus the InfluxDB sink when configured), or None."""
     if not args.metrics_db:
         return None
@@ -166,7 +205,8 @@ def _recorder(args: argparse.Namespace, source: Any, metrics: Any) -> Any:
                 state = {"connected": False, "spooled": 0, "written": 0, "last_error": reason}
                 atomic_write_text(run / INFLUX_STATE, json.dumps(state), durable=False)
         else:
-            sink = InfluxSink.from_config(local, run / "influx-spool")
+            spool = run / ("influx-spool" if worker == 0 else f"influx-spool-{worker}")  # one writer per spool
+            sink = InfluxSink.from_config(local, spool)
     return Recorder(store, sink=sink, deployment=args.deployment, state_file=run / INFLUX_STATE, metrics=metrics)
 
 

@@ -43,6 +43,8 @@ class Settings:
     # Runs after the last response, before the process exits. It must be a lifespan hook: uvicorn re-raises the
     # SIGTERM it caught once it has shut down, so code after ``server.run()`` never runs on a normal stop.
     on_shutdown: Callable[[], Any] | None = None
+    peers: list[str] = field(default_factory=list)  # the other workers' private URLs (workers.py)
+    workers: int = 1
 
 
 @dataclass

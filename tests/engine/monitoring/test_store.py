@@ -1,3 +1,4 @@
+import multiprocessing
 import sqlite3
 import threading
 import time
@@ -141,3 +142,25 @@ def test_a_month_of_traffic_compacts_in_chunks_to_a_week_of_raw_rows(tmp_path):
     store.compact(now)
     unversioned = store.rollups("m", 0).query("version != version")
     assert len(unversioned) == 1 and unversioned["count"].iloc[0] == 10
+
+
+def _open(path, barrier):
+    barrier.wait()
+    store = SQLiteStore(path)
+    store.write_requests([])
+    store.close()
+
+
+def test_three_processes_open_one_new_store_at_once(tmp_path):
+    """Two workers of a deployment (or two deployments started together) open one new store at the same instant;
+    switching a new file to WAL used to fail one of them with "database is locked" and kill that server."""
+    ctx = multiprocessing.get_context("fork")
+    for attempt in range(15):
+        path = tmp_path / f"metrics-{attempt}.sqlite"
+        barrier = ctx.Barrier(3)
+        procs = [ctx.Process(target=_open, args=(path, barrier)) for _ in range(3)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join(60)
+        assert [p.exitcode for p in procs] == [0, 0, 0], f"attempt {attempt}"
