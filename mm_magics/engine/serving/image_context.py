@@ -27,10 +27,11 @@ if TYPE_CHECKING:
 
 #: What loading and running a scikit-learn model needs, when the version's recorded environment lacks one.
 MODEL_PACKAGES = ("scikit-learn", "numpy", "scipy", "pandas", "skops", "joblib", "threadpoolctl")
-#: What the server process imports beyond the model's own packages: the HTTP stack. The bundle path of
-#: ``mm_magics.engine.serving.server`` imports neither GitPython nor networkx (the engine imports the workspace
-#: lazily), so the image has no git and no registry code; the Docker tests fail fast if that ever changes.
-SERVER_PACKAGES = ("starlette", "uvicorn", "uvloop", "httptools", "prometheus-client")
+#: What the server process imports beyond the model's own packages: the HTTP stack (httpx: workers pass admin
+#: calls on to each other). The bundle path of ``mm_magics.engine.serving.server`` imports neither GitPython nor
+#: networkx (the engine imports the workspace lazily), so the image has no git and no registry code; the Docker
+#: tests fail fast if that ever changes.
+SERVER_PACKAGES = ("starlette", "uvicorn", "uvloop", "httptools", "prometheus-client", "httpx")
 #: Installed in the image when the host has it (the ``[influx]`` extra), so containers can write to InfluxDB too.
 INFLUX_PACKAGE = "influxdb-client"
 #: Parts of the package a server never needs (front-end assets, notebooks): left out of the image.

@@ -157,6 +157,24 @@ def test_build_run_and_predict_over_both_protocols(ws, deployer, docker_client, 
     assert status == 401, body
 
 
+def test_a_container_runs_two_workers_and_a_switch_keeps_them(ws, deployer, iris, models, two_versions):
+    """``--workers 2`` inside the container: both answer (the status sums them), and the replacement container of
+    a switch runs two as well."""
+    X, _ = iris
+    dep = deployer.deploy("iris@v1", docker=True, workers=2)
+    for i in range(30):
+        status, body = post(f"{dep.url}/v2/models/iris/infer", v2_body(X.iloc[[i]]), _token(ws))
+        assert status == 200, body
+    request = urllib.request.Request(f"{dep.url}/mm/v1/status", headers={"Authorization": f"Bearer {_token(ws)}"})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        served = json.loads(resp.read())
+    assert served["workers"] == 2 and served["requests"] >= 30 and len(served["per_worker_requests"]) == 2
+    switched = deployer.deploy("iris@v2", docker=True, workers=2, force=True, reason="the tree, whatever its score")
+    assert switched.workers == 2
+    status, body = post(f"{switched.url}/v2/models/iris/infer", v2_body(X), _token(ws))
+    assert status == 200 and body["outputs"][0]["data"] == models["tree"].predict(X).tolist()
+
+
 def test_a_new_version_rebuilds_only_the_last_layer(runner, docker_client, two_versions):
     v1, v2 = two_versions
     first = runner.build(v1)
