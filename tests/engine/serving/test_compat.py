@@ -4,6 +4,11 @@ with prometheus_client's parser)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -90,6 +95,59 @@ def test_tritons_own_client_infers_in_json_and_binary(deployed, binary):
     assert result.get_response()["id"] == "triton-1"
     compressed = client.infer("named", [tensor], request_compression_algorithm="gzip")  # binary_data_output
     assert compressed.as_numpy("predict").tolist() == expected.tolist()
+
+
+MLFLOW_CLIENT = """
+import json, sys
+import numpy as np, pandas as pd
+from mlflow.pyfunc.scoring_server.client import ScoringServerClient
+host, port, rows, columns = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4])
+client = ScoringServerClient(host, port)
+client.wait_server_ready(timeout=30)
+inputs = {
+    "named": pd.DataFrame(rows, columns=columns),
+    "renamed": pd.DataFrame(rows, columns=[f"c{i}" for i in range(len(columns))]),
+    "array": np.asarray(rows),
+}
+out = {}
+for key, data in inputs.items():
+    try:
+        out[key] = client.invoke(data).get_predictions().iloc[:, 0].tolist()
+    except Exception as exc:
+        out[key] = {"error": str(exc)}
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="session")
+def mlflow_python():
+    """A Python with MLflow's own client (mlflow-skinny) in its own venv, so its dependencies never touch ours. It
+    sees our site-packages for numpy and pandas; built once per machine (~15 s) under ~/.cache."""
+    venv = Path.home() / ".cache" / "mm_magics" / "test-venvs" / "mlflow-skinny"
+    python = venv / "bin" / "python"
+    if not python.exists() or subprocess.run([python, "-c", "import mlflow"], capture_output=True).returncode:
+        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--clear", str(venv)], check=True)
+        subprocess.run([python, "-m", "pip", "install", "-q", "mlflow-skinny"], check=True, timeout=600)
+    return python
+
+
+def test_mlflows_own_scoring_client_gets_the_models_answers(deployed, mlflow_python):
+    """mlflow.pyfunc.scoring_server.client.ScoringServerClient, as `mlflow models predict` and MLflow's tests use it:
+    a named frame, a frame with other column names and a numpy array, against a model trained with feature names
+    and one trained without."""
+    X = deployed["X"].iloc[:8]
+    for name, model in (("named", deployed["named"]), ("plain", deployed["plain"])):
+        host, port = deployed["urls"][name].removeprefix("http://").split(":")
+        args = [str(mlflow_python), "-c", MLFLOW_CLIENT, host, port, json.dumps(X.to_numpy().tolist())]
+        done = subprocess.run([*args, json.dumps(list(X.columns))], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        got = json.loads(done.stdout.strip().splitlines()[-1])
+        expected = model.predict(X if name == "named" else X.to_numpy()).tolist()
+        assert got["named"] == expected and got["array"] == expected
+        if name == "plain":  # by position, whatever the columns are called
+            assert got["renamed"] == expected
+        else:  # by name: other names are refused with the names it expects
+            assert "422" in got["renamed"]["error"] and "missing feature(s): sepal length" in got["renamed"]["error"]
 
 
 def test_a_malformed_binary_request_is_a_4xx_with_the_fix(deployed):
