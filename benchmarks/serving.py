@@ -329,6 +329,8 @@ class Target:
     name: str
     url: str
     description: str
+    path: str = INFER_PATH  # where the load generator posts (a peer's own route)
+    script: Path | None = None  # its wrk script when its body differs from the V2 one
 
 
 def start_bare_app(tmp: Path, fixture: Fixture, stack: contextlib.ExitStack) -> Target:
@@ -363,7 +365,7 @@ def start_bare_app(tmp: Path, fixture: Fixture, stack: contextlib.ExitStack) -> 
     url = f"http://127.0.0.1:{port}"
     wait_ready(url, proc)
     return Target(
-        "bare", url, "bare Starlette app under uvicorn: parse JSON, build the DataFrame, predict, answer (own process)"
+        "bare", url, "bare Starlette app under uvicorn: parse JSON, build a numpy array, predict, answer (own process)"
     )
 
 
@@ -391,10 +393,15 @@ def check_predictions(targets: list[Target], fixture: Fixture) -> dict[str, Any]
     headers = {"Content-Type": "application/json"}
     with httpx.Client(timeout=10) as client:
         for target in targets:
-            resp = client.post(target.url + INFER_PATH, content=fixture.body, headers=headers)
+            body = target.script.with_suffix(".json").read_bytes() if target.script else fixture.body
+            resp = client.post(target.url + target.path, content=body, headers=headers)
             resp.raise_for_status()
-            outputs = {o["name"]: o["data"] for o in resp.json()["outputs"]}
-            seen[target.name] = outputs.get("predict")
+            answer = resp.json()
+            if "predictions" in answer:  # MLflow's scoring protocol
+                seen[target.name] = answer["predictions"]
+            else:  # V2: ours names the output "predict", MLServer "predict" too (or its first output)
+                outputs = {o["name"]: o["data"] for o in answer["outputs"]}
+                seen[target.name] = outputs.get("predict", next(iter(outputs.values())))
             if seen[target.name] != fixture.expected:
                 raise RuntimeError(f"{target.name} predicted {seen[target.name]}, model.predict {fixture.expected}")
     return {"same_prediction": True, "predictions": seen}
@@ -448,8 +455,8 @@ def run_wrk(wrk: str, script: Path, target: Target, scenario: str, duration: flo
         f"--timeout={WRK_TIMEOUT_S}s",
         "--latency",
         "-s",
-        str(script),
-        target.url + INFER_PATH,
+        str(target.script or script),
+        target.url + target.path,
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60, check=False)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCHJSON ")), None)
@@ -626,7 +633,7 @@ def paired_ratio(runs: list[WrkRun], num: str, den: str, scenario: str, metric: 
 def ratios(runs: list[WrkRun], inproc_rounds: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     pairs = [("ours_batch_off", "bare"), ("ours_batch_on", "bare"), ("ours_batch_on", "ours_batch_off")]
-    for extra in sorted({r.target for r in runs} - set(TARGET_NAMES)):  # ours_batch_on_wN
+    for extra in sorted({r.target for r in runs} - set(TARGET_NAMES)):  # ours_batch_on_wN, the peers
         pairs += [(extra, "bare"), (extra, "ours_batch_on")]
     for num, den in pairs:
         key = f"{num}_vs_{den}"
@@ -674,10 +681,27 @@ def targets_report(summary: dict[str, Any], ratio: dict[str, Any]) -> list[dict[
 
 
 # -- the run ------------------------------------------------------------------------------------------------------
-def write_lua_script(tmp: Path, body: bytes) -> Path:
-    path = tmp / "post.lua"
+def write_lua_script(tmp: Path, body: bytes, name: str = "post") -> Path:
+    path = tmp / f"{name}.lua"
     path.write_text(WRK_SCRIPT % {"body": json.dumps(body.decode())})  # a JSON string is a valid Lua string here
+    path.with_suffix(".json").write_bytes(body)
     return path
+
+
+def start_peers(tmp: Path, fixture: Fixture, stack: contextlib.ExitStack) -> list[Target]:
+    """``--peers``: mlflow models serve and MLServer (batching off and on), in their own venvs."""
+    import _peers
+
+    row = fixture.frame.iloc[0].tolist()
+    peers = [
+        _peers.start_mlflow(tmp, row, list(fixture.frame.columns), stack, log),
+        _peers.start_mlserver(tmp, fixture.body, False, stack, log),
+        _peers.start_mlserver(tmp, fixture.body, True, stack, log),
+    ]
+    return [
+        Target(p.name, p.url, f"{p.description} ({p.version})", p.path, write_lua_script(tmp, p.body, p.name))
+        for p in peers
+    ]
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -712,6 +736,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ]
         if args.workers > 1:
             targets.append(deploy(fixture, "workers", True, stack, workers=args.workers))
+        if args.peers:
+            targets += start_peers(tmp, fixture, stack)
         check = check_predictions(targets, fixture)
         script = write_lua_script(tmp, fixture.body)
         servers = {"in_process": "model.predict on a 1-row DataFrame in the benchmark process (the limit)"}
@@ -720,7 +746,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         log(f"warming up ({args.warmup:g} s per target)")
         for target in targets:
             run_wrk(wrk["path"], script, target, "c8", args.warmup, -1)
-        timing = {t.name: sample_server_timing(t, fixture, TIMING_SAMPLES) for t in targets if t.name != "bare"}
+        timing = {
+            t.name: sample_server_timing(t, fixture, TIMING_SAMPLES) for t in targets if t.name.startswith("ours")
+        }
 
         runs: list[WrkRun] = []
         inproc_rounds: list[dict[str, Any]] = []
@@ -788,6 +816,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="also write the JSON document here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary workspaces and logs")
     parser.add_argument("--deploy-only", action="store_true", help="only deploy (cold, warm), switch and rollback")
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="also measure mlflow models serve and MLServer (installed once into ~/.cache/mm_magics/bench-venvs)",
+    )
     parser.add_argument(
         "--workers", type=int, default=2, help="also measure a batched deployment with this many workers (1: skip)"
     )
