@@ -125,7 +125,9 @@ def start_mlflow(tmp: Path, row: list[float], columns: list[str], stack: context
 
 def start_mlserver(tmp: Path, v2_body: bytes, batching: bool, stack: contextlib.ExitStack, log) -> Peer:
     """MLServer with mlserver-sklearn on a joblib file, V2 on HTTP; adaptive batching on or off."""
-    python = venv_python("mlserver", ["mlserver", "mlserver-sklearn"], log)
+    # uvloop 0.22 removed the implicit event loop MLServer's inference worker asks for at start (the worker dies and
+    # the model never loads): the last uvloop it works with, everything else as released
+    python = venv_python("mlserver", ["mlserver", "mlserver-sklearn", "uvloop<0.22"], log)
     label = f"mlserver_batch_{'on' if batching else 'off'}"
     where = tmp / f"peer-{label}"
     (where / "iris").mkdir(parents=True)
