@@ -227,7 +227,7 @@ class Recorder:
                 continue
             if len(parts) > DRIFT_SAMPLE:
                 parts = self._rng.sample(parts, DRIFT_SAMPLE)
-            frame = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+            frame = _one_frame(parts)
             for feature, ref in refs.items():
                 if feature not in frame.columns:
                     continue
@@ -258,3 +258,13 @@ class Recorder:
                 self.sink.close(timeout)
             self._state_written = 0.0
             self._publish_state()
+
+
+def _one_frame(parts: list[Any]) -> pd.DataFrame:
+    """One frame from what the requests carried: the servers' rows (``serving/rows.py``: their float arrays stack in
+    one call, no frame per request) or DataFrames."""
+    arrays = [getattr(p, "numeric_array", None) for p in parts]
+    if all(a is not None for a in arrays):
+        return pd.DataFrame(np.vstack(arrays), columns=parts[0].columns, copy=False)
+    frames = [getattr(p, "frame", p) for p in parts]
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)

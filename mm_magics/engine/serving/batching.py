@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
+
+from .rows import Rows, model_input
 
 
 @dataclass
@@ -31,19 +32,20 @@ class Result:
 
 @dataclass
 class _Item:
-    frame: pd.DataFrame
+    rows: Rows
     outputs: tuple[str, ...]
     enqueued: float
     future: asyncio.Future[Result]
 
 
-def run_outputs(model: Any, frame: pd.DataFrame, outputs: tuple[str, ...]) -> dict[str, Any]:
+def run_outputs(model: Any, rows: Rows, outputs: tuple[str, ...]) -> dict[str, Any]:
+    data = model_input(model, rows)
     out: dict[str, Any] = {}
     for name in outputs:
         fn = getattr(model, name, None)
         if fn is None:
             raise AttributeError(f"this model has no {name}")
-        out[name] = np.asarray(fn(frame))
+        out[name] = np.asarray(fn(data))
     return out
 
 
@@ -60,15 +62,15 @@ class MicroBatcher:
         # arrive during a batch, or they could never form the next one.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mm-batch")
 
-    async def submit(self, frame: pd.DataFrame, outputs: tuple[str, ...]) -> Result:
+    async def submit(self, rows: Rows, outputs: tuple[str, ...]) -> Result:
         loop = asyncio.get_running_loop()
-        item = _Item(frame, outputs, time.perf_counter(), loop.create_future())
+        item = _Item(rows, outputs, time.perf_counter(), loop.create_future())
         self._waiting.append(item)
         if not self._busy and len(self._waiting) == 1:
             await asyncio.sleep(0)  # requests read in the same loop turn get here now, and join this one
             if not self._busy and len(self._waiting) == 1 and self._waiting[0] is item:
                 self._waiting.clear()
-                return predict_now(self.model, frame, outputs, item.enqueued)
+                return predict_now(self.model, rows, outputs, item.enqueued)
         self._kick(loop)
         return await item.future
 
@@ -87,10 +89,10 @@ class MicroBatcher:
             self._wake.clear()
             while self._waiting:
                 batch = [self._waiting.popleft()]
-                rows = len(batch[0].frame)
+                rows = len(batch[0].rows)
                 while self._waiting and rows < self.max_batch:
                     batch.append(self._waiting.popleft())
-                    rows += len(batch[-1].frame)
+                    rows += len(batch[-1].rows)
                 if self.max_delay and len(batch) > 1:
                     deadline = time.perf_counter() + self.max_delay
                     while rows < self.max_batch and (left := deadline - time.perf_counter()) > 0:
@@ -102,7 +104,7 @@ class MicroBatcher:
                             self._wake.clear()
                             continue
                         batch.append(self._waiting.popleft())
-                        rows += len(batch[-1].frame)
+                        rows += len(batch[-1].rows)
                 groups: dict[tuple[str, ...], list[_Item]] = {}
                 for item in batch:
                     groups.setdefault(item.outputs, []).append(item)
@@ -115,9 +117,9 @@ class MicroBatcher:
 
     async def _run(self, loop: asyncio.AbstractEventLoop, outputs: tuple[str, ...], items: list[_Item]) -> None:
         start = time.perf_counter()
-        frame = items[0].frame if len(items) == 1 else pd.concat([i.frame for i in items], ignore_index=True)
+        rows = Rows.concat([i.rows for i in items])
         try:
-            result = await loop.run_in_executor(self._pool, run_outputs, self.model, frame, outputs)
+            result = await loop.run_in_executor(self._pool, run_outputs, self.model, rows, outputs)
         except Exception as exc:
             if len(items) > 1:  # one bad request must not fail its neighbours: retry them one by one
                 for item in items:
@@ -129,7 +131,7 @@ class MicroBatcher:
         proc = time.perf_counter() - start
         offset = 0
         for item in items:
-            n = len(item.frame)
+            n = len(item.rows)
             part = {k: v[offset : offset + n] for k, v in result.items()}
             offset += n
             if not item.future.done():
@@ -141,8 +143,8 @@ class MicroBatcher:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def predict_now(model: Any, frame: pd.DataFrame, outputs: tuple[str, ...], enqueued: float) -> Result:
+def predict_now(model: Any, rows: Rows, outputs: tuple[str, ...], enqueued: float) -> Result:
     """The unbatched path: predict inline, no thread hop (fastest for a lone request)."""
     start = time.perf_counter()
-    out = run_outputs(model, frame, outputs)
+    out = run_outputs(model, rows, outputs)
     return Result(out, start - enqueued, time.perf_counter() - start, 1)

@@ -16,7 +16,6 @@ import zlib
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -25,6 +24,7 @@ from . import protocol, workers
 from .batching import Result, predict_now
 from .protocol import PROBE_HEADER, BadRequest
 from .request_ids import new_request_id
+from .rows import Rows
 from .state import Served, ServingState, Settings
 
 logger = logging.getLogger("mm_magics.serving")
@@ -136,11 +136,11 @@ def served_for(state: ServingState, name: str, version: str | None) -> Served:
     return served
 
 
-async def predict(served: Served, frame: pd.DataFrame, outputs: tuple[str, ...]) -> Result:
+async def predict(served: Served, rows: Rows, outputs: tuple[str, ...]) -> Result:
     try:
         if served.batcher is not None:
-            return await served.batcher.submit(frame, outputs)
-        return predict_now(served.model, frame, outputs, time.perf_counter())
+            return await served.batcher.submit(rows, outputs)
+        return predict_now(served.model, rows, outputs, time.perf_counter())
     except AttributeError as exc:
         raise BadRequest(422, f"{exc}: ask for outputs this model has") from None
     except (ValueError, TypeError, KeyError, IndexError) as exc:
@@ -156,7 +156,7 @@ def finish(
     t0: float,
     body: dict[str, Any],
     protocol_name: str,
-    frame: pd.DataFrame,
+    rows: Rows,
     probe: bool = False,
     buffers: list[bytes] | None = None,
 ) -> Response:
@@ -181,10 +181,10 @@ def finish(
                 "proc_s": result.proc_s,
                 "total_s": total,
                 "batch_size": result.batch_size,
-                "rows": len(frame),
+                "rows": len(rows),
                 "protocol": protocol_name,
                 # references only: the recorder converts them on its own thread, off the request path
-                "frame": frame,
+                "frame": rows,
                 "outputs": result.outputs,
                 "profile": served.profile,
             }
@@ -225,7 +225,7 @@ async def infer(request: Request) -> Response:
         served = served_for(state, name, request.path_params.get("version"))
         body, tail = await _read_v2(request, settings)
         parsed = protocol.from_v2(body, served.schema, settings.max_rows, tail)
-        result = await predict(served, parsed.frame, tuple(parsed.outputs))
+        result = await predict(served, parsed.rows, tuple(parsed.outputs))
     except BadRequest as exc:
         return failed(state, request_id, exc, name)
     out = []
@@ -246,7 +246,7 @@ async def infer(request: Request) -> Response:
     echoed = str(client_id)[:256] if plain else request_id
     payload = {"model_name": served.name, "model_version": str(served.number), "id": echoed, "outputs": out}
     probe = _is_probe(request, settings)
-    return finish(state, request_id, served, result, t0, payload, "v2", parsed.frame, probe, buffers)
+    return finish(state, request_id, served, result, t0, payload, "v2", parsed.rows, probe, buffers)
 
 
 async def invocations(request: Request) -> Response:
@@ -260,14 +260,14 @@ async def invocations(request: Request) -> Response:
         served = next(iter(state.models.values()))
         body = await _read_json(request, settings)
         if isinstance(body, tuple):
-            frame = protocol.from_csv(body[1], served.schema, settings.max_rows)
+            rows = protocol.from_csv(body[1], served.schema, settings.max_rows)
         else:
-            frame = protocol.from_mlflow(body, served.schema, settings.max_rows)
-        result = await predict(served, frame, ("predict",))
+            rows = protocol.from_mlflow(body, served.schema, settings.max_rows)
+        result = await predict(served, rows, ("predict",))
     except BadRequest as exc:
         return failed(state, request_id, exc, next(iter(state.models), None))
     payload = {"predictions": protocol.to_jsonable(result.outputs["predict"])}
-    return finish(state, request_id, served, result, t0, payload, "mlflow", frame)
+    return finish(state, request_id, served, result, t0, payload, "mlflow", rows)
 
 
 async def metadata(request: Request) -> Response:

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .rows import Rows
+
 #: Header our own probes carry (value: the admin token): the server answers them but does not record them as traffic.
 PROBE_HEADER = "x-mm-probe"
 
@@ -105,8 +107,9 @@ def _check_rows(n: int, max_rows: int) -> None:
         raise BadRequest(413, f"the request has {n} rows, over the limit of {max_rows}: split it into smaller batches")
 
 
-def _frame(rows: Any, schema: Schema, columns: list[str] | None, max_rows: int) -> pd.DataFrame:
-    """Rows (list of lists) + optional column names -> a frame with exactly the schema's columns, in order."""
+def _frame(rows: Any, schema: Schema, columns: list[str] | None, max_rows: int) -> Rows:
+    """Rows (list of lists) + optional column names -> rows with exactly the schema's columns, in order: a float
+    array when the schema is all numeric and the columns are its own (or taken by position), no DataFrame built."""
     if not isinstance(rows, list):
         raise BadRequest(422, "data must be a list of rows (e.g. [[5.1, 3.5, 1.4, 0.2]])")
     _check_rows(len(rows), max_rows)
@@ -139,9 +142,11 @@ def _frame(rows: Any, schema: Schema, columns: list[str] | None, max_rows: int) 
         except OverflowError:
             raise BadRequest(422, "a value is beyond the float64 range: send numbers within ±1.8e308") from None
         if arr is not None and arr.ndim == 2:
-            cols = schema.index if names == schema.columns else names
-            return _conform(pd.DataFrame(arr, columns=cols, copy=False), schema, numeric=True)
-    return _conform(pd.DataFrame(rows, columns=names), schema)
+            positional = not schema.feature_names and len(names) == len(schema.columns)
+            if names == schema.columns or positional:
+                return Rows(schema.index, array=arr)
+            return Rows.of(_conform(pd.DataFrame(arr, columns=names, copy=False), schema, numeric=True))
+    return Rows.of(_conform(pd.DataFrame(rows, columns=names), schema))
 
 
 def _conform(frame: pd.DataFrame, schema: Schema, *, numeric: bool = False) -> pd.DataFrame:
@@ -184,7 +189,7 @@ def _is_number(value: Any) -> bool:
 class V2Request:
     """A parsed V2 inference request: the rows, the outputs asked for, and which of them go back as binary."""
 
-    frame: pd.DataFrame
+    rows: Rows
     outputs: list[str]
     binary: frozenset[str] = frozenset()
 
@@ -291,19 +296,18 @@ def from_v2(body: Any, schema: Schema, max_rows: int, tail: bytes | None = None)
     if len(tensors) == 1 and len(tensors[0][1]) == 2:
         _, (n, k), flat = tensors[0]
         _check_rows(n, max_rows)
-        rows = [flat[r * k : (r + 1) * k] for r in range(n)]
-        frame = _frame(rows, schema, None, max_rows)
+        parsed = _frame([flat[r * k : (r + 1) * k] for r in range(n)], schema, None, max_rows)
     elif len(tensors) == 1 and len(tensors[0][1]) == 1 and (schema.n_features or 0) > 1:
-        frame = _frame([tensors[0][2]], schema, None, max_rows)
+        parsed = _frame([tensors[0][2]], schema, None, max_rows)
     else:  # one tensor per feature (columnar), matched by name
         lengths = {math.prod(s) for _, s, _ in tensors}
         if len(lengths) != 1:
             raise BadRequest(422, "columnar inputs (one tensor per feature) must all have the same length")
         n = lengths.pop()
         _check_rows(n, max_rows)
-        frame = _conform(pd.DataFrame({name: flat for name, _, flat in tensors}), schema)
+        parsed = Rows.of(_conform(pd.DataFrame({name: flat for name, _, flat in tensors}), schema))
     outputs, binary = _v2_outputs(body)
-    return V2Request(frame, outputs, binary)
+    return V2Request(parsed, outputs, binary)
 
 
 def _v2_outputs(body: dict[str, Any]) -> tuple[list[str], frozenset[str]]:
@@ -355,7 +359,7 @@ def _flatten_ordered(data: list[Any]) -> list[Any]:
     return out
 
 
-def from_mlflow(body: Any, schema: Schema, max_rows: int) -> pd.DataFrame:
+def from_mlflow(body: Any, schema: Schema, max_rows: int) -> Rows:
     """Parse an MLflow scoring request (JSON) into a frame."""
     if not isinstance(body, dict):
         raise BadRequest(
@@ -374,18 +378,18 @@ def from_mlflow(body: Any, schema: Schema, max_rows: int) -> pd.DataFrame:
         if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
             raise BadRequest(422, f"{key} must be a list of {{column: value}} objects")
         _check_rows(len(value), max_rows)
-        return _conform(pd.DataFrame.from_records(value), schema)
+        return Rows.of(_conform(pd.DataFrame.from_records(value), schema))
     if isinstance(value, dict):  # columnar {"col": [values]}
         try:
             frame = pd.DataFrame(value)
         except ValueError as exc:
             raise BadRequest(422, f"{key}: columns must be lists of equal length ({exc})") from None
         _check_rows(len(frame), max_rows)
-        return _conform(frame, schema)
+        return Rows.of(_conform(frame, schema))
     return _frame(value, schema, None, max_rows)
 
 
-def from_csv(text: str, schema: Schema, max_rows: int) -> pd.DataFrame:
+def from_csv(text: str, schema: Schema, max_rows: int) -> Rows:
     try:
         frame = pd.read_csv(io.StringIO(text))
     except Exception as exc:
@@ -393,7 +397,7 @@ def from_csv(text: str, schema: Schema, max_rows: int) -> pd.DataFrame:
             400, f"CSV could not be parsed ({exc}): send a header row and comma-separated values"
         ) from None
     _check_rows(len(frame), max_rows)
-    return _conform(frame, schema)
+    return Rows.of(_conform(frame, schema))
 
 
 def to_jsonable(arr: Any) -> list[Any]:

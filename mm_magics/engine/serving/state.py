@@ -90,6 +90,8 @@ class ArrayInput:
     validated against the schema (names, order, types), so the array holds the training columns in order; a model
     only gets here if :func:`accepts_array` saw it predict the same from the array as from the frame."""
 
+    takes_array = True  # rows.model_input hands it the rows' float array
+
     def __init__(self, model: Any) -> None:
         self.model = model
         self._calls: dict[str, Callable[..., Any]] = {}

@@ -15,7 +15,7 @@ def test_v2_matrix_columnar_and_single_row():
     parsed = protocol.from_v2(
         {"inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP64", "data": [[1, 2], [3, 4]]}]}, NAMED, 100
     )
-    frame = parsed.frame
+    frame = parsed.rows.frame
     assert list(frame.columns) == ["a", "b"] and frame.to_numpy().tolist() == [[1, 2], [3, 4]]
     assert parsed.outputs == ["predict"] and not parsed.binary
     frame = protocol.from_v2(
@@ -28,11 +28,11 @@ def test_v2_matrix_columnar_and_single_row():
         },
         NAMED,
         100,
-    ).frame
+    ).rows.frame
     assert frame.to_numpy().tolist() == [[1, 2], [3, 4]]
     frame = protocol.from_v2(
         {"inputs": [{"name": "x", "shape": [3], "datatype": "FP32", "data": [1, 2, 3]}]}, PLAIN, 100
-    ).frame
+    ).rows.frame
     assert frame.shape == (1, 3)
 
 
@@ -41,10 +41,19 @@ def test_mlflow_formats():
     records = protocol.from_mlflow({"dataframe_records": [{"a": 1, "b": 2}]}, NAMED, 100)
     instances = protocol.from_mlflow({"instances": [[1, 2]]}, NAMED, 100)
     inputs = protocol.from_mlflow({"inputs": {"a": [1], "b": [2]}}, NAMED, 100)
-    for frame in (split, records, instances, inputs):
-        pd.testing.assert_frame_equal(frame, pd.DataFrame({"a": [1.0], "b": [2.0]}))
+    for rows in (split, records, instances, inputs):
+        pd.testing.assert_frame_equal(rows.frame, pd.DataFrame({"a": [1.0], "b": [2.0]}))
     csv = protocol.from_csv("a,b\n1,2\n", NAMED, 100)
-    pd.testing.assert_frame_equal(csv, pd.DataFrame({"a": [1.0], "b": [2.0]}))
+    pd.testing.assert_frame_equal(csv.frame, pd.DataFrame({"a": [1.0], "b": [2.0]}))
+    # an all-float schema in its own order is parsed straight into an array: no DataFrame on the request path
+    floats = Schema(2, ["a", "b"], {"a": "float64", "b": "float64"})
+    rows = protocol.from_mlflow({"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2], [3, 4]]}}, floats, 10)
+    assert rows.numeric_array.tolist() == [[1.0, 2.0], [3.0, 4.0]] and rows._frame is None
+    assert list(rows.frame.columns) == ["a", "b"] and len(rows) == 2
+    by_position = protocol.from_mlflow(
+        {"dataframe_split": {"columns": ["p", "q", "r"], "data": [[1, 2, 3]]}}, PLAIN, 10
+    )
+    assert list(by_position.frame.columns) == ["x0", "x1", "x2"]
 
 
 @pytest.mark.parametrize(
@@ -114,7 +123,7 @@ def test_binary_tensors_decode_numbers_and_strings_and_ask_for_binary_outputs():
         values.tobytes(),
     )
     parsed = protocol.from_v2(body, NAMED, 10, tail)
-    assert parsed.frame.to_numpy().tolist() == [[1.5, 2.0], [3.0, 4.0]]
+    assert parsed.rows.frame.to_numpy().tolist() == [[1.5, 2.0], [3.0, 4.0]]
     assert parsed.outputs == ["predict"] and parsed.binary == {"predict"}
     words = protocol.binary_output(np.array(["setosa", "é"], dtype=object), "BYTES")
     assert protocol._binary_values(words, "BYTES", "x") == ["setosa", "é"]
