@@ -740,7 +740,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             targets += start_peers(tmp, fixture, stack)
         check = check_predictions(targets, fixture)
         script = write_lua_script(tmp, fixture.body)
-        servers = {"in_process": "model.predict on a 1-row DataFrame in the benchmark process (the limit)"}
+        servers = {"in_process": "model.predict on the 1-row numpy array in the benchmark process (the limit)"}
         servers |= {t.name: t.description for t in targets}
 
         log(f"warming up ({args.warmup:g} s per target)")
