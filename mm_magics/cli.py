@@ -132,7 +132,8 @@ def cmd_history(args: argparse.Namespace) -> Any:
 
 
 def cmd_fsck(args: argparse.Namespace) -> Any:
-    return _ws(args).registry.fsck(repair=args.repair)  # main() exits 1 when the report is not ok
+    # main() exits 1 when the report is not ok
+    return _ws(args).registry.fsck(repair=args.repair, remote=args.remote)
 
 
 def cmd_gc(args: argparse.Namespace) -> Any:
@@ -154,7 +155,7 @@ def cmd_push(args: argparse.Namespace) -> Any:
 
 
 def cmd_pull(args: argparse.Namespace) -> Any:
-    return _ws(args).registry.pull(args.url, args.artifacts)
+    return _ws(args).registry.pull(args.url, args.artifacts, fetch=args.all_artifacts)
 
 
 def _deployer(args: argparse.Namespace) -> Any:
@@ -297,18 +298,27 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--limit", "-n", type=int, default=50)
     sp = add("fsck", cmd_fsck, "verify every ref, tag, document, git object and artifact; rebuild the index")
     sp.add_argument("--repair", action="store_true", help="re-point or delete tags off the branch, re-create lost ones")
+    sp.add_argument("--remote", action="store_true", help="also check the artifact remote holds every object")
     sp = add("gc", cmd_gc, "delete artifacts no version references")
     sp.add_argument("--grace", type=float, default=3600.0, help="keep objects younger than this many seconds")
     sp = add("trust", cmd_trust, "trust extra types when loading artifacts (audited)")
     sp.add_argument("types", nargs="+")
     sp.add_argument("-m", "--message", default="")
-    sp = add("remote", cmd_remote, "set the git remote and artifact directory used by push/pull")
+    sp = add(
+        "remote",
+        cmd_remote,
+        "set the git remote and the artifact location used by push/pull: a directory or any fsspec URL "
+        "(s3://bucket/prefix needs mm_magics[s3]; credentials come from the backend's own chain, e.g. AWS_*)",
+    )
     sp.add_argument("url")
     sp.add_argument("artifacts", nargs="?")
-    for name, fn in (("push", cmd_push), ("pull", cmd_pull)):
-        sp = add(name, fn, f"{name} the registry (git) and its artifacts")
-        sp.add_argument("url", nargs="?")
-        sp.add_argument("artifacts", nargs="?")
+    sp = add("push", cmd_push, "push the registry (git) and upload the artifacts the artifact remote lacks")
+    sp.add_argument("url", nargs="?")
+    sp.add_argument("artifacts", nargs="?")
+    sp = add("pull", cmd_pull, "pull the registry; artifacts are fetched when a version needs one")
+    sp.add_argument("url", nargs="?")
+    sp.add_argument("artifacts", nargs="?")
+    sp.add_argument("--all-artifacts", action="store_true", help="also download every artifact now")
     add(
         "docker-setup",
         cmd_docker_setup,

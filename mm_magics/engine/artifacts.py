@@ -7,14 +7,13 @@ on read. Objects never go into git: the registry records only their hashes.
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from .atomic import atomic_write_bytes
-from .errors import ArtifactCorruptError, ArtifactMissingError, RemoteError
+from .errors import ArtifactCorruptError, ArtifactMissingError
 
 _HEX = set("0123456789abcdef")
 
@@ -56,6 +55,14 @@ class ArtifactStore:
         if not target.is_file():
             atomic_write_bytes(target, data)
         return sha
+
+    def put_verified(self, sha: str, data: bytes) -> None:
+        """Store ``data`` the caller has just hashed to ``sha`` (a fetch from a remote): hashing 100 MB twice cost
+        a quarter of a second. Not fsynced: this is a cached copy of a remote object, and every read checks the
+        hash, so a copy torn by a crash is refused and fetched again, never loaded."""
+        target = self.path(sha)
+        if not target.is_file():
+            atomic_write_bytes(target, data, durable=False)
 
     def get(self, sha: str, *, label: str | None = None) -> bytes:
         """Read an object and verify its hash: a damaged file is an error, never a silent load."""
@@ -123,39 +130,3 @@ class ArtifactStore:
             removed.append(sha)
             freed += st.st_size
         return GcReport(removed=removed, kept=kept, freed_bytes=freed)
-
-    # -- remote directories -------------------------------------------------------------------------------------
-    def push_to(self, remote: Path, shas: Iterable[str]) -> int:
-        """Copy the given objects to a remote directory laid out the same way; returns how many were copied."""
-        other = ArtifactStore(self._remote_dir(remote))
-        copied = 0
-        for sha in shas:
-            if sha in other:
-                continue
-            atomic_write_bytes(other.path(sha), self.get(sha))
-            copied += 1
-        return copied
-
-    def fetch_from(self, remote: Path, shas: Iterable[str]) -> int:
-        """Copy missing objects from a remote directory, verifying each hash before it lands here."""
-        other = ArtifactStore(self._remote_dir(remote))
-        copied = 0
-        for sha in shas:
-            if sha in self:
-                continue
-            if sha not in other:
-                continue
-            atomic_write_bytes(self.path(sha), other.get(sha, label=f"remote artifact {sha[:12]}"))
-            copied += 1
-        return copied
-
-    @staticmethod
-    def _remote_dir(remote: Path) -> Path:
-        remote = Path(os.path.expanduser(str(remote)))
-        try:
-            remote.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise RemoteError(
-                f"artifact remote {remote} is not a writable directory ({exc.strerror}): fix the path"
-            ) from None
-        return remote

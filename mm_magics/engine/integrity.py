@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from . import documents, layout
 from .errors import CorruptRegistryError, MMError
 from .gitstore import BRANCH
+from .object_remote import ObjectRemote
 from .records import FsckReport
 from .specs import parse_spec, version_id
 
@@ -126,6 +127,7 @@ def _check_tags(registry: Registry, repair: bool) -> tuple[list[str], list[str]]
 
 
 def _check_artifacts(registry: Registry) -> tuple[int, list[str]]:
+    on_remote = _remote_lookup(registry)
     problems: list[str] = []
     count = 0
     for model, number, doc in registry.index.artifacts():
@@ -142,6 +144,8 @@ def _check_artifacts(registry: Registry) -> tuple[int, list[str]]:
             )
         for what, meta in (("artifact", d["artifact"]), ("probe sample", d.get("probe"))):
             if meta:
+                if meta["sha256"] not in registry.objects and on_remote(meta["sha256"]):
+                    continue  # not fetched yet: a checkout fetches it from the artifact remote (a lazy pull)
                 problem = registry.objects.verify(meta["sha256"])
                 if problem:
                     problems.append(f"{vid} {what}: {problem}")
@@ -156,3 +160,22 @@ def _guard(problems: list[str], what: str, check: Callable[[], Any]) -> Any:
         text = str(exc).split(": run `mm fsck`")[0] if isinstance(exc, MMError) else f"{type(exc).__name__}: {exc}"
         problems.append(f"{what}: {text}")
         return None
+
+
+def _remote_lookup(registry: Registry) -> Callable[[str], bool]:
+    """Whether the artifact remote holds an object: one listing, made only if a local object is missing."""
+    listing: set[str] | None = None
+
+    def has(sha: str) -> bool:
+        nonlocal listing
+        url = registry.ws.local_config.get("artifact_remote")
+        if not url:
+            return False
+        if listing is None:
+            try:
+                listing = ObjectRemote(str(url)).listing()
+            except MMError:
+                listing = set()  # unreachable: the local object counts as missing, as before
+        return sha in listing
+
+    return has

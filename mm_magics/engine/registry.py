@@ -334,8 +334,11 @@ class Registry:
             return self.objects.get(sha, label=label)
         except ArtifactMissingError:
             remote = self.ws.local_config.get("artifact_remote")
-            if remote and self.objects.fetch_from(Path(remote), [sha]):
-                return self.objects.get(sha, label=label)
+            if remote:
+                from .object_remote import ObjectRemote
+
+                if ObjectRemote(str(remote)).fetch(self.objects, [sha]).copied:
+                    return self.objects.get(sha, label=label)
             raise
 
     def artifact_problem(self, version: Version) -> str | None:
@@ -542,11 +545,23 @@ class Registry:
 
         return referenced_objects(self)
 
-    def fsck(self, *, repair: bool = False) -> FsckReport:
-        """Check every ref, tag, document, git object and artifact (see :mod:`.integrity`)."""
+    def fsck(self, *, repair: bool = False, remote: bool = False) -> FsckReport:
+        """Check every ref, tag, document, git object and artifact (see :mod:`.integrity`); with ``remote``, also
+        that the artifact remote holds every object a version references."""
         from .integrity import fsck
 
-        return fsck(self, repair=repair)
+        report = fsck(self, repair=repair)
+        if remote:
+            from .object_remote import ObjectRemote
+
+            url = self.ws.local_config.get("artifact_remote")
+            if not url:
+                report.problems.append("no artifact remote configured: run `mm remote GIT_URL ARTIFACT_URL`")
+            else:
+                art = ObjectRemote(str(url))
+                for sha in art.missing(self.referenced_objects()):
+                    report.problems.append(f"object {sha} is missing from the artifact remote {art.url}: mm push")
+        return report
 
     def gc(self, *, grace_seconds: float = 3600.0) -> GcReport:
         """Delete artifacts no version references (older than the grace period)."""
@@ -564,11 +579,13 @@ class Registry:
 
         return push(self, remote, artifacts)
 
-    def pull(self, remote: str | None = None, artifacts: str | Path | None = None) -> dict[str, Any]:
-        """Fast-forward to the remote registry and fetch the artifacts it references (see :mod:`.remotes`)."""
+    def pull(
+        self, remote: str | None = None, artifacts: str | Path | None = None, *, fetch: bool = False
+    ) -> dict[str, Any]:
+        """Fast-forward to the remote registry; ``fetch`` also downloads every artifact (see :mod:`.remotes`)."""
         from .remotes import pull
 
-        return pull(self, remote, artifacts)
+        return pull(self, remote, artifacts, fetch=fetch)
 
 
 _TYPE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")

@@ -1,5 +1,6 @@
 """Sharing a workspace: the registry through a git remote (atomic push, fast-forward pull, remote tags adopted only
-when they lie on the branch), the artifacts through a directory. Every URL is checked and reaches git after ``--``."""
+when they lie on the branch), the artifacts through any fsspec URL (:mod:`.object_remote`: a directory, S3, ...).
+Every URL is checked and reaches git after ``--``."""
 
 from __future__ import annotations
 
@@ -8,31 +9,41 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConcurrencyError, RemoteError
 from .gitstore import BRANCH, REMOTE_TAGS, check_remote_url
+from .object_remote import ObjectRemote
 
 if TYPE_CHECKING:
     from .registry import Registry
 
 
-def _remotes(registry: Registry, remote: str | None, artifacts: str | Path | None) -> tuple[str, Path | None]:
+def _remotes(registry: Registry, remote: str | None, artifacts: str | Path | None) -> tuple[str, ObjectRemote | None]:
     local = registry.ws.local_config
     url = remote or local.get("remote")
     if not url:
-        raise RemoteError("no git remote configured: pass one (mm push URL) or run `mm remote URL [ARTIFACT_DIR]`")
+        raise RemoteError("no git remote configured: pass one (mm push URL) or run `mm remote URL [ARTIFACT_URL]`")
     check_remote_url(url)  # a URL stored before this check existed is refused too
     art = artifacts or local.get("artifact_remote")
-    return str(url), Path(art) if art else None
+    return str(url), ObjectRemote(str(art)) if art else None
 
 
 def push(registry: Registry, remote: str | None = None, artifacts: str | Path | None = None) -> dict[str, Any]:
     """Send artifacts first, then git: a version is never visible remotely before its artifact is there."""
     url, art = _remotes(registry, remote, artifacts)
-    copied = registry.objects.push_to(art, registry.referenced_objects()) if art else 0
+    sent = art.push(registry.objects, registry.referenced_objects()) if art else None
     registry.git.push(url)
-    return {"remote": url, "artifact_remote": str(art) if art else None, "objects_copied": copied}
+    return {
+        "remote": url,
+        "artifact_remote": art.url if art else None,
+        "objects_copied": sent.copied if sent else 0,
+        "bytes_copied": sent.bytes if sent else 0,
+        "objects_already_there": sent.present if sent else 0,
+    }
 
 
-def pull(registry: Registry, remote: str | None = None, artifacts: str | Path | None = None) -> dict[str, Any]:
-    """Fast-forward to the remote registry and fetch the artifacts it references.
+def pull(
+    registry: Registry, remote: str | None = None, artifacts: str | Path | None = None, *, fetch: bool = False
+) -> dict[str, Any]:
+    """Fast-forward to the remote registry; with ``fetch``, also download every artifact it references (by default
+    none: a checkout or deploy fetches the one it needs, verified, from the artifact remote).
 
     Diverged histories are refused: two workspaces may have numbered different versions alike.
     """
@@ -54,8 +65,8 @@ def pull(registry: Registry, remote: str | None = None, artifacts: str | Path | 
             )
     ignored = _adopt_remote_tags(registry, url) if moved else []
     registry.index.sync()
-    copied = registry.objects.fetch_from(art, registry.referenced_objects()) if art else 0
-    out: dict[str, Any] = {"remote": url, "updated": moved, "objects_copied": copied}
+    got = art.fetch(registry.objects, registry.referenced_objects()) if art and fetch else None
+    out: dict[str, Any] = {"remote": url, "updated": moved, "objects_copied": got.copied if got else 0}
     if ignored:
         out["ignored_tags"] = ignored
         out["note"] = (
@@ -88,9 +99,9 @@ def _adopt_remote_tags(registry: Registry, url: str) -> list[str]:
 
 
 def set_remote(registry: Registry, url: str, artifacts: str | Path | None = None) -> dict[str, Any]:
-    """Remember the git remote and artifact location used by push and pull (machine-local, never committed)."""
+    """Remember the git remote and artifact location used by push and pull (machine-local, never committed). The
+    artifact URL must be one an installed fsspec backend handles; credentials are never part of it."""
     check_remote_url(url)
-    if artifacts is not None and (not str(artifacts).strip() or str(artifacts).startswith("-")):
-        raise RemoteError(f"artifact location {str(artifacts)!r} is not a directory path: pass one")
-    registry.ws.set_local(remote=url, artifact_remote=str(artifacts) if artifacts is not None else None)
-    return {"remote": url, "artifact_remote": str(artifacts) if artifacts is not None else None}
+    art = ObjectRemote(str(artifacts)).url if artifacts is not None else None
+    registry.ws.set_local(remote=url, artifact_remote=art)
+    return {"remote": url, "artifact_remote": art}

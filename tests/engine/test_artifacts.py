@@ -55,24 +55,3 @@ def test_gc_keeps_referenced_and_young(store):
     assert report.removed == [old]
     assert keep in store and young in store and old not in store
     assert store.gc({keep}, grace_seconds=0).removed == [young]
-
-
-def test_remote_directory_round_trip(store, tmp_path):
-    sha = store.put(b"model bytes")
-    remote = tmp_path / "remote"
-    assert store.push_to(remote, [sha]) == 1
-    assert store.push_to(remote, [sha]) == 0
-    other = ArtifactStore(tmp_path / "other")
-    assert other.fetch_from(remote, [sha]) == 1
-    assert other.get(sha) == b"model bytes"
-
-
-def test_fetch_refuses_a_corrupt_remote_object(store, tmp_path):
-    sha = store.put(b"model bytes")
-    remote = tmp_path / "remote"
-    store.push_to(remote, [sha])
-    ArtifactStore(remote).path(sha).write_bytes(b"tampered")
-    other = ArtifactStore(tmp_path / "other")
-    with pytest.raises(ArtifactCorruptError):
-        other.fetch_from(remote, [sha])
-    assert sha not in other

@@ -25,7 +25,7 @@ def test_second_workspace_checks_out_what_the_first_made(ws, tmp_path, bare, iri
 
     other = Workspace.open(tmp_path / "elsewhere" / ".mm")
     other.set_local(remote=str(bare), artifact_remote=str(art))
-    pulled = other.registry.pull()
+    pulled = other.registry.pull(fetch=True)  # every artifact now (by default a checkout fetches what it needs)
     assert pulled["updated"] and pulled["objects_copied"] == 3
     assert [v.message for v in other.registry.log("m").versions] == ["two", "one"]
     assert other.registry.get("m@production").number == 1

@@ -1,21 +1,20 @@
 """A warm serving process that becomes the next local deployment.
 
-A cold server process spends ~2.5 s importing scikit-learn, skops (which scans every estimator), pandas and
-uvicorn before it loads a model that takes milliseconds. A standby has done all of that already and waits, idle, on
-a Unix socket; a deploy hands it the server's command line, working directory, environment and log file, and it
-turns into that server (same code path as a cold one: :func:`.server.main`). The runner then starts the next
-standby in the background, so every deploy after the first is warm.
+A cold server process spends ~2.4 s importing scikit-learn, skops (which scans every estimator), pandas and
+uvicorn before it loads a model that takes milliseconds. A standby (``server.py --standby=POOL``) has done all of
+that already and waits, idle, on a Unix socket; a deploy hands it the server's command line, working directory,
+environment and log file, and it turns into that server, through the same ``main`` a cold start runs. The runner
+then starts the next standby in the background, so every deploy after the first is warm.
 
-One pool per Python environment and package version (a standby never serves code older than the caller's), in a
-directory only this user can enter; the standby also checks the connecting process's uid. ``MM_STANDBY=0`` turns
-it off; a standby exits by itself after ``MM_STANDBY_IDLE`` seconds (600) without an order.
+This module is both sides: the runner's (:func:`claim`, :func:`spawn`) and the waiting process's (:func:`listen`,
+:func:`become`). One pool per Python environment and package version (a standby never serves code older than the
+caller's), in a directory only this user can enter; the standby also checks the connecting process's uid.
+``MM_STANDBY=0`` turns it off; a standby exits by itself after ``MM_STANDBY_IDLE`` seconds (600) without an order.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import gc
 import hashlib
 import json
 import os
@@ -96,7 +95,7 @@ def spawn() -> int | None:
         path.unlink(missing_ok=True)
     with open(pool / "standby.log", "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mm_magics.engine.serving.standby", f"--pool={pool}"],
+            [sys.executable, "-m", "mm_magics.engine.serving.server", f"--standby={pool}"],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -146,22 +145,7 @@ def _read_all(conn: socket.socket, limit: int = 16 * 1024 * 1024) -> bytes:
     return b"".join(chunks)
 
 
-def _warm() -> None:
-    """Import what a server needs before its first request (the ~2.5 s a cold start spends)."""
-    import pandas  # noqa: F401
-    import setproctitle  # noqa: F401 - set up while the original environment is intact
-    import sklearn  # noqa: F401
-    import uvicorn  # noqa: F401
-    from starlette import applications  # noqa: F401
-
-    from .. import serialization, workspace  # noqa: F401
-    from ..monitoring import prometheus, recorder, store  # noqa: F401
-    from . import app, handlers, server  # noqa: F401
-
-    serialization._skops()  # imports every estimator module skops knows
-
-
-def _wait(pool: Path, idle: float) -> tuple[socket.socket, dict[str, Any]] | None:
+def listen(pool: Path, idle: float) -> tuple[socket.socket, dict[str, Any]] | None:
     """Listen until an order from this user arrives (the connection and the order), or ``idle`` seconds pass."""
     path = pool / f"{os.getpid()}.sock"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -201,15 +185,14 @@ def _valid(order: dict[str, Any]) -> bool:
     )
 
 
-def _become(conn: socket.socket, order: dict[str, Any]) -> int:
-    """Turn into the ordered server: its directory, environment and log, then the cold path's own entry point."""
+def become(conn: socket.socket, order: dict[str, Any]) -> list[str]:
+    """Turn this process into the ordered server: its command line (as ``ps`` shows it), directory, environment and
+    log; answer the caller with this pid; return the server's arguments. ``setproctitle`` must have been imported
+    while the original environment was intact (it finds the memory it rewrites through it)."""
     import setproctitle
 
-    from . import server
-
-    # ps, pgrep and top show what this process now is: a cold server's command line. Before the environment is
-    # replaced: setproctitle finds the memory it rewrites through the process's original environment.
-    setproctitle.setproctitle(" ".join([sys.executable, "-m", "mm_magics.engine.serving.server", *order["argv"]]))
+    argv = order["argv"]
+    setproctitle.setproctitle(" ".join([sys.executable, "-m", "mm_magics.engine.serving.server", *argv]))
     os.chdir(order["cwd"])
     os.environ.clear()
     os.environ.update(order["env"])
@@ -222,25 +205,11 @@ def _become(conn: socket.socket, order: dict[str, Any]) -> int:
     with contextlib.suppress(OSError):
         conn.sendall(json.dumps({"pid": os.getpid()}).encode())
     conn.close()
-    return server.main(order["argv"])
+    return argv
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mm-standby", description="A warm server process for the next deploy.")
-    parser.add_argument("--pool", required=True, type=Path)
-    args = parser.parse_args(argv)
+def idle_seconds() -> float:
     try:
-        idle = float(os.environ.get("MM_STANDBY_IDLE", IDLE_S))
+        return float(os.environ.get("MM_STANDBY_IDLE", IDLE_S))
     except ValueError:
-        idle = IDLE_S
-    _warm()
-    gc.collect()
-    gc.freeze()  # what the imports built lives as long as the process: the server's own collect skips it
-    waited = _wait(args.pool, idle)
-    if waited is None:
-        return 0
-    return _become(*waited)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        return IDLE_S
