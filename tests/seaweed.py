@@ -9,12 +9,14 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-WEED = shutil.which("weed")
+# on PATH, or beside this interpreter (a venv's bin/ need not be on PATH)
+WEED = shutil.which("weed") or shutil.which("weed", path=str(Path(sys.executable).parent))
 
 
 def _free_pair() -> int:
