@@ -390,12 +390,12 @@ def measure_store_ingest(tmp: Path, points: int, rounds: int) -> dict[str, Any]:
 
 # -- part 2: the recorder path ------------------------------------------------------------------------------------
 def served_records(n: int, X: pd.DataFrame, profile: dict[str, Any]) -> list[dict[str, Any]]:
-    """Exactly what app.py's finish() hands to on_request: references to the parsed frame, outputs, profile."""
+    """Exactly what handlers.finish() hands to on_request: references to the parsed rows, outputs, profile."""
     schema = Schema.from_version(schema_of(X))
     frames = []
     for row in X.to_numpy().tolist():
         body = {"inputs": [{"name": "input-0", "shape": [1, len(row)], "datatype": "FP64", "data": [row]}]}
-        frames.append(from_v2(body, schema, 10_000)[0])  # the frame the server builds for this request
+        frames.append(from_v2(body, schema, 10_000).rows)  # the rows the server records for this request
     rng = random.Random(3)
     out = []
     for i in range(n):

@@ -26,7 +26,7 @@ from . import standby
 from .app import BundleSource, Settings, WorkspaceSource, create_app, identity
 from .workers import MAX_WORKERS, fork, stop_children
 
-SWITCH_INTERVAL_S = 0.0005
+SWITCH_INTERVAL_S = 0.002
 
 
 def _read_secret(path: str | None) -> str | None:
@@ -131,8 +131,9 @@ def _serve(args: argparse.Namespace) -> int:
     gc.collect()
     gc.freeze()
     # The recorder thread's once-a-second flush holds the GIL in 5 ms slices (CPython's default switch interval),
-    # and a request that arrives meanwhile waits out each slice: with recording on, p99 at one client was 2.3 ms
-    # against 0.57 ms without. Handing the GIL over every 0.5 ms bounds that wait (benchmarks/serving.py).
+    # and a request that arrives meanwhile waits out each slice: with recording on, p99 at one client was 2.30 ms
+    # against 0.57 ms without. 2 ms slices give 1.30 ms; 0.5 ms gave 1.17 ms but the extra switching cost 6.6 % of
+    # throughput at c=8 against the 5 % monitoring budget (4.5 % at 2 ms; benchmarks/monitoring.py).
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=5)
