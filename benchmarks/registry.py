@@ -560,6 +560,46 @@ def bench_large_model(base: Path, repeat: int) -> dict[str, Any]:
     }
 
 
+MLFLOW_SAVE = """
+import json, sys, tempfile, time
+from sklearn.datasets import make_classification
+from sklearn.ensemble import RandomForestClassifier
+import mlflow.sklearn
+X, y = make_classification(n_samples=10_000, n_features=20, random_state=0)
+model = RandomForestClassifier(n_estimators=100, random_state=0, n_jobs=1).fit(X, y)
+saves, loads = [], []
+for _ in range(int(sys.argv[1])):
+    path = tempfile.mkdtemp() + "/model"
+    t0 = time.perf_counter()
+    # explicit requirements (no dependency inference); MLflow 3 saves sklearn models with skops by default and, like
+    # us, must be told to trust the tree type to load them back
+    mlflow.sklearn.save_model(
+        model, path, pip_requirements=["scikit-learn"], skops_trusted_types=["sklearn.tree._tree.Tree"]
+    )
+    saves.append((time.perf_counter() - t0) * 1000)
+    t0 = time.perf_counter()
+    mlflow.sklearn.load_model(path)
+    loads.append((time.perf_counter() - t0) * 1000)
+print(json.dumps({"save_ms": sorted(saves)[len(saves) // 2], "load_ms": sorted(loads)[len(loads) // 2]}))
+"""
+
+
+def bench_mlflow_large(repeat: int) -> dict[str, Any]:
+    """``mlflow.sklearn.save_model`` / ``load_model`` of the same forest, in the venv ``serving.py --peers`` builds
+    (MLflow's own dependencies stay out of ours): the issue's reference for commit time, measured in this run."""
+    import subprocess
+
+    import _peers
+
+    python = _peers.venv_python("mlflow", ["mlflow"], log)
+    done = subprocess.run(
+        [str(python), "-c", MLFLOW_SAVE, str(max(3, repeat // 4))], capture_output=True, text=True, timeout=600
+    )
+    if done.returncode:
+        raise RuntimeError(f"MLflow's save failed: {done.stderr[-1000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=parse_sizes, default=parse_sizes("10,1000,10000"))
@@ -568,6 +608,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the temporary workspaces (path on stderr)")
     parser.add_argument("--large-only", action="store_true", help="only the large-model commit and load")
+    parser.add_argument(
+        "--mlflow", action="store_true", help="also time mlflow.sklearn.save_model/load_model of the large model"
+    )
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -579,6 +622,11 @@ def main(argv: list[str] | None = None) -> int:
         if inside_git_repo(base):
             raise SystemExit(f"{base} is inside a git repository; set TMPDIR to a directory outside any repository")
         large = bench_large_model(base, args.repeat)
+        if args.mlflow:
+            large["mlflow"] = bench_mlflow_large(args.repeat)
+            ours, theirs = large["commit"]["median_ms"], large["mlflow"]["save_ms"]
+            large["commit_vs_mlflow_save"] = round(ours / theirs, 3)
+            log(f"MLflow save {theirs:.0f} ms, load {large['mlflow']['load_ms']:.0f} ms")
         log(
             f"large model: commit {large['commit']['median_ms']} ms, load {large['load']['median_ms']} ms "
             f"(cached {large['load_cached']['median_ms']} ms)"
