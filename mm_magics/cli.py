@@ -163,15 +163,7 @@ def _deployer(args: argparse.Namespace) -> Any:
 
 
 def cmd_deploy(args: argparse.Namespace) -> Any:
-    return _deployer(args).deploy(
-        args.version,
-        docker=args.docker,
-        port=args.port,
-        batch=args.batch,
-        force=args.force,
-        reason=args.message,
-        workers=args.workers,
-    )
+    return _deployer(args).deploy(args.version, **verbs.deploy_options(args))
 
 
 def cmd_undeploy(args: argparse.Namespace) -> Any:

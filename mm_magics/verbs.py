@@ -273,6 +273,19 @@ VERBS: dict[str, Verb] = {
 }
 
 
+def deploy_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``Deployer.deploy``'s keyword arguments from a parsed ``deploy`` (either face), beside the arguments
+    declared above, so a new option is mapped in one place."""
+    return {
+        "docker": args.docker,
+        "port": args.port,
+        "batch": args.batch,
+        "force": args.force,
+        "reason": args.message,
+        "workers": args.workers,
+    }
+
+
 def apply(parser: argparse.ArgumentParser, verb: str, face: Face) -> argparse.ArgumentParser:
     """Add ``verb``'s arguments for ``face`` to ``parser``."""
     for a in VERBS[verb].args:

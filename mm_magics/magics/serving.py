@@ -11,6 +11,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import line_magic
 
 from ..engine.specs import parse_spec
+from ..verbs import deploy_options
 from .common import friendly, parse_args, verb_arguments
 
 # Everything heavy (scikit-learn, skops, pandas, git) is imported inside the magics that need it, so that
@@ -44,15 +45,7 @@ class ServingMagics:
         Deploying another version of an already deployed model switches it without dropping a request.
         """
         args = parse_args(self.mm_deploy, line)
-        return self.deployer.deploy(
-            args.version,
-            docker=args.docker,
-            port=args.port,
-            batch=args.batch,
-            force=args.force,
-            reason=args.message,
-            workers=args.workers,
-        )
+        return self.deployer.deploy(args.version, **deploy_options(args))
 
     @verb_arguments("undeploy")
     @line_magic

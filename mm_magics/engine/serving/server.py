@@ -140,7 +140,7 @@ def _serve(args: argparse.Namespace) -> int:
     server = uvicorn.Server(config)
     if args.state_file and workers.index == 0:
         if workers.count > 1:  # "ready" means every worker answers
-            _wait_workers(workers, token)
+            _wait_workers(workers)
         state = {"pid": os.getpid(), "host": args.host, "port": port, "version": spec, "ready": time.time()}
         atomic_write_text(Path(args.state_file), json.dumps(state) + "\n")
     if workers.index == 0:
@@ -191,26 +191,19 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _wait_workers(workers: Any, token: str | None) -> None:
-    """Start the first worker's server only once the others answer on their private ports (threads are fine now:
-    every fork is done). A worker that cannot start ends the deployment with its own error in the log."""
-    import threading
-
+def _wait_workers(workers: Any) -> None:
+    """Report ready only once the other workers answer on their private ports (the health route needs no token).
+    The wait is bounded by the runner's own 60 s readiness limit, so a worker that never answers fails the deploy
+    (with the log to read) instead of leaving a deployment that is half up."""
     import httpx
 
-    def ready_all() -> None:
-        deadline = time.monotonic() + 60
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        for peer in workers.peers:
-            while time.monotonic() < deadline:
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(peer + "/v2/health/ready", headers=headers, timeout=2).status_code == 200:
-                        break
-                time.sleep(0.02)
-
-    waiter = threading.Thread(target=ready_all, daemon=True)
-    waiter.start()
-    waiter.join(65)
+    deadline = time.monotonic() + 60
+    for peer in workers.peers:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(peer + "/v2/health/ready", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.02)
 
 
 def _recorder(args: argparse.Namespace, source: Any, metrics: Any, worker: int = 0) -> Any:

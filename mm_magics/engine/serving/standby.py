@@ -50,14 +50,21 @@ def pool_dir() -> Path:
     return path
 
 
-def claim(argv: list[str], *, cwd: Path, log: Path) -> int | None:
-    """Hand a server command line (``server.py``'s arguments) to a waiting standby; its pid, or None when none is
-    ready (the caller starts a cold process). The order carries this process's environment, never written to disk."""
+def _usable_pool() -> Path | None:
+    """The pool, or None when standbys are off or its directory cannot be made."""
     if not enabled():
         return None
     try:
-        pool = pool_dir()
+        return pool_dir()
     except OSError:
+        return None
+
+
+def claim(argv: list[str], *, cwd: Path, log: Path) -> int | None:
+    """Hand a server command line (``server.py``'s arguments) to a waiting standby; its pid, or None when none is
+    ready (the caller starts a cold process). The order carries this process's environment, never written to disk."""
+    pool = _usable_pool()
+    if pool is None:
         return None
     order = json.dumps({"argv": argv, "cwd": str(cwd), "log": str(log), "env": dict(os.environ)}).encode()
     for path in sorted(pool.glob("*.sock")):
@@ -81,13 +88,8 @@ def claim(argv: list[str], *, cwd: Path, log: Path) -> int | None:
 
 def spawn() -> int | None:
     """Start a standby in the background unless one is ready or warming up; its pid."""
-    if not enabled():
-        return None
-    try:
-        pool = pool_dir()
-    except OSError:
-        return None
-    if len(str(pool / "4194304.sock")) > MAX_SOCKET_PATH:
+    pool = _usable_pool()
+    if pool is None or len(str(pool / "4194304.sock")) > MAX_SOCKET_PATH:
         return None
     for path in [*pool.glob("*.sock"), *pool.glob("*.warming")]:
         if pid_alive(_pid_of(path)):
