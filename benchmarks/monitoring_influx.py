@@ -55,7 +55,7 @@ class Server:
     def __init__(self, root: Path) -> None:
         binary = shutil.which("victoria-metrics")
         if binary is None:
-            raise SystemExit("victoria-metrics is not installed: run `bash scripts/setup-influx.sh` as root")
+            raise SystemExit("victoria-metrics is not installed: run `bash scripts/setup-servers.sh` as root")
         self.binary, self.data, self.logfile = binary, root / "data", root / "vm.log"
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))

@@ -166,6 +166,10 @@ def cmd_deploy(args: argparse.Namespace) -> Any:
     return _deployer(args).deploy(args.version, **verbs.deploy_options(args))
 
 
+def cmd_image(args: argparse.Namespace) -> Any:
+    return _deployer(args).image(args.version, push=args.push)
+
+
 def cmd_undeploy(args: argparse.Namespace) -> Any:
     return _deployer(args).undeploy(args.name)
 
@@ -273,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
         "view": cmd_view,
         "gate": cmd_gate,
         "deploy": cmd_deploy,
+        "image": cmd_image,
         "undeploy": cmd_undeploy,
         "deployments": cmd_deployments,
         "token": cmd_token,

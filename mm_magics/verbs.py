@@ -58,6 +58,7 @@ EXAMPLES: dict[str, tuple[str | tuple[str, tuple[Face, ...]], ...]] = {
     "models": ("{cmd}",),
     "view": ("{cmd} iris", "{cmd} iris --window 1h --metric f1_macro"),
     "deploy": ("{cmd} iris@production", "{cmd} iris@v3 --docker", "{cmd} iris@v4 --force -m 'hotfix, gate waived'"),
+    "image": ("{cmd} iris@v3", "{cmd} iris@production --push registry.example.com/team/iris"),
     "undeploy": ("{cmd} iris",),
     "deployments": ("{cmd}",),
     "token": (("token = {cmd}", ("magic",)), ('curl -H "Authorization: Bearer $({cmd})" URL', ("cli",))),
@@ -211,6 +212,14 @@ VERBS: dict[str, Verb] = {
             ),
             arg("--force", action="store_true", help="deploy even if a gate fails (needs -m)"),
             MESSAGE,
+        ),
+    ),
+    "image": Verb(
+        "build a version's image (the one a Docker deploy runs; it also runs standalone: docker run -p 8000:8000 "
+        "IMAGE) and push it to an OCI registry with the Docker engine's credentials",
+        (
+            arg("version", help="NAME, NAME@vN or NAME@ALIAS", completes=True),
+            arg("--push", metavar="REGISTRY/REPO[:TAG]", help="push it there (tag default: vN)"),
         ),
     ),
     "undeploy": Verb("stop a model's server", (arg("name", help="model name", completes=True),)),

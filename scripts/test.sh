@@ -11,11 +11,12 @@ python3 -m pip install -q -e ".[test,dev]"  # also builds the Models panel (labe
 # the panel's lint: eslint and prettier (TypeScript strict is checked by its build above)
 (cd labextension && jlpm install >/dev/null && jlpm lint)
 
-# Debian packages and real servers: a Docker engine with a local base image (no registry is reachable here), and
-# VictoriaMetrics, which speaks InfluxDB's write protocol (the tests start their own instances on free ports)
+# Debian packages and real servers: a Docker engine with a local base image (no registry is reachable here);
+# VictoriaMetrics (InfluxDB's write protocol), Prometheus and an OCI registry (the tests start their own instances on
+# free loopback ports); Chromium for the browser tests
 if [ "$(id -u)" = 0 ]; then
     bash scripts/setup-docker.sh
-    bash scripts/setup-influx.sh
+    bash scripts/setup-servers.sh
     bash scripts/setup-browser.sh
 fi
 export MM_DOCKER_BASE_IMAGE="${MM_DOCKER_BASE_IMAGE:-local/python:3.11}"

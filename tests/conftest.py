@@ -14,6 +14,7 @@ from sklearn.tree import DecisionTreeClassifier
 
 from mm_magics.engine import Workspace, fingerprint, schema_of
 
+from .daemons import oci_registry, prometheus  # noqa: F401 - a real OCI registry and Prometheus
 from .seaweed import s3_env, seaweed  # noqa: F401 - a real S3 server, for the artifact remote tests
 from .victoria import victoria  # noqa: F401 - a fixture, shared by the monitoring and Docker tests
 

@@ -106,8 +106,8 @@ class Victoria:
 def victoria(tmp_path: Path):
     if VM_BINARY is None:
         if os.environ.get("CI"):
-            pytest.fail("victoria-metrics is not installed: run `bash scripts/setup-influx.sh` (CI must not skip)")
-        pytest.skip("victoria-metrics is not installed: run `bash scripts/setup-influx.sh` as root")
+            pytest.fail("victoria-metrics is not installed: run `bash scripts/setup-servers.sh` (CI must not skip)")
+        pytest.skip("victoria-metrics is not installed: run `bash scripts/setup-servers.sh` as root")
     server = Victoria(tmp_path / "vm-data", free_port(), tmp_path / "vm.log")
     server.start()
     yield server

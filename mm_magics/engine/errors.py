@@ -86,6 +86,11 @@ class SpecError(MMError):
     """A model name or ``NAME@vN`` / ``NAME@alias`` string is malformed."""
 
 
+class UsageError(MMError):
+    """An argument other than a spec is malformed (an image reference, a Kubernetes name): the message names the
+    rule and a valid example."""
+
+
 class NotFoundError(MMError):
     """A model, version or alias does not exist."""
 

@@ -1,4 +1,4 @@
-"""Deployment: %mm_deploy, %mm_undeploy, %mm_deployments, %mm_token, %mm_predict.
+"""Deployment: %mm_deploy, %mm_image, %mm_undeploy, %mm_deployments, %mm_token, %mm_predict.
 
 A mixin of :class:`mm_magics.magics.MMMagics` (one configurable, so ``%config MMMagics.*`` keeps working),
 as IPython splits its own magics by topic; each magic parses its line, calls one engine verb, returns a record."""
@@ -46,6 +46,18 @@ class ServingMagics:
         """
         args = parse_args(self.mm_deploy, line)
         return self.deployer.deploy(args.version, **deploy_options(args))
+
+    @verb_arguments("image")
+    @line_magic
+    @friendly
+    def mm_image(self, line: str) -> Any:
+        """Build a version's image and, with --push, push it to an OCI registry (the Docker engine's credentials).
+
+        The image is the one a Docker deploy runs; it also serves standalone (docker run -p 8000:8000 IMAGE) and
+        carries the version, its artifact's sha256 and the workspace commit as OCI labels.
+        """
+        args = parse_args(self.mm_image, line)
+        return self.deployer.image(args.version, push=args.push)
 
     @verb_arguments("undeploy")
     @line_magic

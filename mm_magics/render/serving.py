@@ -59,6 +59,17 @@ def _deployment(d: Any) -> str:
     return f"<b>{e(d.name)}</b>" + table(["", ""], [(dim(k), v) for k, v in rows])
 
 
+@renders("mm_magics.engine.serving.publish", "PublishedImage")
+def _published(p: Any) -> str:
+    rows = [("image", f"<code>{e(p.image)}</code> ({e(p.image_id[:19])}), built in {p.seconds:.1f}s")]
+    if p.pushed:
+        rows += [("pushed", f"<code>{e(p.pushed)}</code>"), ("by digest", f"<code>{e(p.pinned)}</code>")]
+    rows.append(("runs standalone", f"<code>docker run -p 8000:8000 {e(p.pushed or p.image)}</code>"))
+    labels = {k: v for k, v in p.labels.items() if k.startswith("org.opencontainers.image.") or k.endswith("sha256")}
+    rows += [(k.rsplit(".", 1)[-1], f"<code>{e(v)}</code>") for k, v in sorted(labels.items())]
+    return f"<b>image of {e(p.version)}</b>" + table(["", ""], [(dim(k), v) for k, v in rows])
+
+
 @renders(DEPLOYMENTS, "DeploymentList")
 def _deployments(listing: Any) -> str:
     if not listing.deployments:

@@ -30,6 +30,7 @@ from .workers import MAX_WORKERS
 if TYPE_CHECKING:
     from ..records import Transition, Version
     from ..workspace import Workspace
+    from .publish import PublishedImage
 
 
 MAX_PROBES = 10_000
@@ -267,6 +268,12 @@ class Deployer:
         # a rollback is a deliberate, audited decision: the no-regression gate must not block going back
         dep = self.switch(name, new.id, reason=message or f"Roll back to {to}", force=True)
         return self.ws.registry.get(new.id), dep  # read again: serving it moved it into the deploy stage
+
+    def image(self, spec: str, push: str | None = None) -> PublishedImage:
+        """Build ``spec``'s image (the one a Docker deploy runs) and, with ``push``, push it to that registry."""
+        from .publish import publish
+
+        return publish(self.docker().images, self.ws.registry.get(spec), push)
 
     def flush_metrics(self, name: str) -> bool:
         """Ask a server (process or container) to write what it has recorded, so a snapshot taken now includes it.

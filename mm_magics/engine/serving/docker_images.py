@@ -40,7 +40,7 @@ DEFAULT_BASE_IMAGE = "python:3.11-slim"
 LOCAL_BASE_IMAGE = "local/python:3.11"
 BASE_IMAGE_ENV = "MM_DOCKER_BASE_IMAGE"
 RUNTIME_REPO = "mm-magics/runtime"
-CONTAINER_PORT = 8080
+CONTAINER_PORT = 8000  # what `docker run -p 8000:8000 IMAGE` and a Kubernetes pod expect
 TOKEN_DIR = "/run/mm"
 TOKEN_PATH = f"{TOKEN_DIR}/token"
 SERVER_CMD = [
@@ -82,7 +82,40 @@ VERSION_DOCKERFILE = """\
 # (d) one version of one model: the only layer a new version adds
 FROM {runtime}
 COPY bundle/ /bundle/
+# standalone (`docker run -p 8000:8000 IMAGE`, a Kubernetes pod): a token mounted at {token} is required of every
+# client, none means none; requests are logged under /tmp. A deploy from the workspace passes its own command.
+CMD {cmd}
 """
+
+
+def standalone_command(name: str) -> list[str]:
+    """The version image's own command: the server as a published image runs it, with no workspace around it."""
+    return [*SERVER_CMD, "--allow-no-token", "--metrics-db", "/tmp/mm/metrics.sqlite", f"--deployment={name}"]
+
+
+def workspace_id(root: Path) -> str:
+    """Which workspace built an image, without putting its path (a home directory, a user name) into an image that
+    may be pushed anywhere: a hash of the path, for ``docker images --filter label=…``."""
+    return hashlib.sha256(str(root).encode()).hexdigest()[:16]
+
+
+def oci_labels(version: Version) -> dict[str, str]:
+    """The OCI annotation keys a registry, ``docker inspect`` and scanners read, plus our own: which version, which
+    bytes (the artifact's sha256) and which workspace commit an image serves, wherever the image travels."""
+    labels = {
+        "org.opencontainers.image.title": version.name,
+        "org.opencontainers.image.version": f"v{version.number}",
+        "org.opencontainers.image.created": version.created,
+        "org.opencontainers.image.description": f"{version.id} served over Open Inference Protocol V2 and MLflow "
+        "/invocations by mm_magics",
+        f"{LABEL}.model": version.name,
+        f"{LABEL}.version": version.id,
+        f"{LABEL}.sha256": version.sha256,
+    }
+    if version.commit:
+        labels["org.opencontainers.image.revision"] = version.commit
+        labels[f"{LABEL}.commit"] = version.commit
+    return labels
 
 
 @dataclass
@@ -165,14 +198,10 @@ class ImageBuilder:
         self._say(f"building {tag}")
         with tempfile.TemporaryDirectory(prefix="mm-docker-") as tmp:
             ctx = Path(tmp)
-            (ctx / "Dockerfile").write_text(VERSION_DOCKERFILE.format(runtime=runtime))
+            cmd = json.dumps(standalone_command(version.name))
+            (ctx / "Dockerfile").write_text(VERSION_DOCKERFILE.format(runtime=runtime, token=TOKEN_PATH, cmd=cmd))
             write_bundle(self.ws, version, ctx / "bundle")
-            labels = {
-                f"{LABEL}.model": version.name,
-                f"{LABEL}.version": version.id,
-                f"{LABEL}.sha256": version.sha256,
-                f"{LABEL}.workspace": str(self.ws.root),
-            }
+            labels = {**oci_labels(version), f"{LABEL}.workspace-id": workspace_id(self.ws.root)}
             image_id, version_log = self._build(ctx, tag, labels)
         return BuildResult(tag, image_id, runtime, runtime_built, time.perf_counter() - start, log + version_log)
 

@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch", type=int, default=64)
     p.add_argument("--max-delay-ms", type=float, default=0.0)
     p.add_argument("--token-file", help="bearer token required on every request (mandatory off loopback)")
+    p.add_argument(
+        "--allow-no-token",
+        action="store_true",
+        help="a published image run standalone: when --token-file does not exist, answer without a token (said once "
+        "on stderr); a token file that exists must hold a token",
+    )
     p.add_argument("--admin-token-file", help="token for swapping versions over HTTP (/mm/v1/load)")
     p.add_argument("--state-file", help="written once the server is ready: pid, host, port, version")
     p.add_argument("--feedback-file", help="append ground-truth feedback here as JSON lines")
@@ -79,9 +85,18 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    token = _read_secret(args.token_file)
-    if not is_loopback(args.host) and not token:
-        raise MMError(f"refusing to listen on {args.host} without a bearer token: pass --token-file")
+    if args.allow_no_token and args.token_file and not Path(args.token_file).exists():
+        token = None
+        print(
+            f"mm-serve: no token at {args.token_file}: answering every client without one (mount a file holding a "
+            "token there to require `Authorization: Bearer`)",
+            file=sys.stderr,
+            flush=True,
+        )
+    else:
+        token = _read_secret(args.token_file)
+        if not is_loopback(args.host) and not token:
+            raise MMError(f"refusing to listen on {args.host} without a bearer token: pass --token-file")
     if not 1 <= args.workers <= MAX_WORKERS:
         raise MMError(f"--workers {args.workers} is out of range: use 1 to {MAX_WORKERS} (one per core is usual)")
     if args.workspace and not args.version:

@@ -10,6 +10,8 @@ from sklearn.tree import DecisionTreeClassifier
 from mm_magics.engine import Workspace, fingerprint, schema_of
 from mm_magics.engine.serving.deployer import Deployer
 
+from .docker_fixtures import base_image, deployer, docker_client, runner  # noqa: F401 - a real Docker engine
+
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
@@ -22,9 +24,9 @@ def served(tmp_path_factory):
     common = {"schema": schema_of(X), "data": fingerprint(X, y), "probe_data": X}
     ws.registry.commit("iris", logreg, message="logreg", metrics={"accuracy": 0.97}, **common)
     ws.registry.commit("iris", tree, message="tree", metrics={"accuracy": 0.95}, parent="iris@v1", **common)
-    deployer = Deployer(ws)
-    dep = deployer.deploy("iris@v1")
-    yield {"ws": ws, "deployer": deployer, "dep": dep, "X": X, "y": y, "logreg": logreg, "tree": tree}
-    for d in deployer.store.all():
-        deployer.undeploy(d.name)
+    local = Deployer(ws)
+    dep = local.deploy("iris@v1")
+    yield {"ws": ws, "deployer": local, "dep": dep, "X": X, "y": y, "logreg": logreg, "tree": tree}
+    for d in local.store.all():
+        local.undeploy(d.name)
     ws.close()

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Any
 
 import pytest
 
@@ -33,62 +31,7 @@ from ...waiting import wait_until
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
 
-# -- fixtures ------------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def docker_client() -> Any:
-    try:
-        import docker
-
-        client = docker.from_env(timeout=60)
-        client.ping()
-    except Exception as exc:
-        reason = f"no Docker engine reachable ({' '.join(str(exc).split())[:200]}): run mm docker-setup (as root)"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set, so a missing engine is a failure: {reason}")
-        pytest.skip(reason)
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="session")
-def base_image(docker_client: Any) -> str:
-    import docker.errors
-
-    if os.environ.get("MM_DOCKER_BASE_IMAGE"):
-        return os.environ["MM_DOCKER_BASE_IMAGE"]
-    try:
-        docker_client.images.get("local/python:3.11")
-        return "local/python:3.11"
-    except docker.errors.ImageNotFound:
-        return "python:3.11-slim"
-
-
-def _remove_everything_of(ws, docker_client: Any) -> None:
-    label = f"{LABEL}.workspace={ws.root}"
-    for container in docker_client.containers.list(all=True, filters={"label": label}):
-        container.remove(force=True)
-    for image in docker_client.images.list(filters={"label": label}):
-        docker_client.images.remove(image.id, force=True)
-
-
-@pytest.fixture
-def runner(ws, base_image: str, docker_client: Any):
-    """A runner on the test's workspace; afterwards every container and version image of that workspace goes."""
-    yield DockerRunner(ws, base_image, drain=1.0)
-    _remove_everything_of(ws, docker_client)
-
-
-@pytest.fixture
-def deployer(ws, base_image: str, docker_client: Any, monkeypatch):
-    """The Deployer (records, lock, lifecycle) deploying with ``--docker`` on the test's workspace."""
-    monkeypatch.setenv("MM_DOCKER_BASE_IMAGE", base_image)
-    deployer = Deployer(ws)
-    deployer.docker().drain = 1.0
-    yield deployer
-    deployer.close()
-    _remove_everything_of(ws, docker_client)
-
-
+# -- fixtures (docker_client, base_image, runner, deployer: tests/engine/serving/docker_fixtures.py) ----------
 @pytest.fixture
 def two_versions(ws, iris, models):
     """iris@v1 (logistic regression) and iris@v2 (a tree), committed with the same environment."""
@@ -137,7 +80,7 @@ def test_build_run_and_predict_over_both_protocols(ws, deployer, docker_client, 
     container = docker_client.containers.get(dep.container_id)
     assert container.labels[f"{LABEL}.version"] == "iris@v1"
     assert container.attrs["HostConfig"]["Init"] is True
-    assert container.ports["8080/tcp"][0]["HostIp"] == "127.0.0.1"
+    assert container.ports["8000/tcp"][0]["HostIp"] == "127.0.0.1"
     assert deployer.get("iris").status == "running"
     assert ws.registry.get("iris@v1").stage == "deploy"
 
@@ -345,8 +288,6 @@ def test_unreachable_engine_names_the_fix(ws, two_versions, monkeypatch):
 def test_without_the_docker_sdk_every_entry_point_names_the_extra(ws, two_versions, monkeypatch):
     """The quick start installs no [docker] extra: the notebook's "is Docker here?" check must answer, not raise."""
     import sys
-
-    from mm_magics.engine.serving.deployer import Deployer
 
     for module in [m for m in sys.modules if m == "docker" or m.startswith("docker.")]:
         monkeypatch.delitem(sys.modules, module)
