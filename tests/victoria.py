@@ -76,9 +76,13 @@ class Victoria:
             self.proc.kill()
             self.proc.wait(5)
 
-    def export(self, match: str) -> list[dict]:
+    def flush(self) -> None:
+        """Make what was ingested searchable now (VictoriaMetrics does so on its own within seconds)."""
         with urllib.request.urlopen(f"{self.url}/internal/force_flush", timeout=10):
             pass
+
+    def export(self, match: str) -> list[dict]:
+        self.flush()
         body = urllib.parse.urlencode({"match[]": match}).encode()
         with urllib.request.urlopen(f"{self.url}/api/v1/export", data=body, timeout=30) as r:
             return [json.loads(line) for line in r.read().decode().splitlines() if line.strip()]

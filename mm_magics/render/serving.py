@@ -146,6 +146,14 @@ def _snapshot(s: Any) -> str:
     out = [
         f"<b>{e(s.name)}</b> " + dim(f"{e(s.version or 'not deployed')} · {span}"),
         f"<div>{s.requests} requests · {s.rate_per_s:.2f}/s · errors {err}</div>",
+    ]
+    if s.source:
+        out.append(
+            "<div>"
+            + dim(f"served elsewhere: read from {e(s.source)} (quality and drift stay where it is served)")
+            + "</div>"
+        )
+    out += [
         "<div>requests per bucket " + sparkline(s.series.get("requests", []), span=span) + "</div>",
         "<div>p95 server latency " + sparkline(s.series.get("p95_ms", []), unit=" ms", span=span) + "</div>",
     ]

@@ -22,7 +22,9 @@ from ..errors import MMError
 from ..records import Record
 from ..specs import check_name
 from .drift import PSI_SIGNIFICANT, ks, psi, reference
+from .influx_reader import InfluxReader
 from .influx_settings import INFLUX_STATE
+from .influx_settings import resolve as resolve_influx
 from .series import LiveSeries, label_key
 from .store import SQLiteStore
 
@@ -79,9 +81,13 @@ class Snapshot(Record):
     sink: dict[str, Any] | None = None
     deployment: dict[str, Any] | None = None
     series: dict[str, list[float | None]] = field(default_factory=dict)
+    #: where the picture was read from when not this machine's store: a deployment elsewhere, read from InfluxDB
+    source: str | None = None
 
     def __str__(self) -> str:
         lines = [f"{self.name} ({self.version or 'not deployed'}) — last {self.window_s:.0f}s"]
+        if self.source:
+            lines.append(f"  served elsewhere: read from {self.source} (quality and drift stay where it is served)")
         err = f"{self.error_rate:.1%}" if self.error_rate is not None else "n/a"
         lines.append(f"  traffic: {self.requests} requests, {self.rate_per_s:.2f}/s, errors {err}")
         for part, stats in self.latency_ms.items():
@@ -205,12 +211,13 @@ class Monitor:
         *,
         deployment: Any = None,
         sink: dict[str, Any] | None = None,
+        source: Any = None,
     ) -> Snapshot:
         """The live picture of ``name`` over ``window``: a pure read (a refresh tick, a poll, a GET may call it).
 
         Its ``alerts`` are the rules firing on this window now, each with the time it was first recorded as open
         when :meth:`evaluate` has recorded it. ``sink`` defaults to what the servers last reported."""
-        snap, vdoc = self._picture(name, window, deployment, sink)
+        snap, vdoc = self._picture(name, window, deployment, sink, source)
         version = vdoc.number if vdoc is not None else None
         stored = {a["rule"]: a for a in self.store.alerts(name).to_dict(orient="records") if a["version"] == version}
         snap.alerts = [
@@ -248,9 +255,18 @@ class Monitor:
         """What ``%mm_monitor`` and ``mm monitor`` show, one verb for both: the server writes what it has recorded
         (``deployments.flush_metrics``), then the picture; ``evaluate=True`` (the user's action, not a refresh tick)
         also records alerts and the maintain move."""
-        deployments.flush_metrics(name)
+        deployment = deployments.get(name)
+        source = self.elsewhere() if deployment is None else None
+        if source is None:
+            deployments.flush_metrics(name)
         picture = self.evaluate if evaluate else self.snapshot
-        return picture(name, window, deployment=deployments.get(name))
+        return picture(name, window, deployment=deployment, source=source)
+
+    def elsewhere(self) -> InfluxReader | None:
+        """Where a model with no deployment on this machine records (an exported or remote deployment): the
+        InfluxDB the workspace is configured for, or None."""
+        settings = resolve_influx(self.ws.local_config)
+        return InfluxReader(settings) if settings is not None else None
 
     def evaluate(
         self,
@@ -259,11 +275,12 @@ class Monitor:
         *,
         deployment: Any = None,
         sink: dict[str, Any] | None = None,
+        source: Any = None,
     ) -> Snapshot:
         """The one monitoring step that writes: record alerts opening and resolving, and move a deployed version
         that now has live traffic from *deploy* to *maintain* (an audited commit). A user action calls it (starting
         ``%mm_monitor`` or ``mm monitor``); refreshes and polls call :meth:`snapshot`."""
-        snap, vdoc = self._picture(name, window, deployment, sink)
+        snap, vdoc = self._picture(name, window, deployment, sink, source)
         version = vdoc.number if vdoc is not None else None
         firing = {rule: (message, value) for rule, on, message, value in self._checks(snap, vdoc) if on}
         for alert in self.store.alerts(name).to_dict(orient="records"):
@@ -280,29 +297,34 @@ class Monitor:
         return snap
 
     def _picture(
-        self, name: str, window: str | float, deployment: Any, sink: dict[str, Any] | None
+        self, name: str, window: str | float, deployment: Any, sink: dict[str, Any] | None, source: Any = None
     ) -> tuple[Snapshot, Any]:
+        """The picture from this machine's store, or from ``source`` (an :class:`InfluxReader`) for a deployment
+        elsewhere, which answers the same reads."""
         check_name(name)
         window_s = parse_duration(window)
+        store = source if source is not None else self.store
+        if source is not None:
+            sink = {}  # this machine's servers' sink state says nothing about a server elsewhere
         sink = sink if sink is not None else self.sink_state()
         now = time.time()
         since = now - window_s
         version = deployment.version if deployment is not None else None
-        reqs = self.store.requests(name, since)
+        reqs = store.requests(name, since)
         n = len(reqs)
         # the rate divides by the time traffic could have run: since the deployment started, if that is later
         observed = now - max(since, _started(deployment) or since)
         ok = reqs[reqs["status"] == 200] if n else reqs
-        latency = _latency(ok, self.store.probes(name, since))
+        latency = _latency(ok, store.probes(name, since))
         error_rate = float((reqs["status"] != 200).mean()) if n else None
         number = int(version.split("@v")[1]) if version else (int(ok["version"].max()) if len(ok) else None)
         vdoc = self.ws.registry.get(f"{name}@v{number}") if number else None
         training = {k: v for k, v in (vdoc.metrics if vdoc else {}).items() if isinstance(v, (int, float))}
-        joined = self.store.joined_feedback(name, since)
+        joined = store.joined_feedback(name, since)
         if number is not None and not joined.empty:
             joined = joined[joined["version"] == number]  # live quality of the version serving now
         quality, labelled = _quality(joined, vdoc.task if vdoc else None)
-        drift = self._drift(name, number, since, vdoc) if number else {}
+        drift = self._drift(store, name, number, since, vdoc) if number else {}
         snap = Snapshot(
             name=name,
             version=f"{name}@v{number}" if number else None,
@@ -320,11 +342,12 @@ class Monitor:
             sink=sink,
             deployment=deployment.to_dict() if deployment is not None else None,
             series=_series(reqs, since, now),
+            source=source.where if source is not None else None,
         )
         return snap, vdoc
 
-    def _drift(self, name: str, number: int, since: float, vdoc: Any) -> dict[str, dict[str, float | None]]:
-        counts, samples = self.store.drift(name, number, since)
+    def _drift(self, store: Any, name: str, number: int, since: float, vdoc: Any) -> dict[str, dict[str, float | None]]:
+        counts, samples = store.drift(name, number, since)
         profile = (vdoc.data or {}).get("profile") or {}
         out: dict[str, dict[str, float | None]] = {}
         for feature, c in counts.items():
