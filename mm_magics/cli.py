@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, is_dataclass
+from pathlib import Path
 from typing import Any
 
 from . import verbs
@@ -170,6 +171,22 @@ def cmd_image(args: argparse.Namespace) -> Any:
     return _deployer(args).image(args.version, push=args.push)
 
 
+def cmd_export_kubernetes(args: argparse.Namespace) -> Any:
+    out = Path(args.out) if args.out else Path("k8s")
+    options = {
+        "name": args.name,
+        "namespace": args.namespace,
+        "replicas": args.replicas,
+        "cpu": args.cpu,
+        "memory": args.memory,
+        "token_secret": args.token_secret,
+        "influx_secret": args.influx_secret,
+        "kserve": not args.no_kserve,
+        "plain": not args.no_plain,
+    }
+    return _deployer(args).export_kubernetes(args.version, args.image, out, **options)
+
+
 def cmd_undeploy(args: argparse.Namespace) -> Any:
     return _deployer(args).undeploy(args.name)
 
@@ -322,6 +339,33 @@ def build_parser() -> argparse.ArgumentParser:
         "as root: install docker.io, start dockerd and build the local/python:3.11 base image, offline from the "
         "Debian mirror this machine uses (idempotent; a second run takes a second)",
     )
+    sp = add("export", cmd_export_kubernetes, "write what another platform runs a version with")
+    kinds = sp.add_subparsers(dest="target", required=True, metavar="TARGET")
+    k8s = kinds.add_parser(
+        "kubernetes",
+        help="KServe InferenceService and a plain Deployment + Service for a version's image, validated offline",
+        description="Manifests a platform team can `kubectl apply`: a KServe InferenceService running the image as a "
+        "V2 custom predictor, and a Deployment + Service with probes on the V2 health routes. The bearer token "
+        "(Secret NAME-token, key token) and the InfluxDB settings (Secret NAME-influx, INFLUXDB_V2_* keys, optional) "
+        "are referenced, never written. Nothing talks to a cluster.",
+        epilog="examples:\n  mm export kubernetes iris@v3 --image registry.example.com/team/iris:v3\n"
+        "  mm export kubernetes iris@production --image REF --namespace ml --replicas 3 --out deploy/",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    k8s.add_argument("--workspace", "-C", default=argparse.SUPPRESS, help="workspace directory")
+    k8s.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print machine-readable JSON")
+    k8s.add_argument("version", help="NAME@vN or NAME@ALIAS")
+    k8s.add_argument("--image", required=True, help="the pushed image (mm image NAME@vN --push REF prints it)")
+    k8s.add_argument("--out", help="directory to write into (default: ./k8s)")
+    k8s.add_argument("--name", help="Kubernetes object name (default: from the model name)")
+    k8s.add_argument("--namespace", help="metadata.namespace (default: none, kubectl's current one)")
+    k8s.add_argument("--replicas", type=int, default=1, help="pods (KServe: minReplicas)")
+    k8s.add_argument("--cpu", default="250m", help="CPU request (no limit)")
+    k8s.add_argument("--memory", default="512Mi", help="memory request and limit")
+    k8s.add_argument("--token-secret", help="Secret holding the bearer token (default NAME-token)")
+    k8s.add_argument("--influx-secret", help="Secret with INFLUXDB_V2_* settings (default NAME-influx)")
+    k8s.add_argument("--no-kserve", action="store_true", help="leave out the InferenceService")
+    k8s.add_argument("--no-plain", action="store_true", help="leave out the Deployment and Service")
     sp = add("demo", cmd_demo, "run the quick-start story end to end on a bundled dataset")
     sp.add_argument("--dir", default="mm-demo", help="where to run it (default: ./mm-demo)")
     return p

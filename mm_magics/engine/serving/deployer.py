@@ -11,6 +11,7 @@ import contextlib
 import math
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,6 +31,7 @@ from .workers import MAX_WORKERS
 if TYPE_CHECKING:
     from ..records import Transition, Version
     from ..workspace import Workspace
+    from .kubernetes import KubernetesExport
     from .publish import PublishedImage
 
 
@@ -274,6 +276,17 @@ class Deployer:
         from .publish import publish
 
         return publish(self.docker().images, self.ws.registry.get(spec), push)
+
+    def export_kubernetes(self, spec: str, image: str, out: Path, **options: Any) -> KubernetesExport:
+        """Manifests for ``spec`` served from ``image`` (KServe InferenceService, Deployment + Service), validated
+        offline against Kubernetes' and KServe's schemas, then written into ``out``. ``options`` are
+        :func:`.kubernetes.kubernetes_manifests`'s. Nothing talks to a cluster."""
+        from .kubernetes import KubernetesExport, kubernetes_manifests, validate_manifests, write_manifests
+
+        version = self.ws.registry.get(spec)
+        manifests = kubernetes_manifests(version, image, **options)
+        validate_manifests(manifests)
+        return KubernetesExport(version.id, image, [str(p) for p in write_manifests(manifests, Path(out))], manifests)
 
     def flush_metrics(self, name: str) -> bool:
         """Ask a server (process or container) to write what it has recorded, so a snapshot taken now includes it.
