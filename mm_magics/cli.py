@@ -187,6 +187,16 @@ def cmd_export_kubernetes(args: argparse.Namespace) -> Any:
     return _deployer(args).export_kubernetes(args.version, args.image, out, **options)
 
 
+def cmd_export_grafana(args: argparse.Namespace) -> Any:
+    from .engine.monitoring.dashboards import write_grafana_dashboard
+
+    out = write_grafana_dashboard(Path(args.out))
+    return (
+        f"wrote the Grafana dashboard to {out}: in Grafana, Dashboards > New > Import, upload it, then pick an "
+        "InfluxDB 2 data source (Flux), the bucket the servers write to and a model"
+    )
+
+
 def cmd_undeploy(args: argparse.Namespace) -> Any:
     return _deployer(args).undeploy(args.name)
 
@@ -366,6 +376,15 @@ def build_parser() -> argparse.ArgumentParser:
     k8s.add_argument("--influx-secret", help="Secret with INFLUXDB_V2_* settings (default NAME-influx)")
     k8s.add_argument("--no-kserve", action="store_true", help="leave out the InferenceService")
     k8s.add_argument("--no-plain", action="store_true", help="leave out the Deployment and Service")
+    k8s.set_defaults(fn=cmd_export_kubernetes)
+    graf = kinds.add_parser(
+        "grafana",
+        help="the Grafana dashboard (JSON to import) over the InfluxDB measurements every deployment writes",
+        description="Write the Grafana dashboard shipped with mm_magics: request rate per version, status codes, "
+        "latency split at p50 and p95, micro-batch sizes, from the mm_request points in InfluxDB (Flux).",
+    )
+    graf.add_argument("--out", default="mm-grafana-dashboard.json", help="file to write (default: %(default)s)")
+    graf.set_defaults(fn=cmd_export_grafana)
     sp = add("demo", cmd_demo, "run the quick-start story end to end on a bundled dataset")
     sp.add_argument("--dir", default="mm-demo", help="where to run it (default: ./mm-demo)")
     return p
