@@ -167,6 +167,14 @@ def cmd_deploy(args: argparse.Namespace) -> Any:
     return _deployer(args).deploy(args.version, **verbs.deploy_options(args))
 
 
+def cmd_promote(args: argparse.Namespace) -> Any:
+    return _deployer(args).promote(args.name, reason=args.message)
+
+
+def cmd_abort(args: argparse.Namespace) -> Any:
+    return _deployer(args).abort(args.name, reason=args.message)
+
+
 def cmd_image(args: argparse.Namespace) -> Any:
     return _deployer(args).image(args.version, push=args.push)
 
@@ -304,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
         "view": cmd_view,
         "gate": cmd_gate,
         "deploy": cmd_deploy,
+        "promote": cmd_promote,
+        "abort": cmd_abort,
         "image": cmd_image,
         "undeploy": cmd_undeploy,
         "deployments": cmd_deployments,

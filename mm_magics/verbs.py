@@ -57,9 +57,17 @@ EXAMPLES: dict[str, tuple[str | tuple[str, tuple[Face, ...]], ...]] = {
     "lifecycle": ("{cmd} iris", "{cmd} iris@v3"),
     "models": ("{cmd}",),
     "view": ("{cmd} iris", "{cmd} iris --window 1h --metric f1_macro"),
-    "deploy": ("{cmd} iris@production", "{cmd} iris@v3 --docker", "{cmd} iris@v4 --force -m 'hotfix, gate waived'"),
+    "deploy": (
+        "{cmd} iris@production",
+        "{cmd} iris@v3 --docker",
+        "{cmd} iris@v4 --force -m 'hotfix, gate waived'",
+        "{cmd} iris@v5 --canary 10",
+        "{cmd} iris@v5 --shadow",
+    ),
     "image": ("{cmd} iris@v3", "{cmd} iris@production --push registry.example.com/team/iris"),
     "undeploy": ("{cmd} iris",),
+    "promote": ("{cmd} iris -m 'v5 better on live F1'",),
+    "abort": ("{cmd} iris -m 'v5 errors on new customers'",),
     "deployments": ("{cmd}",),
     "token": (("token = {cmd}", ("magic",)), ('curl -H "Authorization: Bearer $({cmd})" URL', ("cli",))),
     "predict": (("{cmd} iris X_test.head()", ("magic",)), ("{cmd} iris '[[5.1, 3.5, 1.4, 0.2]]' --proba", ("cli",))),
@@ -210,9 +218,29 @@ VERBS: dict[str, Verb] = {
                 default=1,
                 help="server processes sharing the port, up to one per core (default 1; another count restarts it)",
             ),
+            arg(
+                "--canary",
+                type=float,
+                metavar="PERCENT",
+                help="serve this version beside the deployed one for PERCENT %% of requests (sticky per "
+                "X-MM-Route-Key header); then promote or abort",
+            ),
+            arg(
+                "--shadow",
+                action="store_true",
+                help="run this version on every request beside the deployed one, answering with the deployed one",
+            ),
             arg("--force", action="store_true", help="deploy even if a gate fails (needs -m)"),
             MESSAGE,
         ),
+    ),
+    "promote": Verb(
+        "make a model's canary or shadow the served version (no request fails); the version it replaces retires",
+        (arg("name", help="deployed model name", completes=True), MESSAGE),
+    ),
+    "abort": Verb(
+        "drop a model's canary or shadow: the served version answers everything again, the candidate retires",
+        (arg("name", help="deployed model name", completes=True), MESSAGE),
     ),
     "image": Verb(
         "build a version's image (the one a Docker deploy runs; it also runs standalone: docker run -p 8000:8000 "
@@ -292,6 +320,8 @@ def deploy_options(args: argparse.Namespace) -> dict[str, Any]:
         "force": args.force,
         "reason": args.message,
         "workers": args.workers,
+        "canary": args.canary,
+        "shadow": args.shadow,
     }
 
 

@@ -48,6 +48,12 @@ VERBS = [
     ["gate", "{n}", "accuracy>=0.5"],
     ["history", "{n}"],
     ["deploy", "{n}"],
+    ["deploy", "{n}", "--canary", "10"],
+    ["deploy", "{n}", "--shadow"],
+    ["promote", "{n}"],
+    ["abort", "{n}"],
+    ["image", "{n}"],
+    ["export", "kubernetes", "{n}", "--image", "registry.example.com/x:v1"],
     ["undeploy", "{n}"],
     ["predict", "{n}", "[[1, 2, 3, 4]]"],
     ["probe", "{n}"],
@@ -77,7 +83,7 @@ def run(ws: Workspace, capsys, *args: str) -> tuple[int, str, str]:
 def _one_line_error(code: int, err: str) -> bool:
     """Exit 2 and one ``mm: error:`` line; argparse's own usage errors add its usage lines above theirs."""
     lines = [ln for ln in err.splitlines() if ln.strip()]
-    if code != 2 or not lines or not re.match(r"mm( [a-z]+)?: error: ", lines[-1]):
+    if code != 2 or not lines or not re.match(r"mm( [a-z]+)*: error: ", lines[-1]):
         return False
     return len(lines) == 1 or lines[0].startswith("usage: ")
 

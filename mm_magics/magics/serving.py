@@ -1,4 +1,4 @@
-"""Deployment: %mm_deploy, %mm_image, %mm_undeploy, %mm_deployments, %mm_token, %mm_predict.
+"""Deployment: %mm_deploy, %mm_promote, %mm_abort, %mm_image, %mm_undeploy, %mm_deployments, %mm_token, %mm_predict.
 
 A mixin of :class:`mm_magics.magics.MMMagics` (one configurable, so ``%config MMMagics.*`` keeps working),
 as IPython splits its own magics by topic; each magic parses its line, calls one engine verb, returns a record."""
@@ -46,6 +46,22 @@ class ServingMagics:
         """
         args = parse_args(self.mm_deploy, line)
         return self.deployer.deploy(args.version, **deploy_options(args))
+
+    @verb_arguments("promote")
+    @line_magic
+    @friendly
+    def mm_promote(self, line: str) -> Any:
+        """Make the canary or shadow of a deployed model its served version (no request fails; audited)."""
+        args = parse_args(self.mm_promote, line)
+        return self.deployer.promote(parse_spec(args.name).name, reason=args.message)
+
+    @verb_arguments("abort")
+    @line_magic
+    @friendly
+    def mm_abort(self, line: str) -> Any:
+        """Drop the canary or shadow of a deployed model; the served version answers everything again."""
+        args = parse_args(self.mm_abort, line)
+        return self.deployer.abort(parse_spec(args.name).name, reason=args.message)
 
     @verb_arguments("image")
     @line_magic

@@ -70,6 +70,19 @@ def _published(p: Any) -> str:
     return f"<b>image of {e(p.version)}</b>" + table(["", ""], [(dim(k), v) for k, v in rows])
 
 
+@renders("mm_magics.engine.serving.kubernetes", "KubernetesExport")
+def _kubernetes(k: Any) -> str:
+    objects = ", ".join(f"{e(m['kind'])} <code>{e(m['metadata']['name'])}</code>" for m in k.manifests)
+    rows = [
+        ("objects", objects),
+        ("image", f"<code>{e(k.image)}</code>"),
+        ("validated", "offline, against Kubernetes' schemas (strict) and KServe's InferenceService CRD"),
+        ("files", "<br>".join(f"<code>{e(f)}</code>" for f in k.files)),
+        ("apply", "<code>kubectl apply " + " ".join(f"-f {e(f)}" for f in k.files) + "</code>"),
+    ]
+    return f"<b>{e(k.version)} for Kubernetes</b>" + table(["", ""], [(dim(key), v) for key, v in rows])
+
+
 @renders(DEPLOYMENTS, "DeploymentList")
 def _deployments(listing: Any) -> str:
     if not listing.deployments:
@@ -195,12 +208,42 @@ def _snapshot(s: Any) -> str:
             + table(["feature", "PSI", "KS p-value", "rows"], rows, numeric=(1, 2, 3))
             + "</details>"
         )
+    if s.comparison is not None:
+        out.append(_comparison(s.comparison))
     for a in s.alerts:
         out.append("<div>" + bad(f"⚠ {e(a['rule'])}: {e(a['message'])}") + "</div>")
     if s.sink:
         state = "connected" if s.sink.get("connected") else bad("✗ unreachable")
         why = f" ({e(s.sink['last_error'])})" if not s.sink.get("connected") and s.sink.get("last_error") else ""
         out.append("<div>" + dim(f"InfluxDB sink: {state}, {s.sink.get('spooled', 0)} points spooled{why}") + "</div>")
+    return "".join(out)
+
+
+@renders("mm_magics.engine.monitoring.compare", "Comparison")
+def _comparison(c: Any) -> str:
+    head = f"{e(c.mode)} <b>{e(c.challenger)}</b> beside <b>{e(c.champion)}</b>"
+    if c.mode == "canary":
+        head += f" ({c.percent:g} % of requests)"
+    rows = []
+    for vid, s in c.sides.items():
+        rows.append(
+            (
+                f"<b>{e(vid)}</b>",
+                num(s["predicted"]),
+                f"{s['share']:.0%}",
+                f"{s['error_rate']:.1%}" if s["error_rate"] is not None else "—",
+                num(s["p50_ms"]) if s["p50_ms"] is not None else "—",
+                num(s["p95_ms"]) if s["p95_ms"] is not None else "—",
+                num(s["quality"]) if s["quality"] is not None else "—",
+                num(s["labelled"]),
+            )
+        )
+    headers = ["version", "predicted", "answered", "errors", "p50 ms", "p95 ms", e(c.metric), "labelled"]
+    out = [f"<div>{head}</div>", table(headers, rows, numeric=(1, 2, 3, 4, 5, 6, 7))]
+    if c.agreement is not None:
+        out.append(f"<div>agreement on live traffic: {c.agreement:.1%} of {c.agreement_n} requests</div>")
+    verdict = f"<b>{e(c.verdict)}</b>" if c.decided else dim(e(c.verdict))
+    out.append(f"<div>verdict: {verdict}</div>")
     return "".join(out)
 
 

@@ -21,6 +21,7 @@ from ..documents import finite_number
 from ..errors import MMError
 from ..records import Record
 from ..specs import check_name
+from .compare import Comparison, compare
 from .drift import PSI_SIGNIFICANT, ks, psi, reference
 from .influx_reader import InfluxReader
 from .influx_settings import INFLUX_STATE
@@ -83,6 +84,8 @@ class Snapshot(Record):
     series: dict[str, list[float | None]] = field(default_factory=dict)
     #: where the picture was read from when not this machine's store: a deployment elsewhere, read from InfluxDB
     source: str | None = None
+    #: with a canary or shadow release: champion and challenger side by side, and the verdict
+    comparison: Comparison | None = None
 
     def __str__(self) -> str:
         lines = [f"{self.name} ({self.version or 'not deployed'}) — last {self.window_s:.0f}s"]
@@ -109,6 +112,8 @@ class Snapshot(Record):
             lines.append("  drift (PSI): " + ", ".join(f"{f} {d['psi']:.3f} ({d['n']:.0f} rows)" for f, d in top))
         for a in self.alerts:
             lines.append(f"  ALERT {a['rule']}: {a['message']}")
+        if self.comparison is not None:
+            lines += ["  " + line for line in str(self.comparison).splitlines()]
         if self.sink:
             up = "connected" if self.sink.get("connected") else "DOWN"
             line = f"  influx: {up}, {self.sink.get('spooled', 0)} spooled"
@@ -310,7 +315,9 @@ class Monitor:
         now = time.time()
         since = now - window_s
         version = deployment.version if deployment is not None else None
-        reqs = store.requests(name, since)
+        logged = store.requests(name, since)
+        # a shadow's predictions answered nobody: the traffic picture is the answered requests
+        reqs = logged[logged["role"].isna()] if "role" in logged.columns else logged
         n = len(reqs)
         # the rate divides by the time traffic could have run: since the deployment started, if that is later
         observed = now - max(since, _started(deployment) or since)
@@ -344,6 +351,11 @@ class Monitor:
             series=_series(reqs, since, now),
             source=source.where if source is not None else None,
         )
+        release = deployment.release if deployment is not None else None
+        if release and version:
+            snap.comparison = compare(
+                name, release, version, logged, store.joined_feedback(name, since), vdoc.task if vdoc else None
+            )
         return snap, vdoc
 
     def _drift(self, store: Any, name: str, number: int, since: float, vdoc: Any) -> dict[str, dict[str, float | None]]:

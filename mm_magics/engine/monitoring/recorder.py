@@ -134,7 +134,7 @@ class Recorder:
                 continue
             row = self._request_row(item)
             requests.append(row)
-            if self.sink is not None:
+            if self.sink is not None and not row["role"]:  # a shadow's answer reached no client
                 sink_records.append({"kind": "request", **{k: v for k, v in row.items() if k != "prediction"}})
             if item.get("frame") is not None and item.get("status") == 200:
                 key = (item["model"], int(item["version"]), int(item["time"] // 60))
@@ -142,7 +142,7 @@ class Recorder:
                 profiles.setdefault(key[:2], item.get("profile") or {})
         self.store.write_requests(requests)
         if self.metrics is not None:
-            self.metrics.observe(requests)
+            self.metrics.observe([r for r in requests if not r["role"]])  # /metrics counts answered requests
         for key, counts in self._drift(frames, profiles).items():
             self._merge_bins(key, counts)
             if key in self._reservoirs:
@@ -200,6 +200,7 @@ class Recorder:
                 "batch_size",
                 "rows",
                 "error",
+                "role",
             )
         }
         row["deployment"] = self.deployment

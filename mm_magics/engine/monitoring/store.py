@@ -26,7 +26,8 @@ import pandas as pd
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
     t REAL NOT NULL, model TEXT NOT NULL, version INTEGER, deployment TEXT, request_id TEXT, status INTEGER,
-    total_ms REAL, queue_ms REAL, proc_ms REAL, batch INTEGER, rows INTEGER, prediction TEXT, error TEXT
+    total_ms REAL, queue_ms REAL, proc_ms REAL, batch INTEGER, rows INTEGER, prediction TEXT, error TEXT,
+    role TEXT
 );
 CREATE INDEX IF NOT EXISTS requests_by_time ON requests (model, t);
 CREATE INDEX IF NOT EXISTS requests_by_id ON requests (request_id);
@@ -103,11 +104,23 @@ class SQLiteStore(MetricStore):
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.executescript(SCHEMA)
+                self._migrate()
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.02)
+
+    def _migrate(self) -> None:
+        """Columns added since a store was created: ``role`` (NULL for an answered request, ``shadow`` for a shadow
+        release's prediction). Two processes adding it at once: the second finds it there."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(requests)")}
+        if "role" not in columns:
+            try:
+                self._db.execute("ALTER TABLE requests ADD COLUMN role TEXT")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):
+                    raise
 
     def close(self) -> None:
         with self._lock:
@@ -142,6 +155,7 @@ class SQLiteStore(MetricStore):
                 r.get("rows"),
                 None if (p := r.get("prediction")) is None else _json_list(p),
                 r.get("error"),
+                r.get("role"),
             )
             for r in records
         ]
@@ -251,7 +265,7 @@ class SQLiteStore(MetricStore):
     def joined_feedback(self, model: str, since: float) -> pd.DataFrame:
         """Predictions joined to their ground truth by request id (the newest label wins)."""
         return self._frame(
-            "SELECT r.t, r.version, r.request_id, r.prediction, f.label, f.t AS labelled FROM feedback f "
+            "SELECT r.t, r.version, r.request_id, r.prediction, r.role, f.label, f.t AS labelled FROM feedback f "
             "JOIN requests r ON r.request_id = f.request_id AND r.model = f.model "
             "WHERE f.model=? AND r.t>=? ORDER BY r.t",
             (model, since),
@@ -321,14 +335,16 @@ class SQLiteStore(MetricStore):
         old: list[tuple[Any, ...]] = []
         for model in models:
             old += self._db.execute(
-                "SELECT rowid, model, version, CAST(t / 60 AS INTEGER), status, total_ms, queue_ms, proc_ms "
+                "SELECT rowid, model, version, CAST(t / 60 AS INTEGER), status, total_ms, queue_ms, proc_ms, role "
                 "FROM requests WHERE model = ? AND t < ? ORDER BY t LIMIT ?",
                 (model, raw_cut, limit - len(old)),
             ).fetchall()
             if len(old) >= limit:
                 break
         groups: dict[tuple[str, int, int], list[Any]] = {}
-        for _, model, version, minute, status, total, queue, proc in old:
+        for _, model, version, minute, status, total, queue, proc, role in old:
+            if role:  # a shadow's prediction was no request: it is deleted with them but not counted
+                continue
             g = groups.setdefault((model, version, minute), [0, 0, 0.0, 0.0, 0.0, {}])
             g[0] += 1
             g[1] += 1 if (status or 200) >= 400 else 0

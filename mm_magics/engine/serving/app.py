@@ -43,6 +43,7 @@ from .handlers import (
     status,
     version,
 )
+from .releases import release_route
 from .request_ids import new_request_id
 from .sources import BundleSource, WorkspaceSource
 from .state import ModelSource, Served, ServingState, Settings, health_check, identity
@@ -85,12 +86,14 @@ def create_app(source: ModelSource, versions: list[str], settings: Settings | No
         Route("/health", ping),
         Route("/version", version),
         Route("/mm/v1/load", load_version, methods=["POST"]),
+        Route("/mm/v1/release", release_route, methods=["POST"]),
         Route("/mm/v1/status", status),
         Route("/mm/v1/flush", flush, methods=["POST"]),
     ]
     # health and Prometheus scrapes need no bearer token (counts and latencies, never data), as KServe's do not
     open_paths = {
         "/v2/health/live", "/v2/health/ready", "/ping", "/health", "/metrics", "/mm/v1/load", "/mm/v1/flush",
+        "/mm/v1/release",
     }  # fmt: skip
 
     async def http_error(request: Request, exc: Exception) -> Response:

@@ -79,6 +79,18 @@ class ServerClient:
         if resp.status_code != 200:
             raise DeploymentError(f"{url} refused {version}: {error_text(resp)}")
 
+    def release(self, url: str, body: dict[str, Any], admin_token: str) -> dict[str, Any]:
+        """Start, promote or abort a canary or shadow release in a running server (``/mm/v1/release``)."""
+        try:
+            resp = self._http.post(
+                f"{url}/mm/v1/release", json=body, headers={"Authorization": f"Bearer {admin_token}"}, timeout=120
+            )
+        except httpx.HTTPError as exc:
+            raise DeploymentError(f"could not reach the server at {url} ({exc}): redeploy it") from None
+        if resp.status_code != 200:
+            raise DeploymentError(f"{url} refused the release: {error_text(resp)}")
+        return resp.json()
+
     def flush(self, url: str, admin_token: str) -> bool:
         """Ask the server to write what it has recorded; False when it does not answer (best effort)."""
         try:

@@ -90,9 +90,19 @@ class Deployer:
         force: bool = False,
         reason: str = "",
         workers: int = 1,
+        canary: float | None = None,
+        shadow: bool = False,
     ) -> Deployment:
         """Serve ``spec``; ``workers`` processes share the port (up to one per core is useful). Deploying another
-        version of a served model switches it in place; asking for another worker count restarts it."""
+        version of a served model switches it in place; asking for another worker count restarts it. ``canary``
+        (a percentage) or ``shadow`` serve it beside the deployed version instead (:meth:`release`)."""
+        if canary is not None or shadow:
+            if canary is not None and shadow:
+                raise MMError("choose --canary PERCENT or --shadow, not both")
+            if canary is not None and not (isinstance(canary, (int, float)) and 0 < canary < 100):
+                raise MMError(f"--canary takes a share of requests between 0 and 100 (e.g. 10), not {canary!r}")
+            mode = "shadow" if shadow else "canary"
+            return self.release(spec, mode, float(canary or 0.0), reason=reason, force=force)
         if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= MAX_WORKERS:
             raise MMError(f"workers must be a whole number from 1 to {MAX_WORKERS}, not {workers!r}")
         version = self.ws.registry.get(spec)
@@ -270,6 +280,88 @@ class Deployer:
         # a rollback is a deliberate, audited decision: the no-regression gate must not block going back
         dep = self.switch(name, new.id, reason=message or f"Roll back to {to}", force=True)
         return self.ws.registry.get(new.id), dep  # read again: serving it moved it into the deploy stage
+
+    # -- canary and shadow releases -----------------------------------------------------------------------------
+    def release(
+        self, spec: str, mode: str, percent: float = 0.0, *, reason: str = "", force: bool = False
+    ) -> Deployment:
+        """Serve ``spec`` beside the deployed version: a ``canary`` answering ``percent`` % of requests (sticky by
+        the ``X-MM-Route-Key`` header), or a ``shadow`` predicting on every request without answering. It enters
+        the deploy stage through the gates first, as any version that takes traffic does."""
+        version = self.ws.registry.get(spec)
+        with self._lock(version.name):
+            dep = self._running(version.name, spec)
+            if dep.version == version.id:
+                raise DeploymentError(f"{version.id} already serves {version.name}: release another version")
+            reason = reason or f"{mode.capitalize()} of {version.id} beside {dep.version}"
+            if version.stage not in SERVING:
+                self.ws.lifecycle.preflight(version.id, "deploy", reason, force=force)
+            body = {"action": "start", "version": version.id, "mode": mode, "percent": percent}
+            answer = self.client.release(
+                dep.url, {**body, "reason": reason, "force": force}, self.secret("admin-token")
+            )
+            try:
+                self._enter_deploy(version, reason, force)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self.client.release(dep.url, {"action": "abort", "name": dep.name}, self.secret("admin-token"))
+                raise
+            dep.release = answer["release"]
+            dep.history.append({"time": now_iso(), "version": version.id, "actor": self.ws.actor, "action": mode,
+                                "percent": percent, "reason": reason})  # fmt: skip
+            self.store.save(dep)
+            return dep
+
+    def promote(self, name: str, *, reason: str = "") -> Deployment:
+        """Make the candidate the served version (installed with one assignment: no request fails); the version it
+        replaces retires."""
+        with self._lock(name):
+            dep = self._with_release(name, "promote")
+            candidate, previous = dep.release["version"], dep.version
+            self.client.release(dep.url, {"action": "promote", "name": name}, self.secret("admin-token"))
+            dep.version, dep.release = candidate, None
+            dep.history.append({"time": now_iso(), "version": candidate, "previous": previous, "action": "promote",
+                                "actor": self.ws.actor, "reason": reason or f"Promote {candidate}"})  # fmt: skip
+            self.store.save(dep)
+            self._retire_replaced(previous, candidate)
+            dep.stage = self.ws.registry.get(candidate).stage
+            return dep
+
+    def abort(self, name: str, *, reason: str = "") -> Deployment:
+        """Drop the candidate; the served version answers everything again and the candidate retires."""
+        with self._lock(name):
+            dep = self._with_release(name, "abort")
+            candidate = dep.release["version"]
+            self.client.release(dep.url, {"action": "abort", "name": name}, self.secret("admin-token"))
+            dep.release = None
+            dep.history.append({"time": now_iso(), "version": candidate, "action": "abort", "actor": self.ws.actor,
+                                "reason": reason or f"Abort {candidate}"})  # fmt: skip
+            self.store.save(dep)
+            self._retire_replaced(candidate, dep.version)
+            return dep
+
+    def _running(self, name: str, spec: str) -> Deployment:
+        dep = self.require(name)
+        if dep.status != "running":
+            raise DeploymentError(
+                f"{name}'s deployment is {dep.status}: redeploy with {{fix}}", fix=Fix("deploy", (spec,))
+            )
+        if dep.runner != "local":
+            raise DeploymentError(
+                f"{name} runs in Docker: canary and shadow releases run in local deployments for now (deploy it "
+                "without --docker, or switch versions with {fix})",
+                fix=Fix("deploy", (spec,)),
+            )
+        return dep
+
+    def _with_release(self, name: str, action: str) -> Deployment:
+        dep = self._running(name, name)
+        if not dep.release:
+            raise DeploymentError(
+                f"{name} has no canary or shadow release to {action}: start one with {{fix}}",
+                fix=Fix("deploy", (f"{name}@vN", "--canary", "10")),
+            )
+        return dep
 
     def image(self, spec: str, push: str | None = None) -> PublishedImage:
         """Build ``spec``'s image (the one a Docker deploy runs) and, with ``push``, push it to that registry."""

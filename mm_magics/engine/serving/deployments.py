@@ -46,6 +46,7 @@ class Deployment(Record):
     stage: str | None = None  # the served version's lifecycle stage when this record was made
     forced: bool = False  # the deploy overrode refused gates (the audit log has the reason)
     gates: list[dict[str, Any]] = field(default_factory=list)  # the deploy gates checked: gate, passed, detail
+    release: dict[str, Any] | None = None  # a candidate beside the served version: version, mode, percent, started
 
     def __str__(self) -> str:
         where = f"pid {self.pid}" if self.runner == "local" else f"container {(self.container_id or '')[:12]}"
@@ -55,6 +56,10 @@ class Deployment(Record):
         if self.forced:
             refused = [g["gate"] for g in self.gates if not g.get("passed")]
             text += f"; FORCED past {', '.join(refused) or 'its gates'}"
+        if self.release:
+            r = self.release
+            share = f"{r['percent']:g} % of requests" if r["mode"] == "canary" else "every request, answering none"
+            text += f"; {r['mode']} {r['version']} takes {share}"
         if self.token_required:
             text += "; clients need the workspace token (Authorization: Bearer ...; `mm token` prints it)"
         return f"{text}; {self.note}" if self.note else text

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..._version import __version__
-from . import protocol, workers
+from . import protocol, releases, workers
 from .batching import Result, predict_now
 from .protocol import PROBE_HEADER, BadRequest
 from .request_ids import new_request_id
@@ -70,7 +70,7 @@ async def _read_payload(request: Request, settings: Settings) -> bytes:
     return plain
 
 
-async def _read_json(request: Request, settings: Settings) -> Any:
+async def read_json(request: Request, settings: Settings) -> Any:
     body = await _read_payload(request, settings)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "text/csv":
@@ -102,7 +102,7 @@ async def _read_v2(request: Request, settings: Settings) -> tuple[Any, bytes | N
     """A V2 request's JSON, and its binary tail when it uses the binary tensor data extension."""
     header = request.headers.get(protocol.BINARY_HEADER)
     if header is None:
-        body = await _read_json(request, settings)
+        body = await read_json(request, settings)
         if isinstance(body, tuple):
             raise BadRequest(415, "V2 inference takes application/json (or binary tensors)")
         return body, None
@@ -128,6 +128,9 @@ def served_for(state: ServingState, name: str, version: str | None) -> Served:
         known = ", ".join(sorted(state.models)) or "none"
         raise BadRequest(404, f"model {name!r} is not served here (serving: {known})")
     if version is not None and version.lstrip("v") != str(served.number):
+        candidate = releases.candidate_for(state, name, version)
+        if candidate is not None:
+            return candidate
         raise BadRequest(
             404,
             f"version {version} of {name} is not served (serving {served.id}): "
@@ -163,38 +166,66 @@ def finish(
     """The answer, with its timing headers (``buffers``: binary output tensors, sent after the JSON as a binary
     extension response). The request goes to the recorder unless it is our own probe (a synthetic request must not
     count as traffic, enter drift or quality; the monitor keeps probes apart)."""
-    settings = state.settings
     total = time.perf_counter() - t0
     # queue: waiting for the model (micro-batching); proc: the predict call; total: all server time, so
     # parsing and validation are total - queue - proc, and the client's own total minus this is network time
     timing = f"queue;dur={result.queue_s * 1000:.3f}, proc;dur={result.proc_s * 1000:.3f}, total;dur={total * 1000:.3f}"
     state.requests += 1
-    if settings.on_request is not None and not probe:
-        settings.on_request(
-            {
-                "time": time.time(),
-                "model": served.name,
-                "version": served.number,
-                "request_id": request_id,
-                "status": 200,
-                "queue_s": result.queue_s,
-                "proc_s": result.proc_s,
-                "total_s": total,
-                "batch_size": result.batch_size,
-                "rows": len(rows),
-                "protocol": protocol_name,
-                # references only: the recorder converts them on its own thread, off the request path
-                "frame": rows,
-                "outputs": result.outputs,
-                "profile": served.profile,
-            }
-        )
+    if not probe:
+        record(state, request_id, served, result, t0, protocol_name, rows, total=total)
     headers = {"X-Request-ID": request_id, "Server-Timing": timing, "X-Batch-Size": str(result.batch_size)}
     if not buffers:
         return JSONResponse(body, headers=headers)
     header = json.dumps(body, separators=(",", ":")).encode()
     headers["Inference-Header-Content-Length"] = str(len(header))
     return Response(b"".join([header, *buffers]), media_type="application/octet-stream", headers=headers)
+
+
+def record(
+    state: ServingState,
+    request_id: str,
+    served: Served,
+    result: Result | None,
+    t0: float,
+    protocol_name: str,
+    rows: Rows,
+    *,
+    total: float | None = None,
+    role: str | None = None,
+    error: BadRequest | None = None,
+) -> None:
+    """Hand one prediction to the recorder (``role="shadow"``: computed by a shadow, not answered)."""
+    settings = state.settings
+    if settings.on_request is None:
+        return
+    total = time.perf_counter() - t0 if total is None else total
+    if result is None:
+        status, message = (error.status, error.message) if error is not None else (500, "no result")
+        settings.on_request(
+            {"time": time.time(), "model": served.name, "version": served.number, "request_id": request_id,
+             "status": status, "error": message, "role": role}
+        )  # fmt: skip
+        return
+    settings.on_request(
+        {
+            "time": time.time(),
+            "model": served.name,
+            "version": served.number,
+            "request_id": request_id,
+            "status": 200,
+            "queue_s": result.queue_s,
+            "proc_s": result.proc_s,
+            "total_s": total,
+            "batch_size": result.batch_size,
+            "rows": len(rows),
+            "protocol": protocol_name,
+            # references only: the recorder converts them on its own thread, off the request path
+            "frame": rows,
+            "outputs": result.outputs,
+            "profile": served.profile,
+            "role": role,
+        }
+    )
 
 
 def failed(state: ServingState, request_id: str, exc: BadRequest, name: str | None) -> JSONResponse:
@@ -222,7 +253,8 @@ async def infer(request: Request) -> Response:
     request_id = _request_id(request)
     name = request.path_params["name"]
     try:
-        served = served_for(state, name, request.path_params.get("version"))
+        version = request.path_params.get("version")
+        served = releases.route(state, request, served_for(state, name, version), version)
         body, tail = await _read_v2(request, settings)
         parsed = protocol.from_v2(body, served.schema, settings.max_rows, tail)
         result = await predict(served, parsed.rows, tuple(parsed.outputs))
@@ -246,7 +278,11 @@ async def infer(request: Request) -> Response:
     echoed = str(client_id)[:256] if plain else request_id
     payload = {"model_name": served.name, "model_version": str(served.number), "id": echoed, "outputs": out}
     probe = _is_probe(request, settings)
-    return finish(state, request_id, served, result, t0, payload, "v2", parsed.rows, probe, buffers)
+    response = finish(state, request_id, served, result, t0, payload, "v2", parsed.rows, probe, buffers)
+    if probe:
+        return response
+    outputs = tuple(parsed.outputs)
+    return releases.shadow_after(state, response, served, parsed.rows, outputs, request_id, "v2", predict, record)
 
 
 async def invocations(request: Request) -> Response:
@@ -257,8 +293,8 @@ async def invocations(request: Request) -> Response:
     try:
         if len(state.models) != 1:
             raise BadRequest(404, "/invocations needs exactly one served model: use /v2/models/{name}/infer")
-        served = next(iter(state.models.values()))
-        body = await _read_json(request, settings)
+        served = releases.route(state, request, next(iter(state.models.values())), None)
+        body = await read_json(request, settings)
         if isinstance(body, tuple):
             rows = protocol.from_csv(body[1], served.schema, settings.max_rows)
         else:
@@ -267,7 +303,8 @@ async def invocations(request: Request) -> Response:
     except BadRequest as exc:
         return failed(state, request_id, exc, next(iter(state.models), None))
     payload = {"predictions": protocol.to_jsonable(result.outputs["predict"])}
-    return finish(state, request_id, served, result, t0, payload, "mlflow", rows)
+    response = finish(state, request_id, served, result, t0, payload, "mlflow", rows)
+    return releases.shadow_after(state, response, served, rows, ("predict",), request_id, "mlflow", predict, record)
 
 
 async def metadata(request: Request) -> Response:
@@ -315,7 +352,7 @@ async def feedback(request: Request) -> Response:
     name = request.path_params["name"]
     try:
         served_for(state, name, None)
-        body = await _read_json(request, settings)
+        body = await read_json(request, settings)
         ids, labels = _feedback_pairs(body)
     except BadRequest as exc:
         return error_response(exc.status, exc.message)
@@ -333,10 +370,10 @@ async def load_version(request: Request) -> Response:
     Body: ``{"version": "NAME@vN", "reason": "...", "force": false}``. The Deployer records the switch in the
     deployment record and the lifecycle; a swap made by anyone else is logged here, and the Deployer reports
     what the server really serves, so no record can claim another version."""
-    if not settings.admin_token or not _bearer_ok(request, settings.admin_token):
+    if not settings.admin_token or not bearer_ok(request, settings.admin_token):
         return error_response(401, "model swaps need the admin token (Authorization: Bearer ...)")
     try:
-        body = await _read_json(request, settings)
+        body = await read_json(request, settings)
         spec = body.get("version") if isinstance(body, dict) else None
         if not isinstance(spec, str):
             raise BadRequest(422, 'send {"version": "NAME@vN", "reason": "why"}')
@@ -390,7 +427,7 @@ async def _swap_peers(state: ServingState, spec: str, old: Served | None) -> str
 async def flush(request: Request) -> Response:
     state: ServingState = request.app.state.serving
     settings = state.settings
-    if not settings.admin_token or not _bearer_ok(request, settings.admin_token):
+    if not settings.admin_token or not bearer_ok(request, settings.admin_token):
         return error_response(401, "flushing metrics needs the admin token (Authorization: Bearer ...)")
     if settings.on_flush is not None:
         await asyncio.get_running_loop().run_in_executor(None, settings.on_flush)
@@ -417,6 +454,7 @@ async def status(request: Request) -> Response:
             "version": __version__,
             "uptime_s": round(time.time() - state.started, 3),
             "models": {n: s.id for n, s in state.models.items()},
+            "releases": {n: r.describe() for n, r in state.releases.items()},
             **counts,
             "batching": settings.batch,
             "workers": settings.workers,
@@ -466,7 +504,7 @@ def _is_probe(request: Request, settings: Any) -> bool:
     return bool(marker and settings.admin_token and secrets.compare_digest(marker, settings.admin_token))
 
 
-def _bearer_ok(request: Request, token: str) -> bool:
+def bearer_ok(request: Request, token: str) -> bool:
     return secrets.compare_digest(request.headers.get("authorization", ""), f"Bearer {token}")
 
 

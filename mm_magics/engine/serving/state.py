@@ -134,6 +134,7 @@ class ServingState:
         self.source = source
         self.settings = settings
         self.models: dict[str, Served] = {}
+        self.releases: dict[str, Any] = {}  # name -> releases.Release: a canary or shadow beside the champion
         self.started = time.time()
         self.requests = 0
         self.errors = 0
