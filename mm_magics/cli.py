@@ -66,6 +66,10 @@ def cmd_show(args: argparse.Namespace) -> Any:
     return _ws(args).registry.get(args.version)
 
 
+def cmd_explain(args: argparse.Namespace) -> Any:
+    return _ws(args).registry.explanation(args.version)
+
+
 def cmd_log(args: argparse.Namespace) -> Any:
     return _ws(args).registry.log(args.name, limit=20 if args.limit is None else args.limit, before=args.before)
 
@@ -302,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     shared = {
         "models": cmd_models,
         "show": cmd_show,
+        "explain": cmd_explain,
         "log": cmd_log,
         "diff": cmd_diff,
         "rollback": cmd_rollback,

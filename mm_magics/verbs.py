@@ -47,6 +47,7 @@ EXAMPLES: dict[str, tuple[str | tuple[str, tuple[Face, ...]], ...]] = {
     "train": ("{cmd} iris", "{cmd} iris --cv 5", "{cmd} iris --from iris@v2 --commit -m 'more trees'"),
     "commit": ("{cmd} iris -m 'baseline logistic regression'", "{cmd} iris --model clf --data X y -m 'from a script'"),
     "show": ("{cmd} iris@v3", "{cmd} iris@production"),
+    "explain": ("{cmd} iris@v3", "{cmd} iris@production"),
     "log": ("{cmd} iris", "{cmd} iris -n 50 --before 120"),
     "diff": ("{cmd} iris@v1 iris@v2", "{cmd} iris@production iris@v7 --no-agreement"),
     "checkout": ("{cmd} iris@production", ("{cmd} iris@v2 --as old", ("magic",))),
@@ -115,6 +116,11 @@ VERBS: dict[str, Verb] = {
         ),
     ),
     "show": Verb("show one version's metadata", (arg("version", help="NAME, NAME@vN or NAME@ALIAS", completes=True),)),
+    "explain": Verb(
+        "what a version's predictions depend on: permutation importance (with its spread) computed at commit time on "
+        "the probe sample, and the model's own coefficients or importances",
+        (arg("version", help="NAME, NAME@vN or NAME@ALIAS", completes=True),),
+    ),
     "log": Verb(
         "a model's versions, newest first, with parents, stages, aliases and messages",
         (

@@ -421,3 +421,30 @@ def test_engine_advice_is_spelled_as_a_magic_in_the_notebook(ip):
         line(ip, "mm_predict iris [[1,2,3,4]]")
     with pytest.raises(UsageError, match=r"retrain to make a new version \(%%mm_train iris --from iris@v1\)"):
         line(ip, "mm_stage iris@v1 train")
+
+
+def test_every_version_committed_by_the_magics_is_explained(ip, tmp_path):
+    """%%mm_train --commit and %mm_commit both leave an explanation; %mm_explain shows it (text bars in HTML too),
+    %mm_diff shows the importance shift, and a damaged explanation artifact is refused, not shown."""
+    ip.run_cell_magic("mm_train", "iris --commit -m logreg", TRAIN_LOGREG)
+    ip.run_cell("from sklearn.tree import DecisionTreeClassifier\ntree = DecisionTreeClassifier(max_depth=2).fit(X, y)")
+    v2 = line(ip, "mm_commit iris --model tree --data X y -m 'a tree'")
+    for spec in ("iris@v1", "iris@v2"):
+        x = line(ip, f"mm_explain {spec}")
+        assert x.version == spec and len(x.features) == 4 and x.rows > 0 and x.repeats == 3
+        assert {f["feature"] for f in x.features} == set(ip.user_ns["X"].columns)
+        assert x.features[0]["importance"] >= x.features[-1]["importance"]  # largest first
+        assert x.features[0]["feature"].startswith("petal")  # iris is told apart by its petals
+        html = html_of(ip, x)
+        assert "█" in html and "permutation importance" in html
+    assert line(ip, "mm_explain iris@v2").own == "impurity importances"
+    assert v2.explanation["top"][0][0].startswith("petal")
+
+    diff = line(ip, "mm_diff iris@v1 iris@v2")
+    assert {r["feature"] for r in diff.importance_shift} == set(ip.user_ns["X"].columns)
+    assert "importance shift" in str(diff) and "importance shift" in html_of(ip, diff)
+
+    store = ws(tmp_path).objects
+    store.path(v2.explanation["sha256"]).write_bytes(b"{}")
+    with pytest.raises(UsageError, match="explanation of iris@v2 is corrupted"):
+        line(ip, "mm_explain iris@v2")

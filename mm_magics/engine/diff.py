@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import metrics
+from . import explain, metrics
 from .records import MetricDelta, Version, VersionDiff
 from .specs import parse_spec
 
@@ -44,6 +44,8 @@ def compare(registry: Registry, a: str, b: str, *, agreement: bool = True) -> Ve
         _agreement(registry, va, vb, out)
     else:
         out.agreement_note = "not computed (agreement=False)"
+    if va.explanation and vb.explanation:
+        out.importance_shift = explain.shift(registry.explanation(va.id), registry.explanation(vb.id))
     return out
 
 

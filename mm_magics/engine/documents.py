@@ -93,13 +93,14 @@ def check_version(doc: dict[str, Any], name: str | None = None, number: int | No
     )
     for key in ("params", "metrics", "data", "schema", "environment", "extra"):
         _opt(doc, key, dict)
-    for key in ("project", "probe"):
+    for key in ("project", "probe", "explanation"):
         _opt(doc, key, dict)
     for key in ("created", "message", "actor", "code", "estimator", "task", "parent", "rollback_of"):
         _opt(doc, key, str)
-    probe = doc.get("probe")
-    if probe is not None:
-        _need(isinstance(probe.get("sha256"), str) and bool(SHA256.fullmatch(probe["sha256"])), "'probe.sha256'")
+    for key in ("probe", "explanation"):
+        meta = doc.get(key)
+        if meta is not None:
+            _need(isinstance(meta.get("sha256"), str) and bool(SHA256.fullmatch(meta["sha256"])), f"'{key}.sha256'")
 
 
 def check_stage(doc: dict[str, Any], _name: str | None = None, _number: int | None = None) -> None:

@@ -24,8 +24,9 @@ def referenced_objects(registry: Registry) -> set[str]:
     for _model, _number, doc in registry.index.artifacts():
         d = json.loads(doc)
         refs.add(d["artifact"]["sha256"])
-        if d.get("probe"):
-            refs.add(d["probe"]["sha256"])
+        for key in ("probe", "explanation"):
+            if d.get(key):
+                refs.add(d[key]["sha256"])
     return refs
 
 
@@ -142,7 +143,8 @@ def _check_artifacts(registry: Registry) -> tuple[int, list[str]]:
                 f"{vid}: no lifecycle record ({layout.stage_file(model, number)} is missing): restore it from "
                 "the registry's history (git -C .mm log -- PATH)"
             )
-        for what, meta in (("artifact", d["artifact"]), ("probe sample", d.get("probe"))):
+        metas = (("artifact", d["artifact"]), ("probe sample", d.get("probe")), ("explanation", d.get("explanation")))
+        for what, meta in metas:
             if meta:
                 if meta["sha256"] not in registry.objects and on_remote(meta["sha256"]):
                     continue  # not fetched yet: a checkout fetches it from the artifact remote (a lazy pull)

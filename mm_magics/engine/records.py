@@ -47,6 +47,7 @@ class Version(Record):
     environment: dict[str, Any] = field(default_factory=dict)
     project: dict[str, Any] | None = None
     probe: dict[str, Any] | None = None
+    explanation: dict[str, Any] | None = None  # summary of the explanation artifact (explain.summary)
     rollback_of: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     stage: str | None = None
@@ -147,6 +148,8 @@ class VersionDiff(Record):
     agreement_rows: int | None = None
     agreement_note: str | None = None
     estimator: tuple[str, str] | None = None  # (a, b) when the estimator changed: then params differ wholesale
+    #: per feature: importance in a and in b, and the change, largest first (both explained at commit time)
+    importance_shift: list[dict[str, Any]] = field(default_factory=list)
 
     def __str__(self) -> str:
         lines = [f"diff {self.a} -> {self.b}"]
@@ -173,6 +176,10 @@ class VersionDiff(Record):
             lines.append(f"prediction agreement: {self.agreement:.1%} of {self.agreement_rows} probe rows")
         elif self.agreement_note:
             lines.append(f"prediction agreement: {self.agreement_note}")
+        if self.importance_shift:
+            lines.append("importance shift (permutation importance, largest first):")
+            for r in self.importance_shift[:8]:
+                lines.append(f"  {r['feature']}: {_fmt(r['a'])} -> {_fmt(r['b'])} ({r['delta']:+.3f})")
         if self.code_diff:
             lines.append("code:")
             lines.append(self.code_diff.rstrip("\n"))

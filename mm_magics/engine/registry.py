@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
-from . import documents, layout, ledger, probe, serialization
+from . import documents, explain, layout, ledger, probe, serialization
 from .artifacts import GcReport
 from .clock import now_iso
 from .environment import capture_environment, project_state
@@ -127,9 +127,10 @@ class Registry:
             "schema": jsonable(schema or {}),
             "environment": capture_environment(),
             "project": project_state(exclude=self.ws.root),
-            "probe": self._store_probe(probe_data),
             "extra": jsonable(extra or {}),
         }
+        sample, fields["probe"] = self._store_probe(probe_data)
+        fields["explanation"] = self._store_explanation(model, sample, fields["task"])
         parent_id = self._resolve_parent(parent)
         return self._commit_version(name, fields, message or f"Commit {name}", parent_id, action="commit")
 
@@ -186,16 +187,38 @@ class Registry:
             self.index.rebuild()
             return self.get(version_id(name, number))
 
-    def _store_probe(self, X: Any) -> dict[str, Any] | None:
+    def _store_probe(self, X: Any) -> tuple[Any, dict[str, Any] | None]:
+        """The probe sample kept for agreement (and explanations), and its metadata."""
         rows = int(self.ws.config.get("probe_rows", 0) or 0)
         if X is None or rows <= 0:
-            return None
+            return None, None
         try:
             sample = probe.sample(X, rows)
             data, fmt = probe.encode(sample)
         except Exception:  # a probe is a convenience; odd data must never block a commit
+            return None, None
+        return sample, {"sha256": self.objects.put(data), "rows": len(sample), "format": fmt}
+
+    def _store_explanation(self, model: Any, sample: Any, task: str | None) -> dict[str, Any] | None:
+        """Permutation importance on the probe sample (:mod:`.explain`), kept as an artifact; its summary, or None
+        (no sample, ``explain`` off in the workspace settings, or a model it cannot score)."""
+        if sample is None or self.ws.config.get("explain", True) is False:
             return None
-        return {"sha256": self.objects.put(data), "rows": len(sample), "format": fmt}
+        doc = explain.explain(model, sample, task)
+        if doc is None:
+            return None
+        return explain.summary(doc, self.objects.put(explain.encode(doc)))
+
+    def explanation(self, spec: str | VersionSpec) -> explain.Explanation:
+        """The explanation computed when ``spec`` was committed (hash-verified); a one-line error if it has none."""
+        version = self.get(spec)
+        if not version.explanation:
+            raise ArtifactMissingError(
+                f"{version.id} has no explanation: it was committed without a probe sample (training data), with "
+                "probe_rows 0 or explain off, or by an mm_magics before explanations; commit it again from training"
+            )
+        data = self._artifact_bytes(version.explanation["sha256"], f"explanation of {version.id}")
+        return explain.decode(data, version.id)
 
     def _resolve_parent(self, parent: str | None) -> str | None:
         if parent is None:
@@ -423,6 +446,7 @@ class Registry:
                 "environment",
                 "project",
                 "probe",
+                "explanation",
                 "extra",
             )
         }

@@ -145,6 +145,15 @@ class VersionMagics:
         args = parse_args(self.mm_view, line)
         return self._widget_or(self.ws.overview(args.name, window=args.window, metric=args.metric))
 
+    @verb_arguments("explain")
+    @line_magic
+    @friendly
+    def mm_explain(self, line: str) -> Any:
+        """What a version's predictions depend on: permutation importance computed at commit time (bars), and the
+        model's own coefficients or importances."""
+        args = parse_args(self.mm_explain, line)
+        return self.ws.registry.explanation(args.version)
+
     @verb_arguments("diff")
     @line_magic
     @friendly

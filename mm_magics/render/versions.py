@@ -225,6 +225,17 @@ def _diff(d: Any) -> str:
     out = [f"<b>{e(d.a)} → {e(d.b)}</b>"]
     if d.estimator:
         out.append(f"<div>estimator changed: <code>{e(d.estimator[0])}</code> → <code>{e(d.estimator[1])}</code></div>")
+    if d.importance_shift:
+        rows = [
+            (e(r["feature"]), num(r["a"]) if r["a"] is not None else "—", num(r["b"]) if r["b"] is not None else "—",
+             signed(r["delta"]))
+            for r in d.importance_shift[:8]
+        ]  # fmt: skip
+        out.append(
+            "<details><summary>importance shift (permutation importance, largest first)</summary>"
+            + table(["feature", e(d.a), e(d.b), "Δ"], rows, numeric=(1, 2, 3))
+            + "</details>"
+        )
     if d.agreement is not None:
         out.append(f"<div>predictions agree on <b>{d.agreement:.1%}</b> of {d.agreement_rows} probe rows</div>")
     elif d.agreement_note:
@@ -318,3 +329,19 @@ def _overview(o: Any) -> str:
     parts = [to_html(o.deployment) if o.deployment is not None else "<div>" + dim("not deployed") + "</div>"]
     parts += [to_html(o.timeline), to_html(o.lifecycle), to_html(o.series)]
     return "".join(f"<div style='margin:4px 0 10px'>{p}</div>" for p in parts)
+
+
+@renders("mm_magics.engine.explain", "Explanation")
+def _explanation(x: Any) -> str:
+    """Bars of text blocks: they read in both themes, survive an untrusted notebook and a saved one."""
+    top = max((f["importance"] for f in x.features), default=0.0) or 1.0
+    rows = []
+    for f in x.features[:20]:
+        width = max(0, round(24 * f["importance"] / top))
+        bar = f"<code style='letter-spacing:0;background:none'>{'█' * width or '·'}</code>"
+        own = num(f["own"]) if x.own and f.get("own") is not None else ""
+        rows.append((e(f["feature"]), f"{num(f['importance'])} ± {num(f['std'])}", bar, own))
+    headers = ["feature", "importance ± spread", "", e(x.own or "")]
+    head = f"<b>{e(x.version)}</b> " + dim(f"{e(x.method)} · {e(x.scoring)} · {x.rows} rows × {x.repeats} repeats")
+    more = dim(f"… {len(x.features) - 20} more features") if len(x.features) > 20 else ""
+    return head + table(headers, rows, numeric=(1,)) + more

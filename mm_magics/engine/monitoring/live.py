@@ -425,11 +425,22 @@ class Monitor:
                     "psi",
                     bool(drifted),
                     f"feature {worst} drifted (PSI {d['psi']:.2f} > {rules['psi']:.2f} over {d['n']:.0f} rows"
-                    f"{test}): inspect the inputs, then {retrain} on fresh data",
+                    f"{test}{_matters(vdoc, worst)}): inspect the inputs, then {retrain} on fresh data",
                     d["psi"],
                 )
             )
         return checks
+
+
+def _matters(vdoc: Any, feature: str) -> str:
+    """Whether a drifted feature matters to the model, from the explanation summary made at commit time."""
+    top = ((vdoc.explanation or {}).get("top") or []) if vdoc is not None else []
+    if not top:
+        return ""
+    for rank, (name, importance) in enumerate(top, 1):
+        if name == feature:
+            return f"; the model's #{rank} feature by permutation importance, {importance:.2f}"
+    return f"; outside the model's {len(top)} most important features, so predictions may hardly move"
 
 
 def _started(deployment: Any) -> float | None:

@@ -92,6 +92,8 @@ def test_drifted_batch_raises_a_psi_alert_that_says_what_to_do(live):
     assert snap.drift["petal length (cm)"]["ks_p"] < 1e-3
     alert = next(a for a in snap.alerts if a["rule"] == "psi")
     assert "petal length (cm)" in alert["message"] and "retrain iris from iris@v1" in alert["message"]
+    # the explanation made at commit time says whether the drifted feature matters to the model
+    assert "the model's #1 feature by permutation importance" in alert["message"], alert["message"]
 
 
 def test_errors_probes_and_the_frame(live):
