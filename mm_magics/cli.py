@@ -66,6 +66,24 @@ def cmd_show(args: argparse.Namespace) -> Any:
     return _ws(args).registry.get(args.version)
 
 
+def cmd_card(args: argparse.Namespace) -> Any:
+    card = _ws(args).card(args.version)
+    if not args.out:
+        return card
+    out = Path(args.out)
+    if out.suffix.lower() in (".html", ".htm"):
+        from .render import to_html
+
+        text = f"<!doctype html><meta charset='utf-8'><title>{card.version}</title>\n{to_html(card)}\n"
+    else:
+        text = card.markdown
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise MMError(f"cannot write the card to {out}: {exc.strerror}: pick a writable path with --out") from None
+    return f"wrote the model card of {card.version} to {out}"
+
+
 def cmd_explain(args: argparse.Namespace) -> Any:
     return _ws(args).registry.explanation(args.version)
 
@@ -307,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
         "models": cmd_models,
         "show": cmd_show,
         "explain": cmd_explain,
+        "card": cmd_card,
         "log": cmd_log,
         "diff": cmd_diff,
         "rollback": cmd_rollback,

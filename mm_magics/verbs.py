@@ -48,6 +48,7 @@ EXAMPLES: dict[str, tuple[str | tuple[str, tuple[Face, ...]], ...]] = {
     "commit": ("{cmd} iris -m 'baseline logistic regression'", "{cmd} iris --model clf --data X y -m 'from a script'"),
     "show": ("{cmd} iris@v3", "{cmd} iris@production"),
     "explain": ("{cmd} iris@v3", "{cmd} iris@production"),
+    "card": ("{cmd} iris@production", ("{cmd} iris@v3 --out iris-v3.md", ("cli",))),
     "log": ("{cmd} iris", "{cmd} iris -n 50 --before 120"),
     "diff": ("{cmd} iris@v1 iris@v2", "{cmd} iris@production iris@v7 --no-agreement"),
     "checkout": ("{cmd} iris@production", ("{cmd} iris@v2 --as old", ("magic",))),
@@ -116,6 +117,16 @@ VERBS: dict[str, Verb] = {
         ),
     ),
     "show": Verb("show one version's metadata", (arg("version", help="NAME, NAME@vN or NAME@ALIAS", completes=True),)),
+    "card": Verb(
+        "a version's model card: purpose and owner, training data and schema, metrics and the gates they passed, "
+        "explanation, lineage, stage history, deployment and live quality, known limits",
+        (
+            arg("version", help="NAME, NAME@vN or NAME@ALIAS", completes=True),
+            arg(
+                "--out", faces=CLI, help="write it to this file (.md for Markdown, .html for HTML) instead of printing"
+            ),
+        ),
+    ),
     "explain": Verb(
         "what a version's predictions depend on: permutation importance (with its spread) computed at commit time on "
         "the probe sample, and the model's own coefficients or importances",

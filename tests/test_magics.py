@@ -448,3 +448,33 @@ def test_every_version_committed_by_the_magics_is_explained(ip, tmp_path):
     store.path(v2.explanation["sha256"]).write_bytes(b"{}")
     with pytest.raises(UsageError, match="explanation of iris@v2 is corrupted"):
         line(ip, "mm_explain iris@v2")
+
+
+def test_a_model_card_tells_a_versions_story_from_the_record(ip, tmp_path):
+    """%mm_card assembles purpose, data, gates, explanation, lineage and stages from what was recorded; its HTML
+    escapes user text; `mm card --out` writes Markdown or HTML."""
+    ip.run_cell_magic("mm_train", "iris --commit -m 'baseline: flags <b>iris</b> species for the demo'", TRAIN_LOGREG)
+    ip.run_cell_magic("mm_train", "iris --from iris@v1 --commit -m 'a tree'", TRAIN_TREE)
+    line(ip, 'mm_gate iris "accuracy>=0.5"')
+    line(ip, "mm_stage iris@v1 deploy -m 'ship it'")
+    card = line(ip, "mm_card iris@v1")
+    text = card.markdown
+    for heading in ("Intended use and owner", "Training data", "Evaluation and gates", "Explanation", "Lineage",
+                    "Stage history", "Deployment and live quality", "Known limits"):  # fmt: skip
+        assert f"## {heading}" in text
+    assert "baseline: flags <b>iris</b> species" in text and "tester@ci" in text
+    assert "| evaluate -> deploy | accuracy >= 0.5 | passed" in text
+    assert "Versions derived from it**: iris@v2" in text and "Now in **deploy**" in text
+    assert "petal" in text.split("## Explanation")[1].split("##")[0]
+    assert "Not deployed on this machine" in text and "Trained on 112 rows" in text  # the training split
+    html = html_of(ip, card)
+    assert "<table>" in html and "<b>iris</b>" not in html and "&lt;b&gt;iris&lt;/b&gt;" in html
+    assert "Derived from**: iris@v1" in line(ip, "mm_card iris@v2").markdown
+
+    from mm_magics.cli import main
+
+    root = str(tmp_path / "ws" / ".mm")
+    assert main(["-C", root, "card", "iris@v1", "--out", str(tmp_path / "card.md")]) == 0
+    assert (tmp_path / "card.md").read_text() == text
+    assert main(["-C", root, "card", "iris@v1", "--out", str(tmp_path / "card.html")]) == 0
+    assert (tmp_path / "card.html").read_text().startswith("<!doctype html>")

@@ -30,6 +30,7 @@ from .errors import CorruptRegistryError, WorkspaceError, WorkspaceFormatError
 from .gitstore import BRANCH, GitStore
 
 if TYPE_CHECKING:
+    from .cards import ModelCard
     from .lifecycle import Lifecycle
     from .monitoring.live import Monitor
     from .records import ModelList, ModelOverview, VersionDetails
@@ -255,6 +256,12 @@ class Workspace:
             if dep is not None:
                 out.serving, out.serving_status = dep.version, dep.status
         return out
+
+    def card(self, spec: str, *, window: str = "24h") -> ModelCard:
+        """``spec``'s model card (:mod:`.cards`): everything recorded about it, as Markdown. Reads only."""
+        from .cards import build
+
+        return build(self, spec, window=window)
 
     def overview(self, name: str, *, window: str | float = "5m", metric: str | None = None) -> ModelOverview:
         """A model at a glance, for the model view: its timeline, its lifecycle graph, its live series over

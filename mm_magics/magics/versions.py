@@ -145,6 +145,15 @@ class VersionMagics:
         args = parse_args(self.mm_view, line)
         return self._widget_or(self.ws.overview(args.name, window=args.window, metric=args.metric))
 
+    @verb_arguments("card")
+    @line_magic
+    @friendly
+    def mm_card(self, line: str) -> Any:
+        """A version's model card, assembled from what the workspace recorded (Markdown; `mm card --out` writes
+        a file)."""
+        args = parse_args(self.mm_card, line)
+        return self.ws.card(args.version)
+
     @verb_arguments("explain")
     @line_magic
     @friendly

@@ -345,3 +345,11 @@ def _explanation(x: Any) -> str:
     head = f"<b>{e(x.version)}</b> " + dim(f"{e(x.method)} · {e(x.scoring)} · {x.rows} rows × {x.repeats} repeats")
     more = dim(f"… {len(x.features) - 20} more features") if len(x.features) > 20 else ""
     return head + table(headers, rows, numeric=(1,)) + more
+
+
+@renders("mm_magics.engine.cards", "ModelCard")
+def _card(card: Any) -> str:
+    """The card's Markdown as HTML, with raw HTML in it escaped (a commit message is user text)."""
+    import mistune
+
+    return mistune.create_markdown(escape=True, plugins=["table"])(card.markdown)
