@@ -48,6 +48,7 @@ EXAMPLES: dict[str, tuple[str | tuple[str, tuple[Face, ...]], ...]] = {
     "commit": ("{cmd} iris -m 'baseline logistic regression'", "{cmd} iris --model clf --data X y -m 'from a script'"),
     "show": ("{cmd} iris@v3", "{cmd} iris@production"),
     "explain": ("{cmd} iris@v3", "{cmd} iris@production"),
+    "reproduce": ("{cmd} iris@v3", "{cmd} iris@v3 --data X_all y_all --commit -m 'rebuilt on the new server'"),
     "card": ("{cmd} iris@production", ("{cmd} iris@v3 --out iris-v3.md", ("cli",))),
     "log": ("{cmd} iris", "{cmd} iris -n 50 --before 120"),
     "diff": ("{cmd} iris@v1 iris@v2", "{cmd} iris@production iris@v7 --no-agreement"),
@@ -117,6 +118,16 @@ VERBS: dict[str, Verb] = {
         ),
     ),
     "show": Verb("show one version's metadata", (arg("version", help="NAME, NAME@vN or NAME@ALIAS", completes=True),)),
+    "reproduce": Verb(
+        "re-run a version's recorded cell code in a clean namespace on the same data (its fingerprint must match) and "
+        "say whether the rebuilt model predicts identically, how its metrics differ and which packages differ",
+        (
+            arg("version", help="NAME@vN or NAME@ALIAS", completes=True),
+            arg("--data", nargs=2, metavar=("X", "Y"), help="the data variables (default: the names it trained on)"),
+            arg("--commit", action="store_true", help="commit the rebuilt model as a new version (child of this one)"),
+            MESSAGE,
+        ),
+    ),
     "card": Verb(
         "a version's model card: purpose and owner, training data and schema, metrics and the gates they passed, "
         "explanation, lineage, stage history, deployment and live quality, known limits",

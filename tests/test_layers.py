@@ -5,7 +5,7 @@ never run), so a violation fails here before it ships:
 
     faces       mm_magics.magics, cli, render, demo (later widgets/, server/)
     facade      engine.workspace, and engine.serving.server (a server process's entry point)
-    services    engine.cards, lifecycle, training, serving.*, monitoring.*
+    services    engine.cards, lifecycle, reproduce, training, serving.*, monitoring.*
     core        engine.registry, diff, integrity, remotes
     primitives  everything else in the engine: errors, specs, layout, atomic, clock, records, documents, gitstore,
                 index, artifacts, serialization, fingerprints, environment, probe, hosts, ledger, stages,
@@ -46,6 +46,7 @@ FACADE = {"mm_magics.engine.workspace", "mm_magics.engine.serving.server"}
 SERVICES = (
     "mm_magics.engine.cards",
     "mm_magics.engine.lifecycle",
+    "mm_magics.engine.reproduce",
     "mm_magics.engine.training",
     "mm_magics.engine.serving",
     "mm_magics.engine.monitoring",

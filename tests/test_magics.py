@@ -478,3 +478,40 @@ def test_a_model_card_tells_a_versions_story_from_the_record(ip, tmp_path):
     assert (tmp_path / "card.md").read_text() == text
     assert main(["-C", root, "card", "iris@v1", "--out", str(tmp_path / "card.html")]) == 0
     assert (tmp_path / "card.html").read_text().startswith("<!doctype html>")
+
+
+def test_reproduce_rebuilds_a_version_and_refuses_other_data(ip, tmp_path):
+    """%mm_reproduce re-runs the recorded cell in a clean namespace: identical predictions on the agreement sample,
+    the same metrics; a changed dataset is refused before anything is fitted; --commit keeps the rebuild."""
+    ip.run_cell_magic("mm_train", "iris --commit -m logreg", TRAIN_LOGREG)
+    ip.user_ns["unrelated"] = 42  # the clean namespace must not see the notebook's other names
+    result = line(ip, "mm_reproduce iris@v1")
+    assert result.identical and result.agreement == 1.0 and result.agreement_rows > 0
+    assert result.metrics and all(a == b for a, b in result.metrics.values())
+    assert result.committed is None and ws(tmp_path).registry.get("iris").number == 1
+    assert "predicts identically" in str(result)
+
+    ip.run_cell("X2 = X * 1.01")  # every row changed (a change to held-out rows only is not in the fingerprint)
+    with pytest.raises(UsageError, match="this is not the data iris@v1 was trained on: its fingerprint is"):
+        line(ip, "mm_reproduce iris@v1 --data X2 y")
+    with pytest.raises(UsageError, match="no variable 'Z' in the notebook"):
+        line(ip, "mm_reproduce iris@v1 --data Z y")
+
+    kept = line(ip, "mm_reproduce iris@v1 --commit -m 'rebuilt'")
+    assert kept.committed == "iris@v2" and kept.same_artifact
+    v2 = ws(tmp_path).registry.get("iris@v2")
+    assert v2.parent == "iris@v1" and v2.message == "rebuilt"
+
+
+def test_reproduce_refuses_code_that_needs_the_notebook(ip):
+    ip.run_cell("depth = 2")
+    ip.run_cell_magic(
+        "mm_train", "iris --commit -m tree", "from sklearn.tree import DecisionTreeClassifier\n"
+        "model = DecisionTreeClassifier(max_depth=depth)"
+    )  # fmt: skip
+    with pytest.raises(UsageError, match="recorded code uses 'depth', which a clean namespace does not have"):
+        line(ip, "mm_reproduce iris@v1")
+    ip.run_cell("from sklearn.linear_model import LogisticRegression\nclf = LogisticRegression(max_iter=300).fit(X, y)")
+    line(ip, "mm_commit other --model clf --data X y -m 'fitted elsewhere'")
+    with pytest.raises(UsageError, match="other@v1 has no recorded code"):
+        line(ip, "mm_reproduce other@v1")

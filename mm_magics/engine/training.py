@@ -395,15 +395,11 @@ def _cross_validated(
 
 def _holdout(model: Any, X: Any, y: Any, task: str | None, opts: TrainOptions, phase: list[str]) -> _Fitted:
     """A stratified (where possible) hold-out split; a model the cell fitted itself is evaluated as a clone."""
-    from sklearn.model_selection import train_test_split
 
     if not 0 < opts.test_size < 1:
         raise TrainingError(f"test size {opts.test_size} must be between 0 and 1 (e.g. 0.25)")
     start = time.perf_counter()
-    stratify = y if task == "classification" and _can_stratify(y, opts.test_size) else None
-    X_tr, X_te, y_tr, y_te = train_test_split(
-        X, y, test_size=opts.test_size, random_state=opts.random_state, stratify=stratify
-    )
+    X_tr, X_te, y_tr, y_te, stratify = holdout_split(X, y, task, opts.test_size, opts.random_state)
     refit = _is_fitted(model)
     evaluated = model
     if refit:  # fitted by the cell on data we cannot see: evaluate a clone on a clean split
@@ -424,6 +420,24 @@ def _holdout(model: Any, X: Any, y: Any, task: str | None, opts: TrainOptions, p
         "diagnostics": diagnostics,
     }
     return _Fitted(scores, evaluation, X if refit else X_tr, y if refit else y_tr, fit_time)
+
+
+def holdout_split(X: Any, y: Any, task: str | None, test_size: float, random_state: int) -> tuple[Any, ...]:
+    """The hold-out split ``%%mm_train`` makes (stratified where it can be): X_tr, X_te, y_tr, y_te, stratify."""
+    from sklearn.model_selection import train_test_split
+
+    stratify = y if task == "classification" and _can_stratify(y, test_size) else None
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=test_size, random_state=random_state, stratify=stratify)
+    return X_tr, X_te, y_tr, y_te, stratify
+
+
+def training_rows(X: Any, y: Any, task: str | None, evaluation: dict[str, Any]) -> tuple[Any, Any]:
+    """The rows a recorded run fitted on, from its data and its recorded evaluation: what its data fingerprint
+    was taken of (the hold-out split's training part, or every row for cross-validation and an explicit test set)."""
+    if evaluation.get("method") == "holdout" and "test_size" in evaluation and not evaluation.get("note"):
+        X_tr, _, y_tr, _, _ = holdout_split(X, y, task, evaluation["test_size"], evaluation.get("random_state", 0))
+        return X_tr, y_tr
+    return X, y
 
 
 def _can_stratify(y: Any, test_size: float) -> bool:

@@ -178,6 +178,7 @@ NOTEBOOK_ONLY = {
     "mm_train": "runs the cell's code and fits the estimator it defines, in the kernel",
     "mm_commit": "versions an estimator object that lives in the kernel",
     "mm": "lists these magics",
+    "mm_reproduce": "re-runs the recorded cell against data that lives in the kernel",
 }
 
 VERSION_MAGICS = verbs.completing()  # derived from the verbs declared, never a hand-kept list

@@ -145,6 +145,29 @@ class VersionMagics:
         args = parse_args(self.mm_view, line)
         return self._widget_or(self.ws.overview(args.name, window=args.window, metric=args.metric))
 
+    @verb_arguments("reproduce")
+    @line_magic
+    @friendly
+    def mm_reproduce(self, line: str) -> Any:
+        """Rebuild a version from its recorded code on the same data (checked by fingerprint) in a clean namespace;
+        report whether it predicts identically, metric and package differences; --commit keeps the rebuild."""
+        from ..engine.reproduce import data_names, needs_test_set, reproduce
+
+        args = parse_args(self.mm_reproduce, line)
+        version = self.ws.registry.get(args.version)
+        names = tuple(args.data) if args.data else data_names(version)
+        data = tuple(self._lookup(n, "--data X Y") for n in names)
+        test = None
+        if needs_test_set(version):
+            test = (self._lookup("X_test", "X_test"), self._lookup("y_test", "y_test"))
+        return reproduce(self.ws, version.id, data, test=test, commit=args.commit, message=args.message)
+
+    def _lookup(self, name: str, what: str) -> Any:
+        ns = self.shell.user_ns
+        if name not in ns:
+            raise UsageError(f"no variable {name!r} in the notebook: define it, or name the data with {what}")
+        return ns[name]
+
     @verb_arguments("card")
     @line_magic
     @friendly

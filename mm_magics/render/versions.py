@@ -353,3 +353,26 @@ def _card(card: Any) -> str:
     import mistune
 
     return mistune.create_markdown(escape=True, plugins=["table"])(card.markdown)
+
+
+@renders("mm_magics.engine.reproduce", "Reproduction")
+def _reproduction(r: Any) -> str:
+    if r.same_artifact:
+        head = mark(True, "rebuilt byte for byte (same artifact sha256)")
+    elif r.identical:
+        head = mark(True, f"rebuilt: predicts identically on {r.agreement_rows} sample rows")
+    elif r.agreement is not None:
+        head = mark(False, f"rebuilt, but only {r.agreement:.1%} of {r.agreement_rows} sample rows agree")
+    else:
+        head = dim("rebuilt; no agreement sample was recorded, so predictions were not compared")
+    out = [f"<b>{e(r.version)}</b> {head}"]
+    if r.metrics:
+        rows = [(e(k), num(a), num(b), signed(b - a) if a is not None and b is not None else "") for k, (a, b) in
+                r.metrics.items()]  # fmt: skip
+        out.append(table(["metric", "recorded", "rebuilt", "Δ"], rows, numeric=(1, 2, 3)))
+    if r.packages:
+        rows = [(e(k), e(a or "—"), e(b or "—")) for k, (a, b) in r.packages.items()]
+        out.append("<div>packages that differ</div>" + table(["package", "recorded", "here"], rows))
+    if r.committed:
+        out.append(f"<div>committed as <b>{e(r.committed)}</b></div>")
+    return "".join(out)

@@ -69,7 +69,7 @@ def test_two_workspaces_share_models_through_s3(ws, tmp_path, bare, bucket, iris
     ws.registry.commit("m", models["logreg"], message="one", probe_data=X)
     ws.registry.commit("m", models["tree"], message="two", parent="m@v1")
     pushed = ws.registry.push()
-    assert pushed["objects_copied"] == 3 and pushed["artifact_remote"] == bucket
+    assert pushed["objects_copied"] == 4 and pushed["artifact_remote"] == bucket  # 2 models, probe, explanation
     assert ws.registry.push()["objects_copied"] == 0  # nothing new: one listing, no upload
     local = json.loads((ws.root / "local.json").read_text())
     assert local["artifact_remote"] == bucket  # credentials stay in the environment:

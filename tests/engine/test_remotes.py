@@ -21,12 +21,12 @@ def test_second_workspace_checks_out_what_the_first_made(ws, tmp_path, bare, iri
     ws.registry.commit("m", models["tree"], message="two", parent="m@v1")
     ws.registry.set_alias("m@v1", "production")
     result = ws.registry.push(str(bare), art)
-    assert result["objects_copied"] == 3  # two models and one probe sample
+    assert result["objects_copied"] == 4  # two models, one probe sample and its explanation
 
     other = Workspace.open(tmp_path / "elsewhere" / ".mm")
     other.set_local(remote=str(bare), artifact_remote=str(art))
     pulled = other.registry.pull(fetch=True)  # every artifact now (by default a checkout fetches what it needs)
-    assert pulled["updated"] and pulled["objects_copied"] == 3
+    assert pulled["updated"] and pulled["objects_copied"] == 4
     assert [v.message for v in other.registry.log("m").versions] == ["two", "one"]
     assert other.registry.get("m@production").number == 1
     model = other.registry.checkout("m@v2")
