@@ -190,7 +190,7 @@ def cmd_deploy(args: argparse.Namespace) -> Any:
 
 
 def cmd_promote(args: argparse.Namespace) -> Any:
-    return _deployer(args).promote(args.name, reason=args.message)
+    return _deployer(args).promote(args.name, reason=args.message, force=args.force)
 
 
 def cmd_abort(args: argparse.Namespace) -> Any:

@@ -263,8 +263,15 @@ VERBS: dict[str, Verb] = {
         ),
     ),
     "promote": Verb(
-        "make a model's canary or shadow the served version (no request fails); the version it replaces retires",
-        (arg("name", help="deployed model name", completes=True), MESSAGE),
+        "make a model's canary or shadow the served version (no request fails); the version it replaces retires. "
+        "With a promotion rule (monitoring rules promote_min_labelled, promote_margin) the live evidence must agree",
+        (
+            arg("name", help="deployed model name", completes=True),
+            arg(
+                "--force", action="store_true", help="promote even if the live evidence does not satisfy the rule (-m)"
+            ),
+            MESSAGE,
+        ),
     ),
     "abort": Verb(
         "drop a model's canary or shadow: the served version answers everything again, the candidate retires",

@@ -53,7 +53,7 @@ class ServingMagics:
     def mm_promote(self, line: str) -> Any:
         """Make the canary or shadow of a deployed model its served version (no request fails; audited)."""
         args = parse_args(self.mm_promote, line)
-        return self.deployer.promote(parse_spec(args.name).name, reason=args.message)
+        return self.deployer.promote(parse_spec(args.name).name, reason=args.message, force=args.force)
 
     @verb_arguments("abort")
     @line_magic

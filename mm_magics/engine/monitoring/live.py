@@ -41,6 +41,10 @@ DEFAULT_RULES = {
     "min_requests": 20,  # don't judge rates on fewer requests
     "min_feedback": 20,  # don't judge quality on fewer labels
     "min_drift_rows": 100,  # don't judge drift on fewer rows (PSI on 5 rows read 6.8)
+    # promoting a canary or shadow: with a positive count, %mm_promote needs that many labelled requests on each side
+    # and the challenger's live accuracy (MAE) no worse than the champion's by more than the margin (0: no rule)
+    "promote_min_labelled": 0,
+    "promote_margin": 0.01,
 }
 #: Below this many rows PSI is biased upward by sampling noise alone (150 undrifted rows read ~0.18): drift must
 #: then also be significant by the Kolmogorov-Smirnov test against the training profile (as Evidently does).

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..atomic import LockTimeout, file_lock
 from ..clock import now_iso
-from ..errors import DeploymentError, Fix, MMError, NotDeployedError
+from ..errors import DeploymentError, Fix, GateError, MMError, NotDeployedError
 from ..hosts import check_host, check_port
 from ..lifecycle import SERVING
 from ..specs import check_name
@@ -312,11 +312,16 @@ class Deployer:
             self.store.save(dep)
             return dep
 
-    def promote(self, name: str, *, reason: str = "") -> Deployment:
+    def promote(self, name: str, *, reason: str = "", force: bool = False) -> Deployment:
         """Make the candidate the served version (installed with one assignment: no request fails); the version it
-        replaces retires."""
+        replaces retires. With a promotion rule set (``promote_min_labelled`` > 0 in the model's monitoring rules),
+        the live evidence since the release started must satisfy it, unless ``force`` (with a reason)."""
+        if force and not reason.strip():
+            raise GateError("a forced promotion needs a reason: add -m WHY (it is kept in the deployment history)")
         with self._lock(name):
             dep = self._with_release(name, "promote")
+            if not force:
+                self._check_live_evidence(dep)
             candidate, previous = dep.release["version"], dep.version
             self.client.release(dep.url, {"action": "promote", "name": name}, self.secret("admin-token"))
             dep.version, dep.release = candidate, None
@@ -326,6 +331,34 @@ class Deployer:
             self._retire_replaced(previous, candidate)
             dep.stage = self.ws.registry.get(candidate).stage
             return dep
+
+    def _check_live_evidence(self, dep: Deployment) -> None:
+        """The promotion rule, on the live comparison since the release started (a one-line refusal otherwise)."""
+        rules = self.ws.monitor.rules(dep.name)
+        need, margin = int(rules.get("promote_min_labelled") or 0), float(rules.get("promote_margin") or 0.0)
+        if need <= 0:
+            return
+        self.flush_metrics(dep.name)
+        since = max(1.0, time.time() - float(dep.release.get("started") or time.time()) + 1.0)
+        comparison = self.ws.monitor.snapshot(dep.name, since, deployment=dep).comparison
+        champ, chall = comparison.sides[comparison.champion], comparison.sides[comparison.challenger]
+        fix = Fix("promote", (dep.name, "--force", "-m", "WHY"))
+        if min(champ["labelled"], chall["labelled"]) < need:
+            raise GateError(
+                f"not enough live evidence to promote {comparison.challenger}: {chall['labelled']} labelled requests "
+                f"on it and {champ['labelled']} on {comparison.champion}, the rule needs {need} on each; send more "
+                "feedback, or override with {fix}",
+                fix=fix,
+            )
+        a, b = champ["quality"], chall["quality"]
+        worse = (b - a > margin) if comparison.metric == "MAE" else (a - b > margin)
+        if worse:
+            raise GateError(
+                f"{comparison.challenger}'s live {comparison.metric} {b:.3f} is worse than {comparison.champion}'s "
+                f"{a:.3f} by more than {margin:g} (over {chall['labelled']} + {champ['labelled']} labelled requests): "
+                "abort it, or override with {fix}",
+                fix=fix,
+            )
 
     def abort(self, name: str, *, reason: str = "") -> Deployment:
         """Drop the candidate; the served version answers everything again and the candidate retires."""

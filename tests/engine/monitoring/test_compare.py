@@ -78,3 +78,26 @@ def test_a_canary_is_judged_on_the_requests_each_version_answered(ws, released, 
     assert v1["predicted"] + v2["predicted"] == 75 and v1["labelled"] + v2["labelled"] == 75
     assert abs(v1["share"] + v2["share"] - 1.0) < 1e-9 and c.agreement is None
     assert not c.decided and "needed on each" in c.verdict
+
+
+def test_promote_checks_the_live_evidence_rule(ws, released, iris):
+    """With a promotion rule, %mm_promote needs enough labelled requests on each side and a challenger no worse than
+    the champion by more than the margin; a forced promotion needs a reason and is recorded."""
+    from mm_magics.engine.errors import GateError
+
+    deployer, client = released
+    X, y = iris
+    ws.monitor.set_rules("iris", promote_min_labelled=100, promote_margin=0.01)
+    deployer.deploy("iris@v2", shadow=True)
+    _traffic(client, X, y, range(0, 150, 3))  # 50 labelled requests
+    with pytest.raises(GateError, match="not enough live evidence to promote iris@v2: 50 labelled requests"):
+        deployer.promote("iris")
+    _traffic(client, X, y, range(1, 150))
+    with pytest.raises(GateError, match=r"iris@v2's live accuracy 0\.\d+ is worse than iris@v1's") as err:
+        deployer.promote("iris")
+    assert "mm promote iris --force -m WHY" in str(err.value)
+    with pytest.raises(GateError, match="a forced promotion needs a reason"):
+        deployer.promote("iris", force=True)
+    promoted = deployer.promote("iris", force=True, reason="the stump is what the audit asked for")
+    assert promoted.version == "iris@v2"
+    assert deployer.get("iris").history[-1]["reason"] == "the stump is what the audit asked for"
