@@ -228,11 +228,14 @@ def record(
     )
 
 
-def failed(state: ServingState, request_id: str, exc: BadRequest, name: str | None) -> JSONResponse:
+def failed(
+    state: ServingState, request_id: str, exc: BadRequest, name: str | None, served: Served | None = None
+) -> JSONResponse:
+    """The error answer, recorded against the version that refused it (``served``: a canary's, once routed)."""
     settings = state.settings
     state.errors += 1
     if settings.on_request is not None and name:
-        served = state.models.get(name)
+        served = served if served is not None else state.models.get(name)
         settings.on_request(
             {
                 "time": time.time(),
@@ -252,6 +255,7 @@ async def infer(request: Request) -> Response:
     t0 = time.perf_counter()
     request_id = _request_id(request)
     name = request.path_params["name"]
+    served: Served | None = None
     try:
         version = request.path_params.get("version")
         served = releases.route(state, request, served_for(state, name, version), version)
@@ -259,7 +263,7 @@ async def infer(request: Request) -> Response:
         parsed = protocol.from_v2(body, served.schema, settings.max_rows, tail)
         result = await predict(served, parsed.rows, tuple(parsed.outputs))
     except BadRequest as exc:
-        return failed(state, request_id, exc, name)
+        return failed(state, request_id, exc, name, served)
     out = []
     buffers = []
     for key in parsed.outputs:
@@ -290,6 +294,7 @@ async def invocations(request: Request) -> Response:
     settings = state.settings
     t0 = time.perf_counter()
     request_id = _request_id(request)
+    served: Served | None = None
     try:
         if len(state.models) != 1:
             raise BadRequest(404, "/invocations needs exactly one served model: use /v2/models/{name}/infer")
@@ -301,7 +306,7 @@ async def invocations(request: Request) -> Response:
             rows = protocol.from_mlflow(body, served.schema, settings.max_rows)
         result = await predict(served, rows, ("predict",))
     except BadRequest as exc:
-        return failed(state, request_id, exc, next(iter(state.models), None))
+        return failed(state, request_id, exc, next(iter(state.models), None), served)
     payload = {"predictions": protocol.to_jsonable(result.outputs["predict"])}
     response = finish(state, request_id, served, result, t0, payload, "mlflow", rows)
     return releases.shadow_after(state, response, served, rows, ("predict",), request_id, "mlflow", predict, record)

@@ -156,3 +156,26 @@ def test_bad_releases_are_refused_in_one_line(deployed, ws, iris, models):
     resp = client.post("/mm/v1/release", json={"action": "abort", "name": "iris"})
     assert resp.status_code == 401  # the admin token only
     assert _version(client, X) == "1"  # nothing changed
+
+
+def test_a_canary_that_refuses_a_request_is_charged_with_the_error(deployed, ws, iris, models):
+    """A canary may take other features: a request it refuses counts against it, not against the champion."""
+    deployer, client, X = deployed
+    narrow = X.iloc[:, :3]
+    ws.registry.commit("iris", models["tree"].__class__(max_depth=2).fit(narrow, iris[1]), message="3 features",
+                       **commit_kwargs(narrow, iris[1]))  # fmt: skip
+    deployer.deploy("iris@v3", canary=50)
+    statuses = Counter()
+    for k in range(40):
+        resp = client.post("/v2/models/iris/infer", json=_body(X, k), headers={"X-MM-Route-Key": f"user-{k}"})
+        statuses[resp.status_code] += 1
+    assert statuses[200] > 0 and statuses[422] > 0, statuses  # 4 features: the champion answers, the canary refuses
+
+    def recorded():
+        deployer.flush_metrics("iris")
+        frame = ws.monitor.store.requests("iris", 0)
+        return [frame] if len(frame) == 40 else None
+
+    [frame] = wait_until(recorded, "the 40 requests to be recorded", timeout=30)
+    assert set(frame[frame["status"] == 422]["version"]) == {3}
+    assert set(frame[frame["status"] == 200]["version"]) == {1}
