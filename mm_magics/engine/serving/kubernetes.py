@@ -28,6 +28,7 @@ import yaml
 from ..atomic import atomic_write_text
 from ..errors import UsageError
 from ..records import Record
+from . import image_refs
 from .kubernetes_schema import KSERVE_API, validate_manifests
 
 if TYPE_CHECKING:
@@ -49,15 +50,6 @@ FILES = {"InferenceService": "inferenceservice.yaml", "Deployment": "deployment.
 _NAME = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-# Docker's reference grammar (github.com/distribution/reference): [registry[:port]/]path[:tag][@sha256:digest]
-_DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_IMAGE = re.compile(
-    rf"(?:(?P<domain>{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*(?::[0-9]+)?|\[[0-9a-fA-F:]+\](?::[0-9]+)?)/)?"
-    rf"(?P<path>{_PATH_PART}(?:/{_PATH_PART})*)"
-    r"(?::(?P<tag>[\w][\w.-]{0,127}))?"
-    r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?"
-)
 # A Kubernetes quantity (resource.Quantity), positive: 250m, 0.5, 512Mi, 1G, 1e3
 _QUANTITY = re.compile(r"\+?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[KMGTPE]i|[numkMGTPE]|[eE][-+]?[0-9]+)?")
 
@@ -154,8 +146,7 @@ def check_name(name: str) -> str:
 
 def check_image(image: str) -> str:
     """``image`` if it is a valid image reference, else a :class:`UsageError` with the grammar and an example."""
-    match = _IMAGE.fullmatch(image) if isinstance(image, str) else None
-    if match is not None and match.end("path") <= 255:  # the grammar's limit on the name (registry and path)
+    if image_refs.match(image) is not None:
         return image
     raise UsageError(
         f"image {image!r} is not an image reference: expected [REGISTRY[:PORT]/]PATH[:TAG][@sha256:DIGEST] "

@@ -8,13 +8,13 @@ own (``docker login`` writes them to ``~/.docker/config.json``) and a user strin
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DeploymentError, UsageError
 from ..records import Record
+from . import image_refs
 from .docker_engine import docker_sdk, engine_errors
 from .image_context import one_line
 
@@ -22,12 +22,6 @@ if TYPE_CHECKING:
     from ..records import Version
     from .docker_images import ImageBuilder
 
-# The distribution project's reference grammar (github.com/distribution/reference, regexp.go), without digests: a
-# push names a tag. Path components are lowercase; a domain is a host name or IP, with an optional port.
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?"
-_TAG = r"[\w][\w.-]{0,127}"
-REFERENCE = re.compile(rf"(?:(?P<domain>{_DOMAIN})/)?(?P<path>{_COMPONENT}(?:/{_COMPONENT})*)(?::(?P<tag>{_TAG}))?")
 REFERENCE_HELP = "REGISTRY/REPO[:TAG], e.g. registry.example.com:5000/team/iris:v3 (lowercase repository path)"
 
 
@@ -60,12 +54,13 @@ class PublishedImage(Record):
 
 
 def parse_reference(reference: str, default_tag: str) -> tuple[str, str]:
-    """``(repository, tag)`` of a push target; ``default_tag`` when it names none. A one-line error otherwise."""
-    match = REFERENCE.fullmatch(reference.strip())
-    if not match or reference.startswith("-"):
-        raise UsageError(f"{reference!r} is not an image reference: use {REFERENCE_HELP}")
-    tag = match["tag"] or default_tag
-    repository = reference.strip() if not match["tag"] else reference.strip()[: -len(match["tag"]) - 1]
+    """``(repository, tag)`` of a push target; ``default_tag`` when it names none. A one-line error otherwise (a
+    digest names content already pushed, not a place to push to)."""
+    found = image_refs.match(reference.strip())
+    if found is None or found["digest"] or reference.startswith("-"):
+        raise UsageError(f"{reference!r} is not an image reference to push to: use {REFERENCE_HELP}")
+    tag = found["tag"] or default_tag
+    repository = reference.strip() if not found["tag"] else reference.strip()[: -len(found["tag"]) - 1]
     return repository, tag
 
 

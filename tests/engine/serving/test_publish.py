@@ -119,7 +119,15 @@ def test_a_mounted_token_is_required_of_every_client(ws, deployer, docker_client
 
 @pytest.mark.parametrize(
     "bad",
-    ["Registry.example.com/Team/Iris", "-rm", "host:5000/repo:", "host/repo:tag with space", "repo//x", ""],
+    [
+        "Registry.example.com/Team/Iris",
+        "-rm",
+        "host:5000/repo:",
+        "host/repo:tag with space",
+        "repo//x",
+        "",
+        "host/repo@sha256:" + "0" * 64,  # a digest names what was pushed, not where to push
+    ],
 )
 def test_bad_references_are_refused_in_one_line(bad: str):
     with pytest.raises(UsageError) as err:
