@@ -45,6 +45,12 @@ def magic_spelling(fix: Fix) -> str:
     return " ".join([f"{prefix}mm_{fix.verb}", *(shlex.quote(a) for a in fix.args)])
 
 
+def one_line(text: Any, limit: int = 400) -> str:
+    """``text`` (an exception, a server's answer) as one line of at most ``limit`` characters, for a message."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
 class MMError(Exception):
     """Base of every error the engine raises on purpose; its text is shown to the user as is.
 

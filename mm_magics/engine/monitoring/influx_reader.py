@@ -27,7 +27,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from ..errors import MMError
+from ..errors import MMError, one_line
 from .influx_settings import InfluxSettings, client_options, redact_url
 
 #: The request log's columns the monitor reads, from the line-protocol fields they were written as.
@@ -144,7 +144,7 @@ class InfluxReader:
             try:
                 tables = client.query_api().query(self.flux(model, since, until), org=self.settings.org)
             except Exception as exc:  # the client raises its own ApiException and urllib3's errors
-                raise MMError(f"InfluxDB refused the monitor's query ({_one_line(exc)}) at {self.where}") from None
+                raise MMError(f"InfluxDB refused the monitor's query ({one_line(exc, 200)}) at {self.where}") from None
         out = []
         for table in tables:
             for record in table.records:
@@ -161,15 +161,10 @@ class InfluxReader:
         try:
             resp = httpx.get(url, params=params, headers=headers, timeout=self.timeout)
         except httpx.HTTPError as exc:
-            raise MMError(f"cannot read the monitoring data from {self.where}: {_one_line(exc)}") from None
+            raise MMError(f"cannot read the monitoring data from {self.where}: {one_line(exc, 200)}") from None
         if resp.status_code != 200:
-            raise MMError(f"{self.where} refused the monitor's query ({resp.status_code}: {_one_line(resp.text)})")
+            raise MMError(f"{self.where} refused the monitor's query ({resp.status_code}: {one_line(resp.text, 200)})")
         return resp.text
-
-
-def _one_line(value: Any, limit: int = 200) -> str:
-    text = " ".join(str(value).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _promql_string(text: str) -> str:

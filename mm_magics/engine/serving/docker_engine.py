@@ -10,8 +10,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from ..errors import DeploymentError
-from .image_context import one_line
+from ..errors import DeploymentError, one_line
 
 SETUP = "mm docker-setup"  # ships with the package (mm_magics/data/setup-docker.sh); as root
 LABEL = "io.mm-magics"  # label prefix on every container and image we make (model, version, workspace)

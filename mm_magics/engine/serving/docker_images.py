@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import DeploymentError
+from ..errors import DeploymentError, one_line
 from .docker_engine import LABEL, SETUP, docker_sdk, engine_errors, is_docker_error
-from .image_context import WheelCache, copy_package, link_or_copy, one_line, requirements_for, write_bundle
+from .image_context import WheelCache, copy_package, link_or_copy, requirements_for, write_bundle
 
 if TYPE_CHECKING:
     from ..records import Version

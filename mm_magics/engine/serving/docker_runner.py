@@ -24,14 +24,13 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from ..clock import now_iso
-from ..errors import DeploymentError
+from ..errors import DeploymentError, one_line
 from ..hosts import check_port, free_port, is_loopback
 from ..monitoring.influx_settings import resolve as resolve_influx
 from .client import ServerClient
 from .deployments import Deployment
 from .docker_engine import LABEL, connect, docker_sdk, engine_errors, is_docker_error
 from .docker_images import CONTAINER_PORT, SERVER_CMD, TOKEN_DIR, BuildResult, ImageBuilder
-from .image_context import one_line
 from .tokens import workspace_secret
 
 if TYPE_CHECKING:

@@ -15,11 +15,11 @@ import sys
 import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..atomic import atomic_write_text, file_lock
 from ..environment import capture_environment
-from ..errors import DeploymentError
+from ..errors import DeploymentError, one_line
 
 if TYPE_CHECKING:
     from ..records import Version
@@ -42,11 +42,6 @@ def cache_root() -> Path:
     """Host-side cache shared by every workspace on the machine (wheels, the base image tarball)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "mm_magics"
-
-
-def one_line(text: Any, limit: int = 400) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def requirements_for(version: Version) -> list[str]:

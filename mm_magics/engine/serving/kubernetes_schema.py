@@ -28,7 +28,7 @@ from typing import Any
 
 import jsonschema
 
-from ..errors import MMError, UsageError
+from ..errors import MMError, UsageError, one_line
 
 K8S_VERSION = "1.30"
 KSERVE_API = "serving.kserve.io/v1beta1"
@@ -58,18 +58,13 @@ def validate_manifests(manifests: list[dict]) -> None:
         problem = problem or _server_rule_problem(manifest)
         if problem is not None:
             path, what = problem
-            raise UsageError(f"{_describe(manifest, index)}: {path}: {_one_line(what)}")
+            raise UsageError(f"{_describe(manifest, index)}: {path}: {one_line(what, 240)}")
 
 
 def _describe(manifest: dict, index: int) -> str:
     meta = manifest.get("metadata")
     name = meta.get("name") if isinstance(meta, dict) else None
     return f"{manifest.get('kind') or f'manifest #{index + 1}'} {name or '(unnamed)'}"
-
-
-def _one_line(text: str, limit: int = 240) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _shape_problem(manifest: dict) -> Problem | None:

@@ -12,11 +12,10 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import DeploymentError, UsageError
+from ..errors import DeploymentError, UsageError, one_line
 from ..records import Record
 from . import image_refs
 from .docker_engine import docker_sdk, engine_errors
-from .image_context import one_line
 
 if TYPE_CHECKING:
     from ..records import Version
