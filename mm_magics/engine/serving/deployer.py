@@ -221,11 +221,7 @@ class Deployer:
             return self._switch(name, spec, reason=reason, force=force)
 
     def _switch(self, name: str, spec: str, *, reason: str, force: bool) -> Deployment:
-        dep = self.require(name)
-        if dep.status != "running":
-            raise DeploymentError(
-                f"{name}'s deployment is {dep.status}: redeploy with {{fix}}", fix=Fix("deploy", (spec,))
-            )
+        dep = self._running(name, spec)
         version = self.ws.registry.get(spec)
         if version.name != name:
             raise DeploymentError(f"{version.id} is not a version of {name}")
@@ -290,7 +286,7 @@ class Deployer:
         the deploy stage through the gates first, as any version that takes traffic does."""
         version = self.ws.registry.get(spec)
         with self._lock(version.name):
-            dep = self._running(version.name, spec)
+            dep = self._local_release_target(version.name, spec)
             if dep.version == version.id:
                 raise DeploymentError(f"{version.id} already serves {version.name}: release another version")
             reason = reason or f"{mode.capitalize()} of {version.id} beside {dep.version}"
@@ -374,11 +370,17 @@ class Deployer:
             return dep
 
     def _running(self, name: str, spec: str) -> Deployment:
+        """``name``'s deployment, which must be running (else redeploy ``spec``)."""
         dep = self.require(name)
         if dep.status != "running":
             raise DeploymentError(
                 f"{name}'s deployment is {dep.status}: redeploy with {{fix}}", fix=Fix("deploy", (spec,))
             )
+        return dep
+
+    def _local_release_target(self, name: str, spec: str) -> Deployment:
+        """``name``'s running deployment, which must be a local one (releases live in one local server)."""
+        dep = self._running(name, spec)
         if dep.runner != "local":
             raise DeploymentError(
                 f"{name} runs in Docker: canary and shadow releases run in local deployments for now (deploy it "
@@ -388,7 +390,7 @@ class Deployer:
         return dep
 
     def _with_release(self, name: str, action: str) -> Deployment:
-        dep = self._running(name, name)
+        dep = self._local_release_target(name, name)
         if not dep.release:
             raise DeploymentError(
                 f"{name} has no canary or shadow release to {action}: start one with {{fix}}",
