@@ -80,7 +80,7 @@ def _data(v: Any, facts: dict[str, Any]) -> list[str]:
         lines.append(f"- **Target**: `{_cell(target.get('name', 'y'))}`, {_cell(target.get('dtype', ''))}{span}")
     names = schema.get("feature_names") or []
     if names:
-        lines += ["", "| feature | type | training range |", "|---|---|---|"]
+        lines += ["", "| feature | type | training range |", "|:---|:---|---:|"]
         profile = data.get("profile") or {}
         for name in names:
             p = profile.get(name) or {}
@@ -95,7 +95,7 @@ def _evaluation(ws: Any, v: Any, facts: dict[str, Any]) -> list[str]:
     lines = [f"- **{_cell(k)}**: {m:.4g}" for k, m in metrics.items()] or ["No evaluation metrics recorded."]
     gates = [(t, g) for t in ws.lifecycle.history(v.id) for g in t.gates]
     if gates:
-        lines += ["", "| stage move | gate | result |", "|---|---|---|"]
+        lines += ["", "| stage move | gate | result |", "|:---|:---|:---|"]
         for t, g in gates:
             result = ("passed" if g.passed else "FAILED") + (" (forced)" if t.forced and not g.passed else "")
             lines.append(f"| {' -> '.join(t.path)} | {_cell(g.gate)} | {result}: {_cell(g.detail)} |")
@@ -112,7 +112,7 @@ def _explanation(ws: Any, v: Any, facts: dict[str, Any]) -> list[str]:
         return [f"The explanation could not be read: {exc}"]
     facts["explanation"] = [[f["feature"], f["importance"]] for f in x.features[:10]]
     lines = [f"{x.method} ({x.scoring}, {x.rows} rows x {x.repeats} repeats):", ""]
-    lines += ["| feature | importance | spread |", "|---|---|---|"]
+    lines += ["| feature | importance | spread |", "|:---|---:|---:|"]
     lines += [f"| {_cell(f['feature'])} | {f['importance']:.3f} | {f['std']:.3f} |" for f in x.features[:10]]
     return lines
 
@@ -138,7 +138,7 @@ def _lineage(ws: Any, v: Any, facts: dict[str, Any]) -> list[str]:
 def _stages(ws: Any, v: Any, facts: dict[str, Any]) -> list[str]:
     moves = ws.lifecycle.history(v.id)
     facts["stage"] = v.stage
-    lines = [f"Now in **{v.stage}**.", "", "| when (UTC) | move | by | why |", "|---|---|---|---|"]
+    lines = [f"Now in **{v.stage}**.", "", "| when (UTC) | move | by | why |", "|:---|:---|:---|:---|"]
     for t in moves:
         forced = " (forced)" if t.forced else ""
         lines.append(f"| {t.time[:19].replace('T', ' ')} | {' -> '.join(t.path)}{forced} | {_cell(t.actor)} | "

@@ -125,6 +125,10 @@ class MonitoringMagics:
             return None
         every = max(parse_duration(args.refresh), 0.5) if args.refresh else None
         snap = self.monitor.view(name, args.window, deployments=self.deployer, evaluate=True)
+        if snap.comparison is not None and self._widgets_shown():
+            from IPython.display import display
+
+            display(snap.comparison)  # the sparklines widget draws the served version: the comparison reads above it
         if every is None or not hasattr(self.shell, "kernel"):
             return self._widget_or(snap)  # the snapshot: shown as sparklines where a widget front end runs
         widget = None

@@ -38,6 +38,16 @@ def _deployment(d: Any) -> str:
         ),
         ("runs as", f"{e(d.runner)}, {where}, micro-batching {'on' if d.batch else 'off'}"),
     ]
+    if d.release:
+        r = d.release
+        share = f"{r['percent']:g} % of requests" if r["mode"] == "canary" else "every request, answering none"
+        rows.append(
+            (
+                r["mode"],
+                f"<b>{e(r['version'])}</b> takes {share}: compare with <code>%mm_monitor {e(d.name)}</code>, then "
+                f"<code>%mm_promote {e(d.name)}</code> or <code>%mm_abort {e(d.name)}</code>",
+            )
+        )
     if d.gates:
         gates = " · ".join(mark(g.get("passed", False), f"{e(g['gate'])}: {e(g['detail'])}") for g in d.gates)
         rows.append(("gates", gates))

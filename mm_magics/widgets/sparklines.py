@@ -13,6 +13,7 @@ the window from :meth:`Monitor.series`; after that only new buckets are sent, as
 from __future__ import annotations
 
 import copy
+import dataclasses
 import threading
 from pathlib import Path
 from typing import Any
@@ -101,4 +102,7 @@ def sparklines_for(workspace: Any, snapshot: Any, step: float | None = None) -> 
     deployment = workspace.deployments.get(snapshot.name)
     cursor = workspace.monitor.series(snapshot.name, snapshot.window_s, step=step, deployment=deployment)
     alerts = [{"rule": a["rule"], "message": a["message"]} for a in snapshot.alerts]
-    return Sparklines(cursor.advance(), snapshot=snapshot, alerts=alerts)
+    # a release's comparison is an output of its own beside the widget (%mm_monitor displays it): the static picture
+    # leaves it out, so a notebook opened without the widget shows it once
+    picture = dataclasses.replace(snapshot, comparison=None) if getattr(snapshot, "comparison", None) else snapshot
+    return Sparklines(cursor.advance(), snapshot=picture, alerts=alerts)
