@@ -231,25 +231,28 @@ def _snapshot(s: Any) -> str:
 
 @renders("mm_magics.engine.monitoring.compare", "Comparison")
 def _comparison(c: Any) -> str:
+    """Champion and challenger side by side: the verdict's metric (F1 or MAE) and, for a classifier, accuracy."""
     head = f"{e(c.mode)} <b>{e(c.challenger)}</b> beside <b>{e(c.champion)}</b>"
     if c.mode == "canary":
         head += f" ({c.percent:g} % of requests)"
+    accuracy = any("accuracy" in s for s in c.sides.values())
     rows = []
     for vid, s in c.sides.items():
-        rows.append(
-            (
-                f"<b>{e(vid)}</b>",
-                num(s["predicted"]),
-                f"{s['share']:.0%}",
-                f"{s['error_rate']:.1%}" if s["error_rate"] is not None else "—",
-                num(s["p50_ms"]) if s["p50_ms"] is not None else "—",
-                num(s["p95_ms"]) if s["p95_ms"] is not None else "—",
-                num(s["quality"]) if s["quality"] is not None else "—",
-                num(s["labelled"]),
-            )
-        )
-    headers = ["version", "predicted", "answered", "errors", "p50 ms", "p95 ms", e(c.metric), "labelled"]
-    out = [f"<div>{head}</div>", table(headers, rows, numeric=(1, 2, 3, 4, 5, 6, 7))]
+        row = [
+            f"<b>{e(vid)}</b>",
+            num(s["predicted"]),
+            f"{s['share']:.0%}",
+            f"{s['error_rate']:.1%}" if s["error_rate"] is not None else "—",
+            num(s["p50_ms"]) if s["p50_ms"] is not None else "—",
+            num(s["p95_ms"]) if s["p95_ms"] is not None else "—",
+            num(s["quality"]) if s["quality"] is not None else "—",
+        ]
+        if accuracy:
+            row.append(num(s["accuracy"]) if s.get("accuracy") is not None else "—")
+        rows.append((*row, num(s["labelled"])))
+    headers = ["version", "predicted", "answered", "errors", "p50 ms", "p95 ms", c.metric]
+    headers += ["accuracy", "labelled"] if accuracy else ["labelled"]
+    out = [f"<div>{head}</div>", table(headers, rows, numeric=range(1, len(headers)))]
     if c.agreement is not None:
         out.append(f"<div>agreement on live traffic: {c.agreement:.1%} of {c.agreement_n} requests</div>")
     verdict = f"<b>{e(c.verdict)}</b>" if c.decided else dim(e(c.verdict))
