@@ -66,6 +66,7 @@ EXAMPLES: dict[str, tuple[str | tuple[str, tuple[Face, ...]], ...]] = {
         "{cmd} iris@v4 --force -m 'hotfix, gate waived'",
         "{cmd} iris@v5 --canary 10",
         "{cmd} iris@v5 --shadow",
+        "{cmd} iris@v5 --canary 10 --auto",
     ),
     "image": ("{cmd} iris@v3", "{cmd} iris@production --push registry.example.com/team/iris"),
     "undeploy": ("{cmd} iris",),
@@ -258,6 +259,12 @@ VERBS: dict[str, Verb] = {
                 action="store_true",
                 help="run this version on every request beside the deployed one, answering with the deployed one",
             ),
+            arg(
+                "--auto",
+                action="store_true",
+                help="with --canary or --shadow: promote or abort it when the promotion rule decides (checked every "
+                "promote_check_s seconds by a process that outlives the notebook)",
+            ),
             arg("--force", action="store_true", help="deploy even if a gate fails (needs -m)"),
             MESSAGE,
         ),
@@ -357,6 +364,7 @@ def deploy_options(args: argparse.Namespace) -> dict[str, Any]:
         "workers": args.workers,
         "canary": args.canary,
         "shadow": args.shadow,
+        "auto": args.auto,
     }
 
 

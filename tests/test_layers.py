@@ -4,7 +4,7 @@ Read from the source (every import, lazy ones inside functions included; ``if TY
 never run), so a violation fails here before it ships:
 
     faces       mm_magics.magics, cli, render, demo (later widgets/, server/)
-    facade      engine.workspace, and engine.serving.server (a server process's entry point)
+    facade      engine.workspace, and engine.serving.server, steward_main (server and steward processes' entry points)
     services    engine.cards, lifecycle, reproduce, training, serving.*, monitoring.*
     core        engine.registry, diff, integrity, remotes
     primitives  everything else in the engine: errors, specs, layout, atomic, clock, records, documents, gitstore,
@@ -42,7 +42,7 @@ FACES = (
     "mm_magics.widgets",
     "mm_magics.server",
 )
-FACADE = {"mm_magics.engine.workspace", "mm_magics.engine.serving.server"}
+FACADE = {"mm_magics.engine.workspace", "mm_magics.engine.serving.server", "mm_magics.engine.serving.steward_main"}
 SERVICES = (
     "mm_magics.engine.cards",
     "mm_magics.engine.lifecycle",

@@ -45,7 +45,12 @@ def _deployment(d: Any) -> str:
             (
                 r["mode"],
                 f"<b>{e(r['version'])}</b> takes {share}: compare with <code>%mm_monitor {e(d.name)}</code>, then "
-                f"<code>%mm_promote {e(d.name)}</code> or <code>%mm_abort {e(d.name)}</code>",
+                + (
+                    f"the promotion rule promotes or aborts it (checked every {r['auto']['every']:g} s; "
+                    f"<code>%mm_promote {e(d.name)}</code> or <code>%mm_abort {e(d.name)}</code> decide sooner)"
+                    if r.get("auto")
+                    else f"<code>%mm_promote {e(d.name)}</code> or <code>%mm_abort {e(d.name)}</code>"
+                ),
             )
         )
     if d.gates:

@@ -45,6 +45,7 @@ DEFAULT_RULES = {
     # and the challenger's live accuracy (MAE) no worse than the champion's by more than the margin (0: no rule)
     "promote_min_labelled": 0,
     "promote_margin": 0.01,
+    "promote_check_s": 30.0,  # how often a release started with --auto checks the rule (engine/serving/steward.py)
 }
 #: Below this many rows PSI is biased upward by sampling noise alone (150 undrifted rows read ~0.18): drift must
 #: then also be significant by the Kolmogorov-Smirnov test against the training profile (as Evidently does).

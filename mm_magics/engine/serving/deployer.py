@@ -22,9 +22,11 @@ from ..errors import DeploymentError, Fix, GateError, MMError, NotDeployedError
 from ..hosts import check_host, check_port
 from ..lifecycle import SERVING
 from ..specs import check_name
+from . import steward
 from .client import ServerClient, error_text
 from .deployments import Deployment, DeploymentStore, Prediction, Runner
 from .local import LocalRunner
+from .promotion import AUTO_MIN_LABELLED, Judgement, judge
 from .tokens import workspace_secret
 from .workers import MAX_WORKERS
 
@@ -92,17 +94,21 @@ class Deployer:
         workers: int = 1,
         canary: float | None = None,
         shadow: bool = False,
+        auto: bool = False,
     ) -> Deployment:
         """Serve ``spec``; ``workers`` processes share the port (up to one per core is useful). Deploying another
         version of a served model switches it in place; asking for another worker count restarts it. ``canary``
-        (a percentage) or ``shadow`` serve it beside the deployed version instead (:meth:`release`)."""
+        (a percentage) or ``shadow`` serve it beside the deployed version instead (:meth:`release`), decided by the
+        promotion rule when ``auto``."""
         if canary is not None or shadow:
             if canary is not None and shadow:
                 raise MMError("choose --canary PERCENT or --shadow, not both")
             if canary is not None and not (isinstance(canary, (int, float)) and 0 < canary < 100):
                 raise MMError(f"--canary takes a share of requests between 0 and 100 (e.g. 10), not {canary!r}")
             mode = "shadow" if shadow else "canary"
-            return self.release(spec, mode, float(canary or 0.0), reason=reason, force=force)
+            return self.release(spec, mode, float(canary or 0.0), reason=reason, force=force, auto=auto)
+        if auto:
+            raise MMError("--auto decides a canary or a shadow: add --canary PERCENT or --shadow")
         if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= MAX_WORKERS:
             raise MMError(f"workers must be a whole number from 1 to {MAX_WORKERS}, not {workers!r}")
         version = self.ws.registry.get(spec)
@@ -210,6 +216,7 @@ class Deployer:
         dep = self.store.get(name)
         if dep is None:
             raise NotDeployedError(f"{name} is not deployed: nothing to stop (see {{fix}})", fix=Fix("deployments"))
+        steward.stop(dep.release)
         self._runner(dep).stop(dep)
         self.store.delete(name)
         dep.status = "stopped"
@@ -227,6 +234,10 @@ class Deployer:
             raise DeploymentError(f"{version.id} is not a version of {name}")
         self.ws.registry.checkout(version.id)  # it must load (hash verified) before anything changes
         reason = reason or f"Switch {name} to {version.id}"
+        if dep.release and dep.release["version"] == version.id:  # deploying the candidate promotes it
+            return self._promote(dep, reason, force)
+        if dep.release:  # a switch (a rollback, say) decides the release: the candidate goes first, on the record
+            dep = self._abort(dep, f"Dropped by the switch to {version.id}: {reason}")
         if version.stage not in SERVING:  # gates first; the stage moves once the new version serves
             self.ws.lifecycle.preflight(version.id, "deploy", reason, force=force)
         previous = dep.version
@@ -279,19 +290,22 @@ class Deployer:
 
     # -- canary and shadow releases -----------------------------------------------------------------------------
     def release(
-        self, spec: str, mode: str, percent: float = 0.0, *, reason: str = "", force: bool = False
+        self, spec: str, mode: str, percent: float = 0.0, *, reason: str = "", force: bool = False, auto: bool = False
     ) -> Deployment:
         """Serve ``spec`` beside the deployed version: a ``canary`` answering ``percent`` % of requests (sticky by
         the ``X-MM-Route-Key`` header), or a ``shadow`` predicting on every request without answering. It enters
-        the deploy stage through the gates first, as any version that takes traffic does."""
+        the deploy stage through the gates first, as any version that takes traffic does. With ``auto``, a steward
+        process (:mod:`.steward`) promotes or aborts it when the promotion rule decides."""
         version = self.ws.registry.get(spec)
         with self._lock(version.name):
-            dep = self._local_release_target(version.name, spec)
+            dep = self._running(version.name, spec)
             if dep.version == version.id:
                 raise DeploymentError(f"{version.id} already serves {version.name}: release another version")
             reason = reason or f"{mode.capitalize()} of {version.id} beside {dep.version}"
             if version.stage not in SERVING:
                 self.ws.lifecycle.preflight(version.id, "deploy", reason, force=force)
+            if dep.runner == "docker":  # the container holds its image's version only: hand it the candidate
+                self.docker().deliver(dep, version)
             body = {"action": "start", "version": version.id, "mode": mode, "percent": percent}
             answer = self.client.release(
                 dep.url, {**body, "reason": reason, "force": force}, self.secret("admin-token")
@@ -303,6 +317,11 @@ class Deployer:
                     self.client.release(dep.url, {"action": "abort", "name": dep.name}, self.secret("admin-token"))
                 raise
             dep.release = answer["release"]
+            previous = self.store.get(dep.name)
+            steward.stop(previous.release if previous else None)  # a new release replaces the old one's steward
+            if auto:
+                every = float(self.ws.monitor.rules(dep.name).get("promote_check_s") or steward.EVERY_S)
+                dep.release["auto"] = {"pid": steward.start(self.ws, dep.name, version.id, every), "every": every}
             dep.history.append({"time": now_iso(), "version": version.id, "actor": self.ws.actor, "action": mode,
                                 "percent": percent, "reason": reason})  # fmt: skip
             self.store.save(dep)
@@ -315,59 +334,67 @@ class Deployer:
         if force and not reason.strip():
             raise GateError("a forced promotion needs a reason: add -m WHY (it is kept in the deployment history)")
         with self._lock(name):
-            dep = self._with_release(name, "promote")
-            if not force:
-                self._check_live_evidence(dep)
-            candidate, previous = dep.release["version"], dep.version
-            self.client.release(dep.url, {"action": "promote", "name": name}, self.secret("admin-token"))
-            dep.version, dep.release = candidate, None
-            dep.history.append({"time": now_iso(), "version": candidate, "previous": previous, "action": "promote",
-                                "actor": self.ws.actor, "reason": reason or f"Promote {candidate}"})  # fmt: skip
-            self.store.save(dep)
-            self._retire_replaced(previous, candidate)
-            dep.stage = self.ws.registry.get(candidate).stage
-            return dep
+            return self._promote(self._with_release(name, "promote"), reason, force)
+
+    def _promote(self, dep: Deployment, reason: str, force: bool) -> Deployment:
+        if not force:
+            self._check_live_evidence(dep)
+        steward.stop(dep.release)
+        candidate, previous = dep.release["version"], dep.version
+        self.client.release(dep.url, {"action": "promote", "name": dep.name}, self.secret("admin-token"))
+        dep.version, dep.release = candidate, None
+        dep.history.append({"time": now_iso(), "version": candidate, "previous": previous, "action": "promote",
+                            "actor": self.ws.actor, "reason": reason or f"Promote {candidate}"})  # fmt: skip
+        self._retire_replaced(previous, candidate)  # before the record says so: whoever reads it sees both
+        dep.stage = self.ws.registry.get(candidate).stage
+        self.store.save(dep)
+        return dep
+
+    def judge(self, name: str) -> Judgement:
+        """What the promotion rule says of ``name``'s release now (``wait``, ``promote`` or ``abort``, and why), on
+        the live comparison since it started. The rule's evidence is ``promote_min_labelled`` from the model's
+        monitoring rules, or :data:`.promotion.AUTO_MIN_LABELLED` when none is set (what the automatic mode uses)."""
+        dep = self._with_release(name, "judge")
+        rules = self.ws.monitor.rules(dep.name)
+        return judge(self._comparison(dep), rules, int(rules.get("promote_min_labelled") or 0) or AUTO_MIN_LABELLED)
+
+    def _comparison(self, dep: Deployment) -> Any:
+        self.flush_metrics(dep.name)
+        since = max(1.0, time.time() - float(dep.release.get("started") or time.time()) + 1.0)
+        return self.ws.monitor.snapshot(dep.name, since, deployment=dep).comparison
 
     def _check_live_evidence(self, dep: Deployment) -> None:
         """The promotion rule, on the live comparison since the release started (a one-line refusal otherwise)."""
         rules = self.ws.monitor.rules(dep.name)
-        need, margin = int(rules.get("promote_min_labelled") or 0), float(rules.get("promote_margin") or 0.0)
+        need = int(rules.get("promote_min_labelled") or 0)
         if need <= 0:
             return
-        self.flush_metrics(dep.name)
-        since = max(1.0, time.time() - float(dep.release.get("started") or time.time()) + 1.0)
-        comparison = self.ws.monitor.snapshot(dep.name, since, deployment=dep).comparison
-        champ, chall = comparison.sides[comparison.champion], comparison.sides[comparison.challenger]
+        verdict = judge(self._comparison(dep), rules, need)
         fix = Fix("promote", (dep.name, "--force", "-m", "WHY"))
-        if min(champ["labelled"], chall["labelled"]) < need:
+        if verdict.action == "wait":
             raise GateError(
-                f"not enough live evidence to promote {comparison.challenger}: {chall['labelled']} labelled requests "
-                f"on it and {champ['labelled']} on {comparison.champion}, the rule needs {need} on each; send more "
-                "feedback, or override with {fix}",
+                f"not enough live evidence to promote {dep.release['version']}: {verdict.why}; send more feedback, "
+                "or override with {fix}",
                 fix=fix,
             )
-        a, b = champ["quality"], chall["quality"]
-        worse = (b - a > margin) if comparison.metric == "MAE" else (a - b > margin)
-        if worse:
-            raise GateError(
-                f"{comparison.challenger}'s live {comparison.metric} {b:.3f} is worse than {comparison.champion}'s "
-                f"{a:.3f} by more than {margin:g} (over {chall['labelled']} + {champ['labelled']} labelled requests): "
-                "abort it, or override with {fix}",
-                fix=fix,
-            )
+        if verdict.action == "abort":
+            raise GateError(f"{verdict.why}: abort it, or override with {{fix}}", fix=fix)
 
     def abort(self, name: str, *, reason: str = "") -> Deployment:
         """Drop the candidate; the served version answers everything again and the candidate retires."""
         with self._lock(name):
-            dep = self._with_release(name, "abort")
-            candidate = dep.release["version"]
-            self.client.release(dep.url, {"action": "abort", "name": name}, self.secret("admin-token"))
-            dep.release = None
-            dep.history.append({"time": now_iso(), "version": candidate, "action": "abort", "actor": self.ws.actor,
-                                "reason": reason or f"Abort {candidate}"})  # fmt: skip
-            self.store.save(dep)
-            self._retire_replaced(candidate, dep.version)
-            return dep
+            return self._abort(self._with_release(name, "abort"), reason)
+
+    def _abort(self, dep: Deployment, reason: str) -> Deployment:
+        candidate = dep.release["version"]
+        steward.stop(dep.release)
+        self.client.release(dep.url, {"action": "abort", "name": dep.name}, self.secret("admin-token"))
+        dep.release = None
+        dep.history.append({"time": now_iso(), "version": candidate, "action": "abort", "actor": self.ws.actor,
+                            "reason": reason or f"Abort {candidate}"})  # fmt: skip
+        self._retire_replaced(candidate, dep.version)  # before the record says so: whoever reads it sees both
+        self.store.save(dep)
+        return dep
 
     def _running(self, name: str, spec: str) -> Deployment:
         """``name``'s deployment, which must be running (else redeploy ``spec``)."""
@@ -378,19 +405,8 @@ class Deployer:
             )
         return dep
 
-    def _local_release_target(self, name: str, spec: str) -> Deployment:
-        """``name``'s running deployment, which must be a local one (releases live in one local server)."""
-        dep = self._running(name, spec)
-        if dep.runner != "local":
-            raise DeploymentError(
-                f"{name} runs in Docker: canary and shadow releases run in local deployments for now (deploy it "
-                "without --docker, or switch versions with {fix})",
-                fix=Fix("deploy", (spec,)),
-            )
-        return dep
-
     def _with_release(self, name: str, action: str) -> Deployment:
-        dep = self._local_release_target(name, name)
+        dep = self._running(name, name)
         if not dep.release:
             raise DeploymentError(
                 f"{name} has no canary or shadow release to {action}: start one with {{fix}}",

@@ -60,6 +60,8 @@ class Deployment(Record):
             r = self.release
             share = f"{r['percent']:g} % of requests" if r["mode"] == "canary" else "every request, answering none"
             text += f"; {r['mode']} {r['version']} takes {share}"
+            if r.get("auto"):
+                text += f" (decided automatically by the promotion rule, checked every {r['auto']['every']:g}s)"
         if self.token_required:
             text += "; clients need the workspace token (Authorization: Bearer ...; `mm token` prints it)"
         return f"{text}; {self.note}" if self.note else text

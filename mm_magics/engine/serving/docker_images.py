@@ -43,6 +43,8 @@ RUNTIME_REPO = "mm-magics/runtime"
 CONTAINER_PORT = 8000  # what `docker run -p 8000:8000 IMAGE` and a Kubernetes pod expect
 TOKEN_DIR = "/run/mm"
 TOKEN_PATH = f"{TOKEN_DIR}/token"
+#: Where a canary's or shadow's bundle is delivered into a running container (``vN/``), beside the image's own.
+CANDIDATES_DIR = "/run/mm-candidates"
 SERVER_CMD = [
     "/opt/mm/bin/python",
     "-m",

@@ -21,6 +21,7 @@ import tarfile
 import time
 from collections.abc import Callable
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..clock import now_iso
@@ -30,7 +31,7 @@ from ..monitoring.influx_settings import resolve as resolve_influx
 from .client import ServerClient
 from .deployments import Deployment
 from .docker_engine import LABEL, connect, docker_sdk, engine_errors, is_docker_error
-from .docker_images import CONTAINER_PORT, SERVER_CMD, TOKEN_DIR, BuildResult, ImageBuilder
+from .docker_images import CANDIDATES_DIR, CONTAINER_PORT, SERVER_CMD, TOKEN_DIR, BuildResult, ImageBuilder
 from .tokens import workspace_secret
 
 if TYPE_CHECKING:
@@ -55,6 +56,23 @@ def _secrets_tar(files: dict[str, str | None]) -> bytes:
                 continue
             data = secret.encode()
             info = tarfile.TarInfo(f"mm/{name}")
+            info.size, info.mode, info.uid, info.gid = len(data), 0o400, os.getuid(), os.getgid()
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _bundle_tar(bundle: Path, prefix: str) -> bytes:
+    """A tar of ``bundle``'s files under ``prefix/`` (directories 0500, files 0400, owned by the server's user)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        parts = Path(prefix).parts
+        for depth in range(1, len(parts) + 1):
+            folder = tarfile.TarInfo("/".join(parts[:depth]))
+            folder.type, folder.mode, folder.uid, folder.gid = tarfile.DIRTYPE, 0o500, os.getuid(), os.getgid()
+            tar.addfile(folder)
+        for path in sorted(bundle.iterdir()):
+            data = path.read_bytes()
+            info = tarfile.TarInfo(f"{prefix}/{path.name}")
             info.size, info.mode, info.uid, info.gid = len(data), 0o400, os.getuid(), os.getgid()
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
@@ -194,6 +212,7 @@ class DockerRunner:
         command = server_command("127.0.0.1" if host_network else "0.0.0.0", listen_port)
         command += ["--metrics-db", f"{RUN_MOUNT}/metrics.sqlite", "--deployment", version.name]
         command += ["--admin-token-file", ADMIN_TOKEN_PATH]  # lets the monitor ask it to flush its metrics
+        command += ["--candidates", CANDIDATES_DIR]  # where a canary's or shadow's bundle is handed over
         if influx is not None and influx.token:
             command += ["--influx-token-file", INFLUX_TOKEN_PATH]
         if batch:
@@ -331,6 +350,24 @@ class DockerRunner:
         time.sleep(self.drain)
         self.stop(dep, keep_image=dep.image == new.image)
         return new
+
+    def deliver(self, dep: Deployment, version: Version) -> None:
+        """Hand ``version``'s bundle to ``dep``'s running container (``CANDIDATES_DIR/vN``), so the server there
+        can load it as a canary or shadow beside the version its image holds. The bundle is written from the
+        workspace (artifact hash-verified on the way out, and again by the server before it loads it); the files
+        are readable only by the server's user. The runtime is the champion's: a candidate needing other packages
+        fails its load, and the release is refused with the server's reason."""
+        import tempfile
+
+        from .image_context import write_bundle
+
+        with tempfile.TemporaryDirectory(prefix="mm-candidate-") as tmp:
+            bundle = write_bundle(self.ws, version, Path(tmp) / "bundle")
+            data = _bundle_tar(bundle, f"{Path(CANDIDATES_DIR).name}/v{version.number}")
+        with engine_errors(f"hand {version.id} to the container of {dep.name}"):
+            container = self.client.containers.get(dep.container_id)
+            if not container.put_archive(str(Path(CANDIDATES_DIR).parent), data):
+                raise DeploymentError(f"the Docker engine did not take {version.id}'s bundle: redeploy {dep.name}")
 
     def _remove_container(self, container_id: str | None, timeout: float | None = None) -> None:
         docker = docker_sdk()

@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--workspace", help="workspace directory to load versions from")
     src.add_argument("--bundle", help="bundle directory with version.json, artifact.skops, trusted.json")
     p.add_argument("--version", help="NAME@vN to serve (with --workspace)")
+    p.add_argument("--candidates", help="with --bundle: where a release's candidate bundles are delivered (vN/)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port")
     p.add_argument("--batch", action="store_true", help="adaptive micro-batching")
@@ -110,7 +111,7 @@ def _serve(args: argparse.Namespace) -> int:
         source: Any = WorkspaceSource(Workspace.open(args.workspace, create=False))
         spec = args.version
     else:
-        source = BundleSource(Path(args.bundle))
+        source = BundleSource(Path(args.bundle), Path(args.candidates) if args.candidates else None)
         name, number = identity(json.loads((Path(args.bundle) / "version.json").read_text()))
         spec = f"{name}@v{number}"
     from ..monitoring.prometheus import PrometheusMetrics

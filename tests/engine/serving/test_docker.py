@@ -352,3 +352,88 @@ def test_a_container_writes_to_an_influxdb_on_loopback(ws, runner, docker_client
     assert sum(len(v) for v in got.values()) == 10
     ((_, labels),) = got
     assert dict(labels)["deployment"] == "iris" and dict(labels)["version"] == "1"
+
+
+def test_a_container_takes_a_canary_and_a_shadow_then_promotes_in_place(ws, deployer, iris, models, two_versions):
+    """A Docker deployment's release: the candidate's bundle is handed to the running container (no new image), the
+    canary answers its share, a shadow records both versions under the same ids in the workspace store, and promote
+    installs the candidate in the same container at the same URL while requests keep coming, none failing."""
+    from collections import Counter
+
+    from mm_magics.engine.monitoring.store import SQLiteStore
+
+    X, _ = iris
+    dep = deployer.deploy("iris@v1", docker=True)
+    token = _token(ws)
+    url = f"{dep.url}/v2/models/iris/infer"
+    released = deployer.deploy("iris@v2", canary=40, force=True, reason="try the tree on live traffic")
+    assert released.release["mode"] == "canary" and released.container_id == dep.container_id
+    assert ws.registry.get("iris@v2").stage == "deploy"
+    shares = Counter(post(url, v2_body(X.iloc[[i % 150]]), token)[1]["model_version"] for i in range(400))
+    # binomial(400, 0.4): mean 160, sd 9.8; 5 sd either side
+    assert 160 - 5 * 9.8 < shares["2"] < 160 + 5 * 9.8, shares
+
+    deployer.deploy("iris@v2", shadow=True)  # a shadow replaces the canary
+    ids = []
+    for i in range(20):
+        request = urllib.request.Request(
+            url,
+            data=json.dumps(v2_body(X.iloc[[i]])).encode(),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            assert json.loads(resp.read())["model_version"] == "1"
+            ids.append(resp.headers["X-Request-ID"])
+    store = SQLiteStore(ws.run_dir / "metrics.sqlite")
+
+    def both_recorded() -> bool:
+        deployer.flush_metrics("iris")
+        reqs = store.requests("iris", 0)
+        mine = reqs[reqs["request_id"].isin(ids)]
+        return (
+            set(mine[mine["role"] == "shadow"]["request_id"])
+            == set(ids)
+            == set(mine[mine["role"].isna()]["request_id"])
+        )
+
+    wait_until(both_recorded, "the champion's answers and the shadow's predictions in the workspace store")
+    store.close()
+
+    failures, stop = [], threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            status, body = post(url, v2_body(X.iloc[[7]]), token)
+            if status != 200:
+                failures.append((status, body))
+
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.5)
+        promoted = deployer.promote("iris", reason="the tree")
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert failures == []
+    assert (promoted.version, promoted.url, promoted.container_id) == ("iris@v2", dep.url, dep.container_id)
+    status, body = post(url, v2_body(X), token)
+    assert status == 200 and body["model_version"] == "2"
+    assert body["outputs"][0]["data"] == models["tree"].predict(X).tolist()
+    assert ws.registry.get("iris@v1").stage == "retire"
+    assert [h["action"] for h in deployer.get("iris").history][-3:] == ["canary", "shadow", "promote"]
+
+
+def test_a_container_refuses_a_candidate_it_was_not_handed(ws, deployer, iris, two_versions):
+    """The release route of a container loads only a bundle the runner delivered: asked for another version
+    directly, it refuses in one line and keeps serving."""
+    X, _ = iris
+    dep = deployer.deploy("iris@v1", docker=True)
+    admin = (ws.run_dir / "secrets" / "admin-token").read_text().strip()
+    status, body = post(f"{dep.url}/mm/v1/release", {"action": "start", "version": "iris@v2", "mode": "shadow"}, admin)
+    assert status == 409 and "was handed no bundle of iris@v2" in body["error"], body
+    status, body = post(f"{dep.url}/v2/models/iris/infer", v2_body(X.iloc[:2]), _token(ws))
+    assert status == 200 and body["model_version"] == "1"

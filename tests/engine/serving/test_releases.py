@@ -179,3 +179,29 @@ def test_a_canary_that_refuses_a_request_is_charged_with_the_error(deployed, ws,
     [frame] = wait_until(recorded, "the 40 requests to be recorded", timeout=30)
     assert set(frame[frame["status"] == 422]["version"]) == {3}
     assert set(frame[frame["status"] == 200]["version"]) == {1}
+
+
+def test_a_canary_spans_every_worker(deployed, ws):
+    """With ``workers=2`` a release is passed on to both processes: over fresh connections (which the kernel spreads
+    over the workers) the canary keeps its share, which it would halve if one worker lacked it, and a key lands on
+    the same side whichever worker answers; promote reaches both."""
+    deployer, _, X = deployed
+    dep = deployer.deploy("iris@v1", workers=2)
+    deployer.deploy("iris@v2", canary=30)
+    url = f"{dep.url}/v2/models/iris/infer"
+
+    def version(i: int, key: str | None = None) -> str:
+        headers = {"X-MM-Route-Key": key} if key else {}
+        resp = httpx.post(url, json=_body(X, i), headers=headers, timeout=10)  # a new connection each time
+        assert resp.status_code == 200, resp.text
+        return resp.json()["model_version"]
+
+    shares = Counter(version(i) for i in range(600))
+    # binomial(600, 0.3): mean 180, sd 11.2; one worker without the canary would give about 90
+    assert 180 - 5 * 11.2 < shares["2"] < 180 + 5 * 11.2, shares
+    by_key = {k: {version(i, f"user-{k}") for i in range(6)} for k in range(20)}
+    assert all(len(sides) == 1 for sides in by_key.values()), by_key
+    status = httpx.get(f"{dep.url}/mm/v1/status", timeout=10).json()
+    assert status["workers"] == 2 and all(n for n in status["per_worker_requests"]), status
+    deployer.promote("iris", reason="the tree")
+    assert {version(i) for i in range(200)} == {"2"}

@@ -1,0 +1,180 @@
+"""The automatic mode of a release, end to end: a real local deployment, a canary or shadow started with
+``auto=True``, real requests and feedback over HTTP, and the steward process deciding by the promotion rule; plus the
+rule itself (:mod:`mm_magics.engine.serving.promotion`) on comparisons that need no server."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.tree import DecisionTreeClassifier
+
+from mm_magics.engine.errors import MMError
+from mm_magics.engine.monitoring.compare import Comparison
+from mm_magics.engine.serving import steward
+from mm_magics.engine.serving.deployer import Deployer
+from mm_magics.engine.serving.promotion import judge
+
+from ...conftest import commit_kwargs
+from ...waiting import wait_until
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture
+def serving(ws, iris, models):
+    """iris@v1 (logistic regression) serving; iris@v2 a stump (worse live), iris@v3 another logistic regression
+    (as good); both committed with evaluations that pass the deploy gates, so only live evidence tells them apart."""
+    X, y = iris
+    ws.registry.commit("iris", models["logreg"], message="logreg", **commit_kwargs(X, y))
+    stump = DecisionTreeClassifier(max_depth=1, random_state=0).fit(X, y)
+    ws.registry.commit("iris", stump, message="stump", parent="iris@v1", **commit_kwargs(X, y, 0.96))
+    twin = LogisticRegression(max_iter=500, C=0.9).fit(X, y)
+    ws.registry.commit("iris", twin, message="twin", parent="iris@v1", **commit_kwargs(X, y, 0.96))
+    ws.monitor.set_rules("iris", promote_min_labelled=100, promote_margin=0.05, promote_check_s=0.3)
+    deployer = Deployer(ws)
+    dep = deployer.deploy("iris@v1")
+    with httpx.Client(base_url=dep.url, timeout=10) as client:
+        yield deployer, client
+    for d in deployer.list():
+        deployer.undeploy(d.name)
+    deployer.close()
+
+
+def _traffic(client: httpx.Client, X, y, n: int) -> None:
+    """``n`` requests (cycling over the rows), then their true labels through the feedback route."""
+    ids, labels = [], []
+    for i in range(n):
+        body = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [X.iloc[i % 150].tolist()]}]}
+        resp = client.post("/v2/models/iris/infer", json=body)
+        assert resp.status_code == 200, resp.text
+        ids.append(resp.headers["x-request-id"])
+        labels.append(int(y.iloc[i % 150]))
+    assert client.post("/v2/models/iris/feedback", json={"ids": ids, "labels": labels}).status_code == 200
+
+
+def _alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists() and b"zombie" not in _state(pid)
+
+
+def _state(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/status").read_bytes().lower()
+    except OSError:
+        return b"zombie"
+
+
+def _decided(deployer: Deployer) -> dict | None:
+    dep = deployer.get("iris")
+    return dep.history[-1] if dep.release is None else None
+
+
+def test_the_steward_promotes_a_canary_as_good_as_the_champion(ws, serving, iris):
+    deployer, client = serving
+    X, y = iris
+    dep = deployer.deploy("iris@v3", canary=50, auto=True)
+    pid = dep.release["auto"]["pid"]
+    assert _alive(pid) and "decided automatically by the promotion rule" in str(deployer.get("iris"))
+    _traffic(client, X, y, 60)  # too little evidence: it waits
+    log = ws.run_dir / "deployments" / "iris.steward.log"
+    wait_until(lambda: "waiting: " in log.read_text(), "the steward's first check")
+    assert deployer.get("iris").release is not None
+    _traffic(client, X, y, 400)
+    last = wait_until(lambda: _decided(deployer), "the steward's decision", timeout=60)
+    assert last["action"] == "promote" and last["actor"] == steward.ACTOR
+    assert last["reason"].startswith("Automatic promote by the promotion rule: iris@v3's live F1 0.9")
+    assert deployer.get("iris").version == "iris@v3" and ws.registry.get("iris@v1").stage == "retire"
+    wait_until(lambda: not _alive(pid), "the steward to exit once the release is decided")
+    assert "Automatic promote" in log.read_text()
+    commits = [c.message for c in ws.git.repo.iter_commits(max_count=5)] if hasattr(ws, "git") else []
+    assert not commits or any("Replaced by iris@v3" in m for m in commits)
+
+
+def test_the_steward_aborts_a_shadow_worse_than_the_champion(ws, serving, iris):
+    deployer, client = serving
+    X, y = iris
+    dep = deployer.deploy("iris@v2", shadow=True, auto=True)
+    pid = dep.release["auto"]["pid"]
+    _traffic(client, X, y, 150)
+    last = wait_until(lambda: _decided(deployer), "the steward's decision", timeout=60)
+    assert last["action"] == "abort" and last["actor"] == steward.ACTOR
+    assert "iris@v2's live F1 0." in last["reason"] and "is worse than iris@v1's" in last["reason"]
+    assert deployer.get("iris").version == "iris@v1" and ws.registry.get("iris@v2").stage == "retire"
+    wait_until(lambda: not _alive(pid), "the steward to exit once the release is decided")
+
+
+def test_a_person_deciding_first_stops_the_steward(ws, serving, iris):
+    deployer, _ = serving
+    ws.monitor.set_rules("iris", promote_check_s=600)
+    dep = deployer.deploy("iris@v3", canary=10, auto=True)
+    pid = dep.release["auto"]["pid"]
+    assert _alive(pid)
+    deployer.abort("iris", reason="not today")
+    assert not _alive(pid)
+    assert deployer.get("iris").history[-1]["actor"] != steward.ACTOR
+    dep = deployer.deploy("iris@v2", canary=10, auto=True)  # v3 retired when it was dropped
+    second = dep.release["auto"]["pid"]
+    deployer.undeploy("iris")
+    assert not _alive(second)
+
+
+def test_auto_needs_a_release(serving):
+    deployer, _ = serving
+    with pytest.raises(MMError, match="--auto decides a canary or a shadow: add --canary PERCENT or --shadow"):
+        deployer.deploy("iris@v3", auto=True)
+
+
+def test_a_switch_during_a_release_drops_the_candidate_and_deploying_the_candidate_promotes_it(ws, serving, iris):
+    deployer, client = serving
+    deployer.deploy("iris@v3", canary=20)
+    with pytest.raises(MMError, match="not enough live evidence to promote iris@v3"):
+        deployer.deploy("iris@v3")  # deploying the candidate promotes it: the rule is checked as for %mm_promote
+    dep = deployer.deploy("iris@v3", force=True, reason="seen enough")
+    assert dep.version == "iris@v3" and dep.release is None and dep.history[-1]["action"] == "promote"
+    deployer.deploy("iris@v2", shadow=True, force=True, reason="a look at the stump")
+    new, dep = deployer.rollback("iris", "iris@v1", "back to the first")  # a switch decides the release
+    assert dep.version == new.id == "iris@v4" and dep.release is None
+    assert [h["action"] for h in dep.history][-3:] == ["shadow", "abort", "switch"]
+    assert ws.registry.get("iris@v2").stage == "retire"
+
+
+# -- the rule alone -----------------------------------------------------------------------------------------------
+def _comparison(champ: dict, chall: dict, metric: str = "F1") -> Comparison:
+    base = {"predicted": 200, "share": 0.5, "error_rate": 0.0, "p50_ms": 1.0, "p95_ms": 2.0}
+    sides = {"m@v1": {**base, **champ}, "m@v2": {**base, **chall}}
+    return Comparison("m", "canary", "m@v1", "m@v2", sides, metric, "")
+
+
+RULES = {"promote_margin": 0.01, "error_rate": 0.05, "min_requests": 20}
+
+
+@pytest.mark.parametrize(
+    ("champ", "chall", "metric", "action", "why"),
+    [
+        ({"labelled": 120, "quality": 0.90}, {"labelled": 99, "quality": 0.99}, "F1", "wait", "99 labelled requests"),
+        ({"labelled": 120, "quality": 0.90}, {"labelled": 100, "quality": 0.895}, "F1", "promote", "within the margin"),
+        ({"labelled": 120, "quality": 0.90}, {"labelled": 100, "quality": 0.88}, "F1", "abort", "is worse than"),
+        ({"labelled": 120, "quality": 2.0}, {"labelled": 100, "quality": 2.5}, "MAE", "abort", "live MAE 2.500"),
+        ({"labelled": 120, "quality": 2.0}, {"labelled": 100, "quality": 1.5}, "MAE", "promote", "live MAE 1.500"),
+        (
+            {"labelled": 0, "quality": None, "error_rate": 0.01},
+            {"labelled": 0, "quality": None, "error_rate": 0.2},
+            "F1",
+            "abort",
+            "m@v2 answered 20.0% of its 200 requests with an error, m@v1 1.0%",
+        ),
+    ],
+)
+def test_the_rule_waits_promotes_or_aborts(champ, chall, metric, action, why):
+    verdict = judge(_comparison(champ, chall, metric), RULES, 100)
+    assert verdict.action == action and why in verdict.why, verdict
+
+
+def test_a_steward_is_recognised_by_its_command_line_before_it_is_signalled():
+    """A pid on record may belong to another process by now: stop() leaves anything but a steward alone."""
+    steward.stop({"auto": {"pid": os.getpid()}})  # the caller itself: never
+    steward.stop({"auto": {"pid": 1}})  # init: not a steward, untouched
+    assert _alive(1)
