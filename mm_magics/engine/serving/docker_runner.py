@@ -9,6 +9,9 @@ Why it is shaped this way (how the images are built: :mod:`.docker_images`):
   starts (never baked into an image), and the record says ``token_required``.
 * **Zero-downtime switch.** Start the new version's container, wait for its health check, point the record at it
   (the Deployer's ``publish``), let in-flight requests drain, then stop the old one.
+* **Releases in place.** A canary or shadow is the candidate's bundle handed to the running container
+  (:meth:`DockerRunner.deliver`); its server loads it beside the image's version, and promote installs it there. The
+  URL stays, no image is built, and the runtime (the champion's packages) is the one the candidate must load in.
 """
 
 from __future__ import annotations
