@@ -66,6 +66,12 @@ def cmd_show(args: argparse.Namespace) -> Any:
     return _ws(args).registry.get(args.version)
 
 
+def cmd_describe(args: argparse.Namespace) -> Any:
+    return _ws(args).describe(
+        args.name, args.message, owner=args.owner, intended_use=args.intended_use, out_of_scope=args.out_of_scope
+    )
+
+
 def cmd_card(args: argparse.Namespace) -> Any:
     card = _ws(args).card(args.version)
     if not args.out:
@@ -326,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
         "show": cmd_show,
         "explain": cmd_explain,
         "card": cmd_card,
+        "describe": cmd_describe,
         "log": cmd_log,
         "diff": cmd_diff,
         "rollback": cmd_rollback,

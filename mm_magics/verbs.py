@@ -49,6 +49,10 @@ EXAMPLES: dict[str, tuple[str | tuple[str, tuple[Face, ...]], ...]] = {
     "show": ("{cmd} iris@v3", "{cmd} iris@production"),
     "explain": ("{cmd} iris@v3", "{cmd} iris@production"),
     "reproduce": ("{cmd} iris@v3", "{cmd} iris@v3 --data X_all y_all --commit -m 'rebuilt on the new server'"),
+    "describe": (
+        "{cmd} iris --owner 'risk team' --use 'routing support tickets' --not-for 'decisions about individuals'",
+        "{cmd} iris",
+    ),
     "card": ("{cmd} iris@production", ("{cmd} iris@v3 --out iris-v3.md", ("cli",))),
     "log": ("{cmd} iris", "{cmd} iris -n 50 --before 120"),
     "diff": ("{cmd} iris@v1 iris@v2", "{cmd} iris@production iris@v7 --no-agreement"),
@@ -126,6 +130,17 @@ VERBS: dict[str, Verb] = {
             arg("version", help="NAME@vN or NAME@ALIAS", completes=True),
             arg("--data", nargs=2, metavar=("X", "Y"), help="the data variables (default: the names it trained on)"),
             arg("--commit", action="store_true", help="commit the rebuilt model as a new version (child of this one)"),
+            MESSAGE,
+        ),
+    ),
+    "describe": Verb(
+        "who owns a model and what it is for (and not for): the first section of its model cards; with no option, "
+        "show it. Each change is one audited commit",
+        (
+            arg("name", help="model name", completes=True),
+            arg("--owner", help="the team or person answerable for it"),
+            arg("--use", dest="intended_use", metavar="TEXT", help="what it is meant for"),
+            arg("--not-for", dest="out_of_scope", metavar="TEXT", help="uses it is not meant for"),
             MESSAGE,
         ),
     ),

@@ -480,6 +480,38 @@ def test_a_model_card_tells_a_versions_story_from_the_record(ip, tmp_path):
     assert (tmp_path / "card.html").read_text().startswith("<!doctype html>")
 
 
+def test_a_models_description_is_the_first_section_of_its_cards(ip, tmp_path, capsys):
+    """%mm_describe records who owns a model and what it is (not) for, in one audited commit; every version's card
+    reads it; user text is escaped in HTML; `mm describe` shows and clears it; bad input is one line."""
+    ip.run_cell_magic("mm_train", "iris --commit -m 'baseline'", TRAIN_LOGREG)
+    empty = line(ip, "mm_describe iris")
+    assert (empty.owner, empty.commit) == ("", None) and "no description yet" in str(empty)
+    assert "No description of the model yet: `mm describe iris --owner TEAM" in line(ip, "mm_card iris@v1").markdown
+    said = line(ip, "mm_describe iris --owner 'risk <team>' --use 'sorting flowers at the counter' "
+                    "--not-for 'medical decisions' -m 'who answers for it'")  # fmt: skip
+    assert said.owner == "risk <team>" and said.commit
+    assert "&lt;team&gt;" in html_of(ip, said) and "<team>" not in html_of(ip, said)
+    text = line(ip, "mm_card iris@v1").markdown
+    assert "- **Intended use**: sorting flowers at the counter" in text and "- **Not for**: medical decisions" in text
+    assert "- **Owner**: risk <team>" in text and "- **This version** (from the commit message): baseline" in text
+    assert "- Not meant for: medical decisions (the owner's word)." in text.split("## Known limits")[1]
+    assert "&lt;team&gt;" in html_of(ip, line(ip, "mm_card iris@v1"))
+    assert ws(tmp_path).git.history(max_count=1)[0].message.startswith("who answers for it")
+
+    from mm_magics.cli import main
+
+    root = str(tmp_path / "ws" / ".mm")
+    assert main(["-C", root, "describe", "iris", "--owner", ""]) == 0
+    capsys.readouterr()
+    assert main(["-C", root, "describe", "iris"]) == 0
+    shown = capsys.readouterr().out
+    assert "intended use: sorting flowers" in shown and "owner" not in shown
+    assert main(["-C", root, "describe", "nope", "--owner", "x"]) == 2
+    assert main(["-C", root, "describe", "iris", "--use", "x" * 2001]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "at most 2000 characters" in err[-1]
+
+
 def test_reproduce_rebuilds_a_version_and_refuses_other_data(ip, tmp_path):
     """%mm_reproduce re-runs the recorded cell in a clean namespace: identical predictions on the agreement sample,
     the same metrics; a changed dataset is refused before anything is fitted; --commit keeps the rebuild."""

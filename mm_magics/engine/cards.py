@@ -1,6 +1,7 @@
 """Model cards: one version's story, assembled from what the workspace already recorded, never typed by hand.
 
-Intended use and owner (the commit message and who committed it), the training data's fingerprint and schema, the
+Intended use and owner (the model's description, set once with ``mm describe``: owner, intended use, uses it is not
+for; else the commit message and who committed it), the training data's fingerprint and schema, the
 evaluation with the gates each stage move checked, the explanation, lineage in the version DAG, the stage history
 (the audit log), where it is deployed and its live quality so far, and known limits derived from all of that. A
 section with nothing recorded says so rather than disappearing, so a reviewer sees what is missing. The card is
@@ -36,7 +37,9 @@ def build(ws: Workspace, spec: str, *, window: str = "24h") -> ModelCard:
     v = ws.registry.get(spec)
     facts: dict[str, Any] = {"version": v.id, "owner": v.actor, "created": v.created, "message": v.message}
     md = [f"# Model card: {v.id}", ""]
-    md += _section("Intended use and owner", _use(v))
+    described = ws.registry.model_doc(v.name).get("card") or {}
+    facts.update({k: described[k] for k in DESCRIPTION_FIELDS if described.get(k)})
+    md += _section("Intended use and owner", _use(v, described))
     md += _section("Training data", _data(v, facts))
     md += _section("Evaluation and gates", _evaluation(ws, v, facts))
     md += _section("Explanation", _explanation(ws, v, facts))
@@ -45,6 +48,55 @@ def build(ws: Workspace, spec: str, *, window: str = "24h") -> ModelCard:
     md += _section("Deployment and live quality", _live(ws, v, window, facts))
     md += _section("Known limits", _limits(v, facts))
     return ModelCard(v.id, "\n".join(md).rstrip() + "\n", facts)
+
+
+#: What a model's description holds (model.json "card"), each a short text: the card's first section reads them.
+DESCRIPTION_FIELDS = ("owner", "intended_use", "out_of_scope")
+MAX_TEXT = 2000
+
+
+@dataclass(repr=False)
+class ModelDescription(Record):
+    """Who owns a model and what it is for (and not for): the settings a model card's first section reads."""
+
+    name: str
+    owner: str = ""
+    intended_use: str = ""
+    out_of_scope: str = ""
+    commit: str | None = None  # the audited commit that set it, when this call changed it
+
+    def __str__(self) -> str:
+        shown = [f"  {k.replace('_', ' ')}: {getattr(self, k)}" for k in DESCRIPTION_FIELDS if getattr(self, k)]
+        head = f"{self.name}: " + ("described" if shown else "no description yet (mm describe NAME --owner ...)")
+        return "\n".join([head, *shown])
+
+
+def describe(ws: Workspace, name: str, message: str = "", **fields: str | None) -> ModelDescription:
+    """Set the given fields of ``name``'s description (an empty text clears one) in one audited commit, or, with
+    none given, return it as it is. Per model rather than per version: who owns it and what it is for outlive a
+    retraining."""
+    unknown = sorted(set(fields) - set(DESCRIPTION_FIELDS))
+    if unknown:
+        raise MMError(f"unknown description field(s) {', '.join(unknown)}: use {', '.join(DESCRIPTION_FIELDS)}")
+    given = {k: v for k, v in fields.items() if v is not None}
+    for key, text in given.items():
+        if not isinstance(text, str) or len(text) > MAX_TEXT:
+            raise MMError(f"{key.replace('_', ' ')} must be a text of at most {MAX_TEXT} characters: shorten it")
+    commit = None
+    if given:
+        clean = {k: " ".join(v.split()) for k, v in given.items()}
+
+        def mutate(doc: dict[str, Any]) -> None:
+            card = doc.setdefault("card", {})
+            for key, text in clean.items():
+                if text:
+                    card[key] = text
+                else:
+                    card.pop(key, None)
+
+        commit = ws.registry.update_model(name, mutate, message or f"Describe {name}: {', '.join(clean)}", "card")
+    doc = ws.registry.model_doc(name).get("card") or {}
+    return ModelDescription(name, **{k: doc.get(k, "") for k in DESCRIPTION_FIELDS}, commit=commit)
 
 
 def _section(title: str, lines: list[str]) -> list[str]:
@@ -56,9 +108,22 @@ def _cell(value: Any) -> str:
     return " ".join(str(value).split()).replace("|", "\\|")
 
 
-def _use(v: Any) -> list[str]:
-    lines = [f"- **Purpose** (from the commit message): {_cell(v.message) or 'not stated: commit with -m WHY'}"]
-    lines.append(f"- **Owner**: {_cell(v.actor)}; committed {v.created[:19].replace('T', ' ')} UTC")
+def _use(v: Any, described: dict[str, str]) -> list[str]:
+    lines = []
+    if described.get("intended_use"):
+        lines.append(f"- **Intended use**: {_cell(described['intended_use'])}")
+    if described.get("out_of_scope"):
+        lines.append(f"- **Not for**: {_cell(described['out_of_scope'])}")
+    this = "This version" if described.get("intended_use") else "Purpose"
+    lines.append(f"- **{this}** (from the commit message): {_cell(v.message) or 'not stated: commit with -m WHY'}")
+    if described.get("owner"):
+        lines.append(f"- **Owner**: {_cell(described['owner'])}")
+    committed = v.created[:19].replace("T", " ")
+    lines.append(f"- **Committed by** {_cell(v.actor)}, {committed} UTC")
+    if not described:
+        lines.append(
+            f"- No description of the model yet: `mm describe {v.name} --owner TEAM --use TEXT --not-for TEXT`"
+        )
     lines.append(f"- **Estimator**: `{v.estimator}` ({v.task or 'task unknown'})")
     project = v.project or {}
     if project.get("commit"):
@@ -167,6 +232,8 @@ def _live(ws: Any, v: Any, window: str, facts: dict[str, Any]) -> list[str]:
 def _limits(v: Any, facts: dict[str, Any]) -> list[str]:
     """What the record itself says the model cannot vouch for."""
     out = []
+    if facts.get("out_of_scope"):
+        out.append(f"- Not meant for: {_cell(facts['out_of_scope'])} (the owner's word).")
     rows = (v.data or {}).get("rows")
     if rows is not None and rows < 1000:
         out.append(f"- Trained on {rows} rows: estimates from so few rows are uncertain.")

@@ -71,6 +71,11 @@ def check_model(doc: dict[str, Any], name: str | None = None, _number: int | Non
             isinstance(g, dict) and isinstance(g.get("expr"), str) and isinstance(g.get("stage", ""), str),
             'each gate must be {"expr": "...", "stage": "..."}',
         )
+    card = doc.get("card", {})
+    _need(
+        isinstance(card, dict) and all(isinstance(v, str) for v in card.values()),
+        "'card' must be an object of texts (owner, intended_use, out_of_scope)",
+    )
     aliases = doc.get("aliases", {})
     _need(isinstance(aliases, dict), "'aliases' must be an object")
     for alias, number in aliases.items():

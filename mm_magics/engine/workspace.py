@@ -30,7 +30,7 @@ from .errors import CorruptRegistryError, WorkspaceError, WorkspaceFormatError
 from .gitstore import BRANCH, GitStore
 
 if TYPE_CHECKING:
-    from .cards import ModelCard
+    from .cards import ModelCard, ModelDescription
     from .lifecycle import Lifecycle
     from .monitoring.live import Monitor
     from .records import ModelList, ModelOverview, VersionDetails
@@ -256,6 +256,13 @@ class Workspace:
             if dep is not None:
                 out.serving, out.serving_status = dep.version, dep.status
         return out
+
+    def describe(self, name: str, message: str = "", **fields: str | None) -> ModelDescription:
+        """Set (or, with no fields, read) who owns model ``name`` and what it is for: ``owner``, ``intended_use``,
+        ``out_of_scope`` (:func:`.cards.describe`); model cards read it. One audited commit."""
+        from .cards import describe
+
+        return describe(self, name, message, **fields)
 
     def card(self, spec: str, *, window: str = "24h") -> ModelCard:
         """``spec``'s model card (:mod:`.cards`): everything recorded about it, as Markdown. Reads only."""

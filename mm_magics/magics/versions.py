@@ -168,6 +168,16 @@ class VersionMagics:
             raise UsageError(f"no variable {name!r} in the notebook: define it, or name the data with {what}")
         return ns[name]
 
+    @verb_arguments("describe")
+    @line_magic
+    @friendly
+    def mm_describe(self, line: str) -> Any:
+        """Who owns a model and what it is for (and not for), as its model cards say; no option shows it."""
+        args = parse_args(self.mm_describe, line)
+        return self.ws.describe(
+            args.name, args.message, owner=args.owner, intended_use=args.intended_use, out_of_scope=args.out_of_scope
+        )
+
     @verb_arguments("card")
     @line_magic
     @friendly

@@ -376,3 +376,16 @@ def _reproduction(r: Any) -> str:
     if r.committed:
         out.append(f"<div>committed as <b>{e(r.committed)}</b></div>")
     return "".join(out)
+
+
+@renders("mm_magics.engine.cards", "ModelDescription")
+def _description(d: Any) -> str:
+    """What the model card's first section will say: a two-column table, user text escaped."""
+    fields = (("owner", d.owner), ("intended use", d.intended_use), ("not for", d.out_of_scope))
+    rows = [(dim(k), e(v)) for k, v in fields if v]
+    if not rows:
+        return f"<b>{e(d.name)}</b> " + dim(
+            f"no description yet: <code>%mm_describe {e(d.name)} --owner TEAM --use TEXT --not-for TEXT</code>"
+        )
+    saved = dim(f" · saved in commit {e(d.commit[:12])}") if d.commit else ""
+    return f"<b>{e(d.name)}</b>{saved}" + table(["", ""], rows)
