@@ -5,8 +5,12 @@ and measure how far the model's predictions move from its own unshuffled predict
 for a regressor), over a few repeats, so each importance comes with its spread. It is scored against the model's own
 predictions rather than labels: the sample kept for agreement holds no labels, and the question is what the *model*
 relies on, which is what a drift alert or a reviewer needs. Linear and tree models also report their own
-coefficients or impurity importances. The full result is an artifact (content-addressed, not in git); the version's
-metadata keeps a summary.
+coefficients or impurity importances. Where the optional ``shap`` package is installed (``mm_magics[shap]``), each
+feature also gets its mean |SHAP value| on (up to 100 rows of) the same sample, from the exact explainer the model
+allows or a model-agnostic one on a fixed budget (:mod:`.shapley` says which and why); SHAP attributes each
+prediction to the features, where permutation importance measures how much the model leans on each. Without shap the
+document says nothing about it; a failure inside shap is recorded as ``shap_error`` and never fails a commit. The
+full result is an artifact (content-addressed, not in git); the version's metadata keeps a summary.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import shapley
 from .records import Record
 
 REPEATS = 3
@@ -27,7 +32,8 @@ SUMMARY_TOP = 5
 
 @dataclass(repr=False)
 class Explanation(Record):
-    """A version's explanation: features by permutation importance (mean, spread), and the model's own weights."""
+    """A version's explanation: features by permutation importance (mean, spread), the model's own weights, and
+    mean |SHAP value| per feature when shap was installed at commit time."""
 
     version: str
     method: str
@@ -36,6 +42,10 @@ class Explanation(Record):
     repeats: int
     features: list[dict[str, Any]] = field(default_factory=list)
     own: str | None = None  # "coefficients" or "impurity importances" when the model has them
+    shap_method: str | None = None  # the explainer, when each feature has a "shap" value
+    shap_rows: int | None = None
+    shap_output: str | None = None  # what was explained: "probability, averaged over 3 classes", "prediction", …
+    shap_error: str | None = None  # why there are no SHAP values although shap was installed
 
     def __str__(self) -> str:
         lines = [f"{self.version}: {self.method} ({self.scoring}, {self.rows} rows x {self.repeats} repeats)"]
@@ -43,10 +53,26 @@ class Explanation(Record):
         for f in self.features[:20]:
             bar = "#" * max(0, round(20 * f["importance"] / top))
             own = f"  {self.own} {f['own']:+.3g}" if self.own and f.get("own") is not None else ""
-            lines.append(f"  {f['feature'][:24]:<24} {f['importance']:7.3f} ± {f['std']:.3f} {bar}{own}")
+            shap = f"  SHAP {f['shap']:.3g}" if f.get("shap") is not None else ""
+            lines.append(f"  {f['feature'][:24]:<24} {f['importance']:7.3f} ± {f['std']:.3f} {bar}{own}{shap}")
         if len(self.features) > 20:
             lines.append(f"  … {len(self.features) - 20} more features")
+        lines.append(f"  {self.shap_note()}")
         return "\n".join(lines)
+
+    def has_shap(self) -> bool:
+        return self.shap_method is not None and any(f.get("shap") is not None for f in self.features)
+
+    def shap_note(self) -> str:
+        """One line about SHAP: what the values are, why there are none, or how to get them."""
+        if self.has_shap():
+            rows = f"{self.shap_rows} of {self.rows} rows" if self.shap_rows != self.rows else f"{self.rows} rows"
+            return f"SHAP: mean |SHAP value| of the {self.shap_output}, {self.shap_method}, on {rows}"
+        if self.shap_error:
+            return f"SHAP: {self.shap_error}"
+        if not shapley.available():
+            return "SHAP: install mm_magics[shap]"
+        return "SHAP: none recorded (shap was not installed when this version was committed)"
 
     def importance(self) -> dict[str, float]:
         return {f["feature"]: f["importance"] for f in self.features}
@@ -73,8 +99,7 @@ def explain(model: Any, sample: Any, task: str | None) -> dict[str, Any] | None:
         }
         for i, name in enumerate(frame.columns)
     ]
-    features.sort(key=lambda f: -f["importance"])
-    return {
+    doc = {
         "format": 1,
         "method": "permutation importance against the model's own predictions",
         "scoring": "r2" if regression else "accuracy",
@@ -83,6 +108,20 @@ def explain(model: Any, sample: Any, task: str | None) -> dict[str, Any] | None:
         "own": own_kind,
         "features": features,
     }
+    _add_shap(doc, shapley.shap_summary(model, frame, isinstance(sample, pd.DataFrame), regression))
+    features.sort(key=lambda f: -f["importance"])
+    return doc
+
+
+def _add_shap(doc: dict[str, Any], found: dict[str, Any]) -> None:
+    """Each feature's mean |SHAP| (same order as the sample's columns) and how it was computed, or the one-line
+    reason there is none; nothing at all when shap is not installed."""
+    if "error" in found:
+        doc["shap_error"] = found["error"]
+    elif "values" in found:
+        for f, value in zip(doc["features"], found["values"], strict=True):
+            f["shap"] = value
+        doc.update(shap_method=found["method"], shap_rows=found["rows"], shap_output=found["output"])
 
 
 def _permutation_importance(model: Any, sample: Any, regression: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -137,6 +176,10 @@ def decode(data: bytes, version: str) -> Explanation:
         repeats=int(doc["repeats"]),
         features=list(doc["features"]),
         own=doc.get("own"),
+        shap_method=doc.get("shap_method"),
+        shap_rows=doc.get("shap_rows"),
+        shap_output=doc.get("shap_output"),
+        shap_error=doc.get("shap_error"),
     )
 
 

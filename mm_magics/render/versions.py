@@ -333,18 +333,24 @@ def _overview(o: Any) -> str:
 
 @renders("mm_magics.engine.explain", "Explanation")
 def _explanation(x: Any) -> str:
-    """Bars of text blocks: they read in both themes, survive an untrusted notebook and a saved one."""
+    """Bars of text blocks: they read in both themes, survive an untrusted notebook and a saved one. A column of
+    mean |SHAP| where shap was installed at commit time; one dim line says what it is, or how to get it."""
     top = max((f["importance"] for f in x.features), default=0.0) or 1.0
+    shap = x.has_shap()
     rows = []
     for f in x.features[:20]:
         width = max(0, round(24 * f["importance"] / top))
         bar = f"<code style='letter-spacing:0;background:none'>{'█' * width or '·'}</code>"
         own = num(f["own"]) if x.own and f.get("own") is not None else ""
-        rows.append((e(f["feature"]), f"{num(f['importance'])} ± {num(f['std'])}", bar, own))
-    headers = ["feature", "importance ± spread", "", e(x.own or "")]
+        row = [e(f["feature"]), f"{num(f['importance'])} ± {num(f['std'])}", bar, own]
+        if shap:
+            row.append(num(f["shap"]) if f.get("shap") is not None else "")
+        rows.append(row)
+    headers = ["feature", "importance ± spread", "", x.own or "", *(["mean |SHAP|"] if shap else [])]
     head = f"<b>{e(x.version)}</b> " + dim(f"{e(x.method)} · {e(x.scoring)} · {x.rows} rows × {x.repeats} repeats")
     more = dim(f"… {len(x.features) - 20} more features") if len(x.features) > 20 else ""
-    return head + table(headers, rows, numeric=(1,)) + more
+    numeric = (1, 3, 4) if shap else (1, 3)
+    return head + table(headers, rows, numeric=numeric) + more + f"<div>{dim(e(x.shap_note()))}</div>"
 
 
 @renders("mm_magics.engine.cards", "ModelCard")
