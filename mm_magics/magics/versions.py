@@ -191,10 +191,11 @@ class VersionMagics:
     @line_magic
     @friendly
     def mm_explain(self, line: str) -> Any:
-        """What a version's predictions depend on: permutation importance computed at commit time (bars), and the
-        model's own coefficients or importances."""
+        """What a version's predictions depend on: permutation importance computed at commit time, the model's own
+        coefficients or importances, and mean |SHAP| where shap was installed. A bar chart where a widget front end
+        runs (the text bars as its static picture), the text bars elsewhere; the record either way."""
         args = parse_args(self.mm_explain, line)
-        return self.ws.registry.explanation(args.version)
+        return self._widget_or(self.ws.registry.explanation(args.version))
 
     @verb_arguments("diff")
     @line_magic

@@ -342,7 +342,7 @@ def _explanation(x: Any) -> str:
         width = max(0, round(24 * f["importance"] / top))
         bar = f"<code style='letter-spacing:0;background:none'>{'█' * width or '·'}</code>"
         own = num(f["own"]) if x.own and f.get("own") is not None else ""
-        row = [e(f["feature"]), f"{num(f['importance'])} ± {num(f['std'])}", bar, own]
+        row = [e(f["feature"]), f"{num(f['importance'])}&nbsp;±&nbsp;{num(f['std'])}", bar, own]  # one line
         if shap:
             row.append(num(f["shap"]) if f.get("shap") is not None else "")
         rows.append(row)

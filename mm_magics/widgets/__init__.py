@@ -36,6 +36,7 @@ WIDGETS = {
     ("mm_magics.engine.timeline", "Timeline"): ("mm_magics.widgets.timeline", "VersionTimeline"),
     ("mm_magics.engine.records", "ModelOverview"): ("mm_magics.widgets.view", "ModelView"),
     ("mm_magics.engine.monitoring.live", "Snapshot"): ("mm_magics.widgets.sparklines", "sparklines_for"),
+    ("mm_magics.engine.explain", "Explanation"): ("mm_magics.widgets.explanation", "ExplanationChart"),
 }
 
 
