@@ -1,8 +1,10 @@
 """The live sparklines widget (``%mm_monitor NAME`` where a widget front end runs, and a tab of ``%mm_view``).
 
 One small chart per live metric, the current value beside each, reference lines where there is one (the training
-value for live quality, the alert threshold for drift), and the open alerts with their advice. The first picture is
-the window from :meth:`Monitor.series`; after that only new buckets are sent, as messages:
+value for live quality, the alert threshold for drift), and the open alerts with their advice. During a canary or
+shadow release the challenger's line is drawn on the same axes as the champion's (rate, latency p99, error share,
+live quality; drift stays the champion's), dashed and in a second colour, with a legend naming both versions. The
+first picture is the window from :meth:`Monitor.series`; after that only new buckets are sent, as messages:
 
 * pushed by ``%mm_monitor --refresh``'s updater (:meth:`Sparklines.push`), which stops when the widget is closed,
   the cell re-run, ``--stop`` or the kernel interrupted; or
@@ -59,7 +61,10 @@ class Sparklines(StaticPicture, anywidget.AnyWidget):
         """Send the buckets completed since the last push (nothing when none completed); thread-safe to call
         from one updater thread, as ipykernel's comm messages are."""
         if update.t:
-            self.send({"kind": "points", "t": update.t, "columns": update.columns, "version": update.version})
+            message = {"kind": "points", "t": update.t, "columns": update.columns, "version": update.version}
+            if update.challenger is not None:  # a release: the candidate's columns over the same new buckets
+                message["challenger"] = update.challenger
+            self.send(message)
             self._hold(update)
         if self._cursor is not None:  # polled (the model view): the alerts the store holds open
             alerts = [{"rule": a["rule"], "message": a["message"]} for a in update.alerts]
@@ -68,11 +73,16 @@ class Sparklines(StaticPicture, anywidget.AnyWidget):
 
     def _hold(self, update: Series) -> None:
         held, cut = self._held, (update.t[-1] - update.window_s) if update.t else None
+        had = len(held["t"])
         keep = [i for i, t in enumerate(held["t"]) if cut is None or t > cut]
         held["t"] = [held["t"][i] for i in keep] + list(update.t)
-        for key, column in update.columns.items():
-            old = held["columns"].get(key, [None] * len(keep))
-            held["columns"][key] = [old[i] for i in keep] + list(column)
+        _slide(held["columns"], update.columns, had, keep, len(update.t))
+        mine, theirs = held.get("challenger"), update.challenger
+        if theirs is not None:  # a release's columns slide with the champion's (begun as gaps if it began later)
+            mine = held["challenger"] = {**theirs, "columns": mine["columns"] if mine else {}}
+            _slide(mine["columns"], theirs["columns"], had, keep, len(update.t))
+        elif mine is not None:  # the release ended under a cursor made without it: its columns slide as gaps
+            _slide(mine["columns"], {}, had, keep, len(update.t))
         held["version"] = update.version
 
     def _on_message(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
@@ -94,6 +104,14 @@ class Sparklines(StaticPicture, anywidget.AnyWidget):
         """Closing the widget stops whatever refreshes it."""
         self.closed.set()
         super().close()
+
+
+def _slide(held: dict[str, list[Any]], new: dict[str, list[Any]], had: int, keep: list[int], n: int) -> None:
+    """Slide held columns (``had`` buckets long) to the buckets kept, then append the ``n`` new ones; a column on
+    one side only is a gap (None) on the other, so every column stays as long as ``t``."""
+    for key in [*held, *(k for k in new if k not in held)]:
+        old = held.get(key) or [None] * had
+        held[key] = [old[i] for i in keep] + list(new.get(key) or [None] * n)
 
 
 def sparklines_for(workspace: Any, snapshot: Any, step: float | None = None) -> Sparklines:

@@ -256,10 +256,12 @@ class Monitor:
     ) -> LiveSeries:
         """A cursor over ``name``'s live metrics as per-bucket series (what sparklines draw): its first
         ``advance()`` gives the window (or, with ``since``, the buckets after that bucket end: a face that already
-        holds the window), each later one only the buckets completed since. A pure read."""
+        holds the window), each later one only the buckets completed since. With the deployment's canary or shadow
+        release, each also carries the candidate's columns beside the served version's. A pure read."""
         step_s = parse_duration(step) if step is not None else None
         version = deployment.version if deployment is not None else None
-        return LiveSeries(self, name, parse_duration(window), step_s, version, since)
+        release = getattr(deployment, "release", None)
+        return LiveSeries(self, name, parse_duration(window), step_s, version, since, release)
 
     def view(self, name: str, window: str | float = "5m", *, deployments: Any, evaluate: bool = False) -> Snapshot:
         """What ``%mm_monitor`` and ``mm monitor`` show, one verb for both: the server writes what it has recorded

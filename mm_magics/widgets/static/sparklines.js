@@ -1,9 +1,15 @@
 // Live sparklines: one small SVG chart per metric with its current value, reference lines (training value, alert
-// threshold), the latency p50 split stacked under the p99 line, and open alerts with their advice. New buckets
-// arrive as messages and are appended in place (the window slides); nothing is redrawn from the kernel's state.
+// threshold), the latency p50 split stacked under the p99 line, and open alerts with their advice. During a canary
+// or shadow release (series.challenger) the candidate's line is drawn on the same axes, dashed and in a second
+// colour, with a legend naming both versions and both values beside each chart (drift stays the champion's).
+// New buckets arrive as messages and are appended in place (the window slides); nothing is redrawn from the
+// kernel's state.
 const SVG = "http://www.w3.org/2000/svg";
 const W = 220, H = 44, PAD = 2;
 const SPLIT = [["processing", "proc"], ["queue", "queue"], ["overhead", "overhead"], ["network", "network"]];
+// the column a card draws as its line, which a challenger draws too (none: champion only)
+const MAIN = { rate: "rate", latency: "p99", errors: "errors", quality: "quality", drift: "drift" };
+const DRAWN_FOR_CHALLENGER = new Set(["rate", "latency", "errors", "quality"]);
 
 function el(name, attrs = {}, text) {
   const node = document.createElementNS(SVG, name);
@@ -24,6 +30,21 @@ function fmt(v, unit = "") {
   if (v === 0) return `0${unit}`;
   const a = Math.abs(v);
   return `${a >= 100 ? v.toFixed(0) : a >= 10 ? v.toFixed(1) : a >= 1 ? v.toFixed(2) : v.toFixed(3)}${unit}`;
+}
+
+function short(vid) {
+  return vid ? String(vid).split("@").pop() : "—";
+}
+
+// "canary 10 %" or "shadow": what the challenger is
+function role(ch) {
+  return ch.mode === "canary" ? `canary ${+(Number(ch.percent) || 0).toFixed(1)} %` : String(ch.mode || "candidate");
+}
+
+// the challenger's column for a card, when there is a challenger and the card draws one
+function theirs(spec, data) {
+  if (!data.challenger || !DRAWN_FOR_CHALLENGER.has(spec.key)) return null;
+  return (data.challenger.columns || {})[MAIN[spec.key]] || [];
 }
 
 function last(column) {
@@ -61,9 +82,12 @@ function chart(spec, data) {
   const t0 = t[0], t1 = t[t.length - 1] || t0 + 1;
   const x = (v) => PAD + ((v - t0) / Math.max(t1 - t0, 1e-9)) * (W - 2 * PAD);
   const lines = spec.key === "latency" ? ["p99", "p50"] : [spec.key];
+  const other = theirs(spec, data);
   const ref = spec.ref ? reference[spec.ref] : null;
   let lo = Infinity, hi = -Infinity;
-  for (const k of lines) for (const v of columns[k] || []) if (v !== null && v !== undefined) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+  for (const col of [...lines.map((k) => columns[k] || []), other || []]) {  // one scale for both versions
+    for (const v of col) if (v !== null && v !== undefined) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+  }
   if (spec.key === "latency" && ref !== null && hi < ref * 0.5) { /* keep the p99 rule out of view when far away */ }
   else if (ref !== null && ref !== undefined) { lo = Math.min(lo, ref); hi = Math.max(hi, ref); }
   if (!Number.isFinite(lo)) { lo = 0; hi = 1; }
@@ -91,23 +115,36 @@ function chart(spec, data) {
   for (const k of lines) {
     svg.append(el("path", { d: path(t, columns[k] || [], x, y), class: `mm-sp-line ${k === "p50" ? "thin" : ""}` }));
   }
+  if (other) svg.append(el("path", { d: path(t, other, x, y), class: "mm-sp-line challenger" }));
   return svg;
+}
+
+function shownValue(spec, v) {
+  return spec.percent && v !== null ? `${(v * 100).toFixed(1)} %` : fmt(v, spec.unit);
 }
 
 function card(spec, data) {
   const box = h("div", "mm-sp-card");
-  const key = spec.key === "latency" ? "p99" : spec.key;
-  const now = last(data.columns[key] || []);
+  const now = last(data.columns[MAIN[spec.key]] || []);
+  const other = theirs(spec, data);
   const ref = spec.ref ? data.reference[spec.ref] : null;
-  const beyond = ref !== null && ref !== undefined && now !== null &&
-    (spec.key === "quality" ? (spec.lower ? now > ref : now < ref) : now > ref);
-  const shown = spec.percent && now !== null ? `${(now * 100).toFixed(1)} %` : fmt(now, spec.unit);
-  const value = h("span", `mm-sp-value${beyond && spec.key !== "quality" ? " warn" : ""}`,
-    `${shown}${beyond && spec.key !== "quality" ? " ⚠" : ""}`);
+  const beyond = (v) => spec.key !== "quality" && ref !== null && ref !== undefined && v !== null && v > ref;
+  const value = h("span", "mm-sp-value");
+  const say = (v, cls, who) => {
+    const part = h("span", `${cls}${beyond(v) ? " warn" : ""}`, `${who}${shownValue(spec, v)}${beyond(v) ? " ⚠" : ""}`);
+    value.append(part);
+    return `${who}${shownValue(spec, v)}`;
+  };
+  let label = say(now, "mm-sp-mine", other ? `${short(data.version)} ` : "");
+  if (other) {
+    value.append(" · ");
+    label += `, ${say(last(other), "mm-sp-theirs", `${short(data.challenger.version)} `)}`;
+  }
   const head = h("div", "mm-sp-head");
   head.append(h("span", "mm-sp-title", spec.title), value);
   const lines = spec.key === "latency" ? ["p99"] : [spec.key];
-  const empty = !lines.some((k) => (data.columns[k] || []).some((v) => v !== null && v !== undefined));
+  const cols = [...lines.map((k) => data.columns[k] || []), other || []];
+  const empty = !cols.some((col) => col.some((v) => v !== null && v !== undefined));
   if (empty) {
     const why = { quality: "no labels yet: %mm_feedback NAME y_true", drift: "too few rows yet to judge drift",
       latency: "no requests answered yet", errors: "no requests yet" }[spec.key] || "no data yet";
@@ -121,12 +158,38 @@ function card(spec, data) {
     notes.push(`p50 ${fmt(last(data.columns.p50 || []), " ms")} = ${parts.join(" + ") || "—"} (stacked)`);
   }
   if (ref !== null && ref !== undefined) {
-    notes.push(spec.key === "quality" ? `- - training ${fmt(ref)}` : spec.key === "drift" ? `- - alert above ${fmt(ref)}`
-      : `- - alert above ${fmt(ref, spec.unit)}`);
+    const whose = data.challenger && spec.key === "quality" ? ` of ${short(data.version)}` : "";
+    notes.push(spec.key === "quality" ? `- - training${whose} ${fmt(ref)}` : spec.key === "drift"
+      ? `- - alert above ${fmt(ref)}` : `- - alert above ${fmt(ref, spec.unit)}`);
   }
+  if (data.challenger && !other) notes.push(`${short(data.version)} only`);
   if (notes.length) box.append(h("div", "mm-sp-note", notes.join(" · ")));
-  box.setAttribute("aria-label", `${spec.title}: ${shown}`);
+  box.setAttribute("aria-label", `${spec.title}: ${label}`);
   return box;
+}
+
+// which line is which: the champion solid, the challenger dashed (a cue beside the colour)
+function legend(data) {
+  const box = h("div", "mm-sp-legend");
+  box.setAttribute("aria-label", "lines");
+  const item = (cls, vid, what) => {
+    const span = h("span", "mm-sp-key");
+    const svg = el("svg", { viewBox: "0 0 24 8", width: 24, height: 8, "aria-hidden": "true" });
+    svg.append(el("line", { x1: 0, x2: 24, y1: 4, y2: 4, class: `mm-sp-line ${cls}` }));
+    span.append(svg, h("span", "", `${vid} ${what}`));
+    return span;
+  };
+  box.append(item("", data.version, "champion"), item("challenger", data.challenger.version, role(data.challenger)));
+  return box;
+}
+
+// slide columns (had buckets long) past the first keep buckets and append n new ones; a column on one side only is
+// a gap (null) on the other, so every column stays as long as t
+function append(columns, incoming, had, keep, n) {
+  for (const k of new Set([...Object.keys(columns), ...Object.keys(incoming)])) {
+    const old = columns[k] || new Array(had).fill(null);
+    columns[k] = old.slice(keep).concat(incoming[k] || new Array(n).fill(null));
+  }
 }
 
 function render({ model, el: root }) {
@@ -139,22 +202,30 @@ function render({ model, el: root }) {
     if (state) head.classList.add(model.get("live") ? "live" : "stopped");
     const grid = h("div", "mm-sp-grid");
     for (const spec of cards(data)) grid.append(card(spec, data));
+    const parts = data.challenger ? [head, legend(data), grid] : [head, grid];
     const alerts = model.get("alerts") || [];
     const list = h("ul", "mm-sp-alerts");
     list.setAttribute("aria-label", "open alerts");
     for (const a of alerts) list.append(h("li", "warn", `⚠ ${a.rule}: ${a.message}`));
     if (!alerts.length) list.append(h("li", "mm-sp-dim", "no open alerts"));
-    root.replaceChildren(head, grid, list);
+    root.replaceChildren(...parts, list);
     root.dataset.points = String(data.t.length);
   };
   const slide = (msg) => {
     if (msg.kind === "window") { data = structuredClone(msg.series); draw(); return; }
     if (msg.kind !== "points") return;
     const cut = msg.t[msg.t.length - 1] - data.window_s;
+    const had = data.t.length, n = msg.t.length;
     let keep = 0;
     while (keep < data.t.length && data.t[keep] <= cut) keep++;
     data.t = data.t.slice(keep).concat(msg.t);
-    for (const [k, col] of Object.entries(msg.columns)) data.columns[k] = (data.columns[k] || []).slice(keep).concat(col);
+    append(data.columns, msg.columns, had, keep, n);
+    if (msg.challenger) {  // a release: its columns slide with the champion's (gaps before it began)
+      data.challenger = { ...msg.challenger, columns: data.challenger ? data.challenger.columns : {} };
+      append(data.challenger.columns, msg.challenger.columns, had, keep, n);
+    } else if (data.challenger) {
+      append(data.challenger.columns, {}, had, keep, n);
+    }
     data.version = msg.version;
     draw();
   };
