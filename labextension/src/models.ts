@@ -253,7 +253,9 @@ export class SparklinesModel extends RestModel {
         kind: 'points',
         t: update.t,
         columns: update.columns,
-        version: update.version
+        version: update.version,
+        // a canary's or shadow's columns over the same buckets (absent without a release)
+        ...(update.challenger ? { challenger: update.challenger } : {})
       });
     }
     const { alerts } = await this.api.get<{ alerts: any[] }>(`models/${this.name}/alerts`);
