@@ -174,7 +174,18 @@ class Deployer:
         dep = self.store.get(check_name(name))
         if dep is not None:
             dep.status = self._runner(dep).status(dep)
+            self._check_steward(dep)
         return dep
+
+    @staticmethod
+    def _check_steward(dep: Deployment) -> None:
+        """A release meant to be decided automatically whose steward is gone (a restart) says so, with the fix."""
+        if dep.release and dep.release.get("auto") and not steward.running(dep.release):
+            dep.note = (
+                f"the process deciding the release of {dep.release['version']} automatically is not running (the "
+                f"machine restarted?): decide with mm promote {dep.name} or mm abort {dep.name}, or start the "
+                "release again with --auto"
+            )
 
     def require(self, name: str) -> Deployment:
         dep = self.get(check_name(name))
@@ -189,6 +200,7 @@ class Deployer:
         out = []
         for dep in self.store.all():
             dep.status = self._runner(dep).status(dep)
+            self._check_steward(dep)
             out.append(dep)
         return out
 

@@ -73,6 +73,12 @@ def stop(release: dict[str, Any] | None) -> None:
     _reap()
 
 
+def running(release: dict[str, Any] | None) -> bool:
+    """Whether the steward ``release`` was started with still runs (a machine restart ends it; the release stays)."""
+    pid = ((release or {}).get("auto") or {}).get("pid")
+    return isinstance(pid, int) and _is_steward(pid)
+
+
 def _is_steward(pid: int) -> bool:
     """Whether ``pid`` is a steward (a recorded pid may have been reused by another process since)."""
     try:

@@ -121,6 +121,21 @@ def test_a_person_deciding_first_stops_the_steward(ws, serving, iris):
     assert not _alive(second)
 
 
+def test_a_release_whose_steward_died_says_so(serving):
+    """A steward killed (as a machine restart would) leaves the release running: the deployment's note says who
+    must decide now, and how."""
+    import signal
+
+    deployer, _ = serving
+    dep = deployer.deploy("iris@v3", canary=10, auto=True)
+    os.kill(dep.release["auto"]["pid"], signal.SIGKILL)
+    wait_until(lambda: not steward.running(deployer.get("iris").release), "the steward to be gone")
+    note = deployer.get("iris").note
+    assert "the process deciding the release of iris@v3 automatically is not running" in note
+    assert "mm promote iris or mm abort iris" in note
+    assert note in str(deployer.list()[0])
+
+
 def test_auto_needs_a_release(serving):
     deployer, _ = serving
     with pytest.raises(MMError, match="--auto decides a canary or a shadow: add --canary PERCENT or --shadow"):
