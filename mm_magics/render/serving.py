@@ -241,6 +241,7 @@ def _comparison(c: Any) -> str:
     if c.mode == "canary":
         head += f" ({c.percent:g} % of requests)"
     accuracy = any("accuracy" in s for s in c.sides.values())
+    drift = any(s.get("drift") for s in c.sides.values())
     rows = []
     for vid, s in c.sides.items():
         row = [
@@ -254,10 +255,16 @@ def _comparison(c: Any) -> str:
         ]
         if accuracy:
             row.append(num(s["accuracy"]) if s.get("accuracy") is not None else "—")
-        rows.append((*row, num(s["labelled"])))
+        row.append(num(s["labelled"]))
+        if drift:
+            d = s.get("drift")
+            row.append(f"{num(d['psi'])} {e(d['feature'])}" if d else dim("too few rows"))
+        rows.append(row)
     headers = ["version", "predicted", "answered", "errors", "p50 ms", "p95 ms", c.metric]
     headers += ["accuracy", "labelled"] if accuracy else ["labelled"]
-    out = [f"<div>{head}</div>", table(headers, rows, numeric=range(1, len(headers)))]
+    numeric = range(1, len(headers))
+    headers += ["worst drift (PSI)"] if drift else []
+    out = [f"<div>{head}</div>", table(headers, rows, numeric=numeric)]
     if c.agreement is not None:
         out.append(f"<div>agreement on live traffic: {c.agreement:.1%} of {c.agreement_n} requests</div>")
     verdict = f"<b>{e(c.verdict)}</b>" if c.decided else dim(e(c.verdict))

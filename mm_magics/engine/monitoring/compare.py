@@ -73,8 +73,9 @@ class Comparison(Record):
                 quality += f" on {s['labelled']} labelled"
             err = f"{s['error_rate']:.1%}" if s["error_rate"] is not None else "n/a"
             p50 = f"{s['p50_ms']:.2f} ms" if s["p50_ms"] is not None else "n/a"
+            drift = f", worst drift {s['drift']['feature']} PSI {s['drift']['psi']:.2f}" if s.get("drift") else ""
             lines.append(f"  {vid:<14} {s['predicted']:>6} predicted, {s['share']:.0%} answered, errors {err}, "
-                         f"p50 {p50}, {quality}")  # fmt: skip
+                         f"p50 {p50}, {quality}{drift}")  # fmt: skip
         if self.agreement is not None:
             lines.append(f"  agreement on live traffic: {self.agreement:.1%} of {self.agreement_n} requests")
         lines.append(f"  verdict: {self.verdict}")

@@ -363,7 +363,27 @@ class Monitor:
             snap.comparison = compare(
                 name, release, version, logged, store.joined_feedback(name, since), vdoc.task if vdoc else None
             )
+            self._side_drift(snap.comparison, store, since, vdoc)
         return snap, vdoc
+
+    def _side_drift(self, comparison: Comparison, store: Any, since: float, vdoc: Any) -> None:
+        """Each side's worst feature drift: the inputs it predicted on against its own training profile (versions
+        trained on other data drift differently on the same traffic). Features with fewer rows than the
+        ``min_drift_rows`` rule are not judged."""
+        least = self.rules(comparison.name)["min_drift_rows"]
+        for vid, side in comparison.sides.items():
+            try:
+                doc = vdoc if vdoc is not None and vdoc.id == vid else self.ws.registry.get(vid)
+            except MMError:
+                continue
+            judged = {
+                f: d
+                for f, d in self._drift(store, comparison.name, doc.number, since, doc).items()
+                if d["psi"] is not None and d["n"] >= least
+            }
+            if judged:
+                feature, worst = max(judged.items(), key=lambda kv: kv[1]["psi"])
+                side["drift"] = {"feature": feature, "psi": worst["psi"], "rows": worst["n"]}
 
     def _drift(self, store: Any, name: str, number: int, since: float, vdoc: Any) -> dict[str, dict[str, float | None]]:
         counts, samples = store.drift(name, number, since)

@@ -72,6 +72,14 @@ def test_a_shadow_is_judged_on_every_request_and_the_verdict_waits_for_evidence(
     assert c.sides["iris@v2"]["accuracy"] < 0.75 < 0.9 < c.sides["iris@v1"]["accuracy"]
     text = str(ws.monitor.view("iris", "10m", deployments=deployer))
     assert "verdict: iris@v1 better on F1" in text and ", accuracy 0." in text
+    # each side's worst drift, on the inputs it predicted for, against its own training profile
+    for side in c.sides.values():
+        assert side["drift"]["feature"] in set(X.columns) and side["drift"]["rows"] == 199, side
+        assert side["drift"]["psi"] >= 0
+    assert "worst drift " in text
+    from mm_magics.render import to_html
+
+    assert ">worst drift (PSI)</th>" in to_html(c)
 
 
 def test_a_canary_is_judged_on_the_requests_each_version_answered(ws, released, iris):
