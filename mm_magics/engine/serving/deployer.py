@@ -106,6 +106,17 @@ class Deployer:
             if canary is not None and not (isinstance(canary, (int, float)) and 0 < canary < 100):
                 raise MMError(f"--canary takes a share of requests between 0 and 100 (e.g. 10), not {canary!r}")
             mode = "shadow" if shadow else "canary"
+            if port is not None or workers != 1:
+                raise MMError(
+                    f"a {mode} runs inside the deployed server, on its port and workers: leave out --port and --workers"
+                )
+            name = self.ws.registry.get(spec).name
+            current = self.store.get(name)
+            if docker and current is not None and current.runner != "docker":
+                raise MMError(
+                    f"{name} runs as a local process, so its {mode} does too: leave out --docker (or redeploy {name} "
+                    "with --docker first)"
+                )
             return self.release(spec, mode, float(canary or 0.0), reason=reason, force=force, auto=auto)
         if auto:
             raise MMError("--auto decides a canary or a shadow: add --canary PERCENT or --shadow")

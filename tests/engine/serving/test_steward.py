@@ -136,10 +136,15 @@ def test_a_release_whose_steward_died_says_so(serving):
     assert note in str(deployer.list()[0])
 
 
-def test_auto_needs_a_release(serving):
+def test_auto_needs_a_release_and_a_release_runs_where_the_deployment_runs(serving):
     deployer, _ = serving
     with pytest.raises(MMError, match="--auto decides a canary or a shadow: add --canary PERCENT or --shadow"):
         deployer.deploy("iris@v3", auto=True)
+    with pytest.raises(MMError, match="iris runs as a local process, so its canary does too: leave out --docker"):
+        deployer.deploy("iris@v3", canary=10, docker=True)
+    with pytest.raises(MMError, match="a shadow runs inside the deployed server, on its port and workers"):
+        deployer.deploy("iris@v3", shadow=True, workers=2)
+    assert deployer.get("iris").release is None
 
 
 def test_a_switch_during_a_release_drops_the_candidate_and_deploying_the_candidate_promotes_it(ws, serving, iris):
