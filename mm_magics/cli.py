@@ -315,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, fn: Callable[[argparse.Namespace], Any], help: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(
             name,
-            help=help,
+            help=help.replace("%", "%%"),  # argparse %-formats the list of verbs (`mm --help`), not a description
             description=help,
             epilog=verbs.examples(name, "cli", f"mm {name}"),
             formatter_class=argparse.RawDescriptionHelpFormatter,

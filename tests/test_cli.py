@@ -100,3 +100,16 @@ def test_demo_runs_the_quickstart_notebook(tmp_path, capsys):
 def test_demo_never_overwrites_a_real_workspace(ws, capsys):
     code = main(["demo", "--dir", str(ws.root.parent)])
     assert code == 2 and "did not make" in capsys.readouterr().err
+
+
+def test_help_lists_every_verb_as_a_shell_runs_it():
+    """`mm --help` is the first thing a new user types: it ran argparse's %-formatting over a help text holding
+    `%mm_token` and crashed with a traceback. Run as a process, the way a shell runs it."""
+    import subprocess
+    import sys
+
+    for flag in ("--help", "-h"):
+        done = subprocess.run([sys.executable, "-m", "mm_magics.cli", flag], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and not done.stderr, done.stderr[-500:]
+        listed = {line.split()[0] for line in done.stdout.splitlines() if line.startswith("    ") and line.split()}
+        assert {"deploy", "promote", "abort", "describe", "card", "explain", "token", "monitor"} <= listed, listed
