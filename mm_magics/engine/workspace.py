@@ -72,6 +72,37 @@ def _initialized(root: Path) -> bool:
         return False
 
 
+def _refuse_foreign_repository(root: Path) -> None:
+    """A git repository that is not a workspace (the user's project, say) is never opened or initialised as one:
+    mm_magics would add its branch, commits and folders to someone else's history."""
+    git_dir = root / ".git"
+    if not git_dir.exists():
+        return
+    if _initialized(root):
+        # a workspace's marks: its folder name, its artifact store, its config (any one: a damaged workspace whose
+        # mm.json is gone must still open, for fsck)
+        if root.name == DIRNAME or (root / "objects").is_dir() or _has_config(root):
+            return
+    elif (root / ".init.lock").exists():
+        return  # a workspace being created by another process: its creator holds the lock
+    raise WorkspaceError(
+        f"{root} is a git repository but not an mm_magics workspace, which mm_magics never writes into: point -C "
+        f"(or MM_HOME) at its workspace, {root / DIRNAME}, or create one there with mm -C {root / DIRNAME} init"
+    )
+
+
+def _has_config(root: Path) -> bool:
+    """Whether the workspace branch holds ``mm.json`` (what every workspace's first commit writes)."""
+    store = GitStore(root)
+    try:
+        head = store.read_ref()
+        return head is not None and store.read(store.commit_tree(head), "mm.json") is not None
+    except Exception:
+        return False
+    finally:
+        store.close()
+
+
 def find_root(start: Path | None = None) -> Path | None:
     """The nearest ``.mm/`` at or above ``start``, like git finds ``.git``."""
     here = Path(start or os.getcwd()).resolve()
@@ -110,6 +141,9 @@ class Workspace:
             root = Path(os.getcwd()) / DIRNAME
         if root.exists() and not root.is_dir():
             raise WorkspaceError(f"{root} is a file, not a workspace directory: point -C (or MM_HOME) at a directory")
+        if root.name != DIRNAME and (root / DIRNAME / ".git").is_dir():
+            root = root / DIRNAME  # -C at the project folder: its workspace, as `mm` finds it from inside
+        _refuse_foreign_repository(root)
         if not _initialized(root):
             if not create and not (root / ".git").is_dir():
                 raise WorkspaceError(f"no workspace at {root}: run `mm init` there or set MM_HOME")

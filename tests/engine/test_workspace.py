@@ -75,3 +75,31 @@ def test_racing_creation_yields_one_workspace(tmp_path):
         p.join(60)
     heads = {queue.get(timeout=5) for _ in procs}
     assert len(heads) == 1 and len(next(iter(heads))) == 40
+
+
+@pytest.mark.parametrize("branch", ["master", "main"])
+def test_a_users_own_repository_is_never_made_a_workspace(tmp_path, branch):
+    """`mm -C project init` on the user's git repository refused nothing and added a `main` branch, a commit and
+    folders to it; `mm -C project deployments` answered as if it were a workspace. Both are refused now, naming the
+    workspace folder, and the repository is left exactly as it was."""
+    import subprocess
+
+    from mm_magics.cli import main
+
+    project = tmp_path / "project"
+    subprocess.run(["git", "init", "-q", "-b", branch, str(project)], check=True)
+    subprocess.run(["git", "-C", str(project), "commit", "-q", "--allow-empty", "-m", "mine"], check=True)
+    before = sorted(p.name for p in project.iterdir())
+    refs = subprocess.run(["git", "-C", str(project), "show-ref"], capture_output=True, text=True).stdout
+    for verb in (["init"], ["deployments"], ["log", "iris"]):
+        assert main(["-C", str(project), *verb]) == 2
+    assert sorted(p.name for p in project.iterdir()) == before
+    assert subprocess.run(["git", "-C", str(project), "show-ref"], capture_output=True, text=True).stdout == refs
+    with pytest.raises(WorkspaceError, match=r"is a git repository but not an mm_magics workspace.*project/\.mm"):
+        Workspace.open(project)
+
+    ws = Workspace.open(project / ".mm")  # where the error pointed
+    ws.close()
+    found = Workspace.open(project, create=False)  # -C at the project folder now finds its workspace
+    assert found.root == (project / ".mm").resolve()
+    found.close()
