@@ -291,13 +291,14 @@ class Deployer:
         record points at the new server as soon as it takes traffic."""
         return self._runner(dep).switch(dep, version, reason=reason, force=force, publish=self.store.save)
 
-    def _retire_replaced(self, previous: str, current: str) -> None:
-        """The version a deployment stopped serving leaves the serving stages, so "deployed" stays true."""
+    def _retire_replaced(self, previous: str, current: str, why: str = "") -> None:
+        """The version a deployment stopped serving leaves the serving stages, so "deployed" stays true. ``why``
+        becomes the lifecycle commit's message: the audit log keeps a release's decision and its reason."""
         if previous == current:
             return
         try:
             if self.ws.registry.get(previous).stage in SERVING:
-                self.ws.lifecycle.transition(previous, "retire", f"Replaced by {current} in the deployment")
+                self.ws.lifecycle.transition(previous, "retire", why or f"Replaced by {current} in the deployment")
         except MMError:
             pass  # the switch itself is done and recorded; a lifecycle hiccup must not undo it
 
@@ -319,14 +320,21 @@ class Deployer:
         the ``X-MM-Route-Key`` header), or a ``shadow`` predicting on every request without answering. It enters
         the deploy stage through the gates first, as any version that takes traffic does. With ``auto``, a steward
         process (:mod:`.steward`) promotes or aborts it when the promotion rule decides."""
+        if force and not reason.strip():
+            raise GateError(f"a forced {mode} needs a reason: add -m WHY (it is kept in the audit log)")
         version = self.ws.registry.get(spec)
         with self._lock(version.name):
             dep = self._running(version.name, spec)
             if dep.version == version.id:
                 raise DeploymentError(f"{version.id} already serves {version.name}: release another version")
             reason = reason or f"{mode.capitalize()} of {version.id} beside {dep.version}"
+            if mode == "canary" and not force:
+                self._check_same_features(version, dep)
             if version.stage not in SERVING:
                 self.ws.lifecycle.preflight(version.id, "deploy", reason, force=force)
+            before = dep.release
+            if before and before["version"] != version.id:  # the running candidate is dropped first, on the record
+                dep = self._abort(dep, f"Replaced by the {mode} of {version.id}: {reason}")
             if dep.runner == "docker":  # the container holds its image's version only: hand it the candidate
                 self.docker().deliver(dep, version)
             body = {"action": "start", "version": version.id, "mode": mode, "percent": percent}
@@ -340,8 +348,9 @@ class Deployer:
                     self.client.release(dep.url, {"action": "abort", "name": dep.name}, self.secret("admin-token"))
                 raise
             dep.release = answer["release"]
-            previous = self.store.get(dep.name)
-            steward.stop(previous.release if previous else None)  # a new release replaces the old one's steward
+            if before and before["version"] == version.id and before["mode"] == mode:
+                dep.release["started"] = before["started"]  # the same candidate, re-set: its evidence carries on
+            steward.stop(before)  # a new release replaces the old one's steward
             if auto:
                 every = float(self.ws.monitor.rules(dep.name).get("promote_check_s") or steward.EVERY_S)
                 dep.release["auto"] = {"pid": steward.start(self.ws, dep.name, version.id, every), "every": every}
@@ -349,6 +358,19 @@ class Deployer:
                                 "percent": percent, "reason": reason})  # fmt: skip
             self.store.save(dep)
             return dep
+
+    def _check_same_features(self, version: Version, dep: Deployment) -> None:
+        """A canary answers the champion's clients, who send the champion's features: one that takes others would
+        fail its share of valid requests."""
+        mine = list((version.schema or {}).get("feature_names") or [])
+        theirs = list((self.ws.registry.get(dep.version).schema or {}).get("feature_names") or [])
+        if mine and theirs and mine != theirs:
+            raise DeploymentError(
+                f"{version.id} takes other features than {dep.version} ({len(mine)} against {len(theirs)}: "
+                f"{', '.join(mine[:4])}{' …' if len(mine) > 4 else ''}): clients send {dep.version}'s, so its share "
+                f"of requests would fail; deploy it as a switch once clients send its features (mm deploy "
+                f"{version.id}), or force the canary with --force -m WHY"
+            )
 
     def promote(self, name: str, *, reason: str = "", force: bool = False) -> Deployment:
         """Make the candidate the served version (installed with one assignment: no request fails); the version it
@@ -363,12 +385,13 @@ class Deployer:
         if not force:
             self._check_live_evidence(dep)
         steward.stop(dep.release)
-        candidate, previous = dep.release["version"], dep.version
+        candidate, previous, mode = dep.release["version"], dep.version, dep.release["mode"]
         self.client.release(dep.url, {"action": "promote", "name": dep.name}, self.secret("admin-token"))
         dep.version, dep.release = candidate, None
         dep.history.append({"time": now_iso(), "version": candidate, "previous": previous, "action": "promote",
                             "actor": self.ws.actor, "reason": reason or f"Promote {candidate}"})  # fmt: skip
-        self._retire_replaced(previous, candidate)  # before the record says so: whoever reads it sees both
+        why = f"Replaced by {candidate}, promoted from its {mode}: {reason or 'promoted'}"
+        self._retire_replaced(previous, candidate, why + (" (forced past the promotion rule)" if force else ""))
         dep.stage = self.ws.registry.get(candidate).stage
         self.store.save(dep)
         return dep
@@ -409,13 +432,14 @@ class Deployer:
             return self._abort(self._with_release(name, "abort"), reason)
 
     def _abort(self, dep: Deployment, reason: str) -> Deployment:
-        candidate = dep.release["version"]
+        candidate, mode = dep.release["version"], dep.release["mode"]
         steward.stop(dep.release)
         self.client.release(dep.url, {"action": "abort", "name": dep.name}, self.secret("admin-token"))
         dep.release = None
         dep.history.append({"time": now_iso(), "version": candidate, "action": "abort", "actor": self.ws.actor,
                             "reason": reason or f"Abort {candidate}"})  # fmt: skip
-        self._retire_replaced(candidate, dep.version)  # before the record says so: whoever reads it sees both
+        why = f"Dropped the {mode} of {candidate} beside {dep.version}: {reason or 'aborted'}"
+        self._retire_replaced(candidate, dep.version, why)  # before the record says so: whoever reads it sees both
         self.store.save(dep)
         return dep
 

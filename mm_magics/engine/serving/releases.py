@@ -179,8 +179,8 @@ async def _start(state: ServingState, body: dict[str, Any], peer_call: bool) -> 
         _close_later(served)
         raise BadRequest(
             409,
-            f"{spec} takes other features than {champion.id}: a shadow predicts on the champion's rows, so use a "
-            "canary for it",
+            f"{spec} takes other features than {champion.id}: a shadow predicts on the champion's rows; deploy it "
+            "as a switch once clients send its features",
         )
     previous = state.releases.get(name)
     state.releases[name] = Release(served, mode, float(percent) if mode == "canary" else 0.0)

@@ -9,6 +9,7 @@ from collections import Counter
 
 import httpx
 import pytest
+from sklearn.linear_model import LogisticRegression
 
 from mm_magics.engine.errors import DeploymentError, MMError
 from mm_magics.engine.serving.deployer import Deployer
@@ -151,20 +152,24 @@ def test_bad_releases_are_refused_in_one_line(deployed, ws, iris, models):
     narrow = X.iloc[:, :3]
     ws.registry.commit("iris", models["tree"].__class__(max_depth=2).fit(narrow, iris[1]), message="3 features",
                        **commit_kwargs(narrow, iris[1]))  # fmt: skip
-    with pytest.raises(DeploymentError, match="takes other features.*use a canary"):
+    with pytest.raises(DeploymentError, match="takes other features.*deploy it as a switch once clients send"):
         deployer.deploy("iris@v3", shadow=True)
+    with pytest.raises(DeploymentError, match=r"iris@v3 takes other features than iris@v1 \(3 against 4.*--force"):
+        deployer.deploy("iris@v3", canary=10)  # its share of valid requests would fail
+    with pytest.raises(MMError, match="a forced canary needs a reason: add -m WHY"):
+        deployer.deploy("iris@v3", canary=10, force=True)
     resp = client.post("/mm/v1/release", json={"action": "abort", "name": "iris"})
     assert resp.status_code == 401  # the admin token only
     assert _version(client, X) == "1"  # nothing changed
 
 
 def test_a_canary_that_refuses_a_request_is_charged_with_the_error(deployed, ws, iris, models):
-    """A canary may take other features: a request it refuses counts against it, not against the champion."""
+    """A canary forced to take other features: a request it refuses counts against it, not against the champion."""
     deployer, client, X = deployed
     narrow = X.iloc[:, :3]
     ws.registry.commit("iris", models["tree"].__class__(max_depth=2).fit(narrow, iris[1]), message="3 features",
                        **commit_kwargs(narrow, iris[1]))  # fmt: skip
-    deployer.deploy("iris@v3", canary=50)
+    deployer.deploy("iris@v3", canary=50, force=True, reason="see what clients send")
     statuses = Counter()
     for k in range(40):
         resp = client.post("/v2/models/iris/infer", json=_body(X, k), headers={"X-MM-Route-Key": f"user-{k}"})
@@ -205,3 +210,28 @@ def test_a_canary_spans_every_worker(deployed, ws):
     assert status["workers"] == 2 and all(n for n in status["per_worker_requests"]), status
     deployer.promote("iris", reason="the tree")
     assert {version(i) for i in range(200)} == {"2"}
+
+
+def test_a_new_candidate_drops_the_running_one_on_the_record_and_decisions_reach_the_audit_log(deployed, ws, iris):
+    """A second canary of another version replaces the first one: the first is aborted on the record and retires
+    (it no longer counts as deployed for the gates); re-setting the same candidate keeps its evidence; promote and
+    abort reasons are the lifecycle commits' messages, which outlive the deployment record."""
+    deployer, client, X = deployed
+    Xi, yi = iris
+    ws.registry.commit("iris", LogisticRegression(max_iter=500, C=0.5).fit(Xi, yi), message="C=0.5",
+                       parent="iris@v1", **commit_kwargs(Xi, yi, 0.97))  # fmt: skip
+    first = deployer.deploy("iris@v2", canary=10)
+    again = deployer.deploy("iris@v2", canary=30)  # the same candidate, another share: the same evidence
+    assert again.release["started"] == first.release["started"] and again.release["percent"] == 30
+    dep = deployer.deploy("iris@v3", canary=10, reason="the better-regularised one")
+    assert dep.release["version"] == "iris@v3"
+    assert [h["action"] for h in dep.history][-4:] == ["canary", "canary", "abort", "canary"]
+    assert ws.registry.get("iris@v2").stage == "retire"
+    retired = ws.lifecycle.history("iris@v2")[-1]
+    assert retired.reason.startswith("Dropped the canary of iris@v2 beside iris@v1: Replaced by the canary of iris@v3")
+    deployer.promote("iris", reason="holds up on live traffic")
+    replaced = ws.lifecycle.history("iris@v1")[-1]
+    assert replaced.reason == "Replaced by iris@v3, promoted from its canary: holds up on live traffic"
+    deployer.undeploy("iris")  # the record goes; the audit log keeps the decision
+    log = [c.message for c in ws.git.history(max_count=20)]
+    assert any("promoted from its canary: holds up on live traffic" in m for m in log)
