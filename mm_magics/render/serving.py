@@ -269,6 +269,8 @@ def _comparison(c: Any) -> str:
         out.append(f"<div>agreement on live traffic: {c.agreement:.1%} of {c.agreement_n} requests</div>")
     verdict = f"<b>{e(c.verdict)}</b>" if c.decided else dim(e(c.verdict))
     out.append(f"<div>verdict: {verdict}</div>")
+    if c.rule:
+        out.append(f"<div>promotion rule: {e(c.rule)}</div>")
     return "".join(out)
 
 

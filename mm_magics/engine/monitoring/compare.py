@@ -58,6 +58,10 @@ class Comparison(Record):
     agreement_n: int = 0
     percent: float = 0.0
     notes: list[str] = field(default_factory=list)
+    #: when the evidence starts: the release's start, or the window's if it started earlier
+    since: float | None = None
+    #: what the promotion rule says now (``wait``/``promote``/``abort``: why), when a rule is set or --auto decides
+    rule: str | None = None
 
     def __str__(self) -> str:
         head = f"{self.mode} {self.challenger} beside {self.champion}"
@@ -79,6 +83,8 @@ class Comparison(Record):
         if self.agreement is not None:
             lines.append(f"  agreement on live traffic: {self.agreement:.1%} of {self.agreement_n} requests")
         lines.append(f"  verdict: {self.verdict}")
+        if self.rule:
+            lines.append(f"  promotion rule: {self.rule}")
         return "\n".join(lines)
 
 

@@ -26,6 +26,7 @@ from .drift import PSI_SIGNIFICANT, ks, psi, reference
 from .influx_reader import InfluxReader
 from .influx_settings import INFLUX_STATE
 from .influx_settings import resolve as resolve_influx
+from .promotion import AUTO_MIN_LABELLED, judge
 from .series import LiveSeries, label_key
 from .store import SQLiteStore
 
@@ -47,6 +48,8 @@ DEFAULT_RULES = {
     "promote_margin": 0.01,
     "promote_check_s": 30.0,  # how often a release started with --auto checks the rule (engine/serving/steward.py)
 }
+#: Rules that count requests, labels or rows: whole numbers.
+WHOLE_RULES = ("min_requests", "min_feedback", "min_drift_rows", "promote_min_labelled")
 #: Below this many rows PSI is biased upward by sampling noise alone (150 undrifted rows read ~0.18): drift must
 #: then also be significant by the Kolmogorov-Smirnov test against the training profile (as Evidently does).
 PSI_RELIABLE_ROWS = 1000
@@ -164,6 +167,14 @@ class Monitor:
         bad = [f"{k}={v!r}" for k, v in rules.items() if not finite_number(v)]
         if bad:
             raise MMError(f"alert thresholds must be finite numbers: {', '.join(bad)}")
+        negative = [f"{k}={v!r}" for k, v in rules.items() if v < 0]
+        if negative:
+            raise MMError(f"rules are thresholds of zero or more: {', '.join(negative)}")
+        counts = [f"{k}={v!r}" for k, v in rules.items() if k in WHOLE_RULES and v != int(v)]
+        if counts:
+            raise MMError(f"these rules count requests or rows, so they take whole numbers: {', '.join(counts)}")
+        if "promote_check_s" in rules and rules["promote_check_s"] < 0.1:
+            raise MMError(f"promote_check_s={rules['promote_check_s']!r} is too often: use 0.1 seconds or more")
         self.ws.registry.update_model(
             name,
             lambda doc: doc.setdefault("alerts", {}).update(rules),
@@ -360,10 +371,24 @@ class Monitor:
         )
         release = deployment.release if deployment is not None else None
         if release and version:
+            # since the release started (within the window): traffic before it, or an earlier candidate's, is
+            # not evidence about this one; the promotion rule counts the same requests
+            start = max(since, float(release.get("started") or since))
             snap.comparison = compare(
-                name, release, version, logged, store.joined_feedback(name, since), vdoc.task if vdoc else None
+                name,
+                release,
+                version,
+                logged[logged["t"] >= start],
+                store.joined_feedback(name, start),
+                vdoc.task if vdoc else None,
             )
-            self._side_drift(snap.comparison, store, since, vdoc)
+            snap.comparison.since = start
+            self._side_drift(snap.comparison, store, start, vdoc)
+            rules = self.rules(name)
+            if int(rules.get("promote_min_labelled") or 0) > 0 or release.get("auto"):
+                need = int(rules.get("promote_min_labelled") or 0) or AUTO_MIN_LABELLED
+                verdict = judge(snap.comparison, rules, need)
+                snap.comparison.rule = f"{verdict.action}: {verdict.why}"
         return snap, vdoc
 
     def _side_drift(self, comparison: Comparison, store: Any, since: float, vdoc: Any) -> None:

@@ -21,12 +21,12 @@ from ..clock import now_iso
 from ..errors import DeploymentError, Fix, GateError, MMError, NotDeployedError
 from ..hosts import check_host, check_port
 from ..lifecycle import SERVING
+from ..monitoring.promotion import AUTO_MIN_LABELLED, Judgement, judge
 from ..specs import check_name
 from . import steward
 from .client import ServerClient, error_text
 from .deployments import Deployment, DeploymentStore, Prediction, Runner
 from .local import LocalRunner
-from .promotion import AUTO_MIN_LABELLED, Judgement, judge
 from .tokens import workspace_secret
 from .workers import MAX_WORKERS
 

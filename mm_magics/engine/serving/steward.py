@@ -1,8 +1,8 @@
 """The automatic mode of a canary or shadow release: a small process that promotes or aborts when the rule decides.
 
 ``%mm_deploy NAME@vN --canary 10 --auto`` (or ``mm deploy ... --auto``) starts one beside the release. Every few
-seconds it asks the Deployer what the promotion rule (:mod:`.promotion`) says of the live comparison since the
-release started, and acts through the same verbs a person uses: ``promote`` or ``abort``, each with the rule's
+seconds it asks the Deployer what the promotion rule (:mod:`..monitoring.promotion`) says of the live comparison
+since the release started, and acts through the same verbs a person uses: ``promote`` or ``abort``, each with the rule's
 reason on the record (deployment history, lifecycle commits). It runs on the workspace's machine, whatever runs
 the servers (local processes or Docker), and outlives the notebook that started it: a release left running over a
 weekend is still decided.

@@ -102,8 +102,13 @@ def test_promote_checks_the_live_evidence_rule(ws, released, iris):
     deployer, client = released
     X, y = iris
     ws.monitor.set_rules("iris", promote_min_labelled=100, promote_margin=0.01)
+    _traffic(client, X, y, range(0, 60))  # before the release: no evidence about it
     deployer.deploy("iris@v2", shadow=True)
     _traffic(client, X, y, range(0, 150, 3))  # 50 labelled requests
+    c = ws.monitor.view("iris", "10m", deployments=deployer).comparison
+    assert c.sides["iris@v1"]["predicted"] == c.sides["iris@v1"]["labelled"] == 50  # counted since it started
+    assert c.sides["iris@v1"]["share"] == 1.0 and c.since >= deployer.get("iris").release["started"] - 1
+    assert c.rule == "wait: 50 labelled requests on iris@v2 and 50 on iris@v1, the rule needs 100 on each"
     with pytest.raises(GateError, match="not enough live evidence to promote iris@v2: 50 labelled requests"):
         deployer.promote("iris")
     _traffic(client, X, y, range(1, 150))

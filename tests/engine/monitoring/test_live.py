@@ -122,6 +122,14 @@ def test_alert_rules_are_configurable_and_audited(live):
     assert live["ws"].registry.history("iris")[0].action == "alerts"
     with pytest.raises(MMError, match="unknown alert rule"):
         monitor.set_rules("iris", nonsense=1)
+    for bad, said in (
+        ({"promote_check_s": -5}, "thresholds of zero or more: promote_check_s=-5"),
+        ({"promote_check_s": 0}, "promote_check_s=0 is too often"),
+        ({"promote_min_labelled": 2.5}, "take whole numbers: promote_min_labelled=2.5"),
+        ({"promote_margin": -0.1}, "thresholds of zero or more: promote_margin=-0.1"),
+    ):
+        with pytest.raises(MMError, match=said):
+            monitor.set_rules("iris", **bad)
     monitor.set_rules("iris", latency_p99_ms=500)
 
 

@@ -1,6 +1,6 @@
 """The automatic mode of a release, end to end: a real local deployment, a canary or shadow started with
 ``auto=True``, real requests and feedback over HTTP, and the steward process deciding by the promotion rule; plus the
-rule itself (:mod:`mm_magics.engine.serving.promotion`) on comparisons that need no server."""
+rule itself is tested in tests/engine/monitoring/test_promotion.py."""
 
 from __future__ import annotations
 
@@ -13,10 +13,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
 from mm_magics.engine.errors import MMError
-from mm_magics.engine.monitoring.compare import Comparison
 from mm_magics.engine.serving import steward
 from mm_magics.engine.serving.deployer import Deployer
-from mm_magics.engine.serving.promotion import judge
 
 from ...conftest import commit_kwargs
 from ...waiting import wait_until
@@ -159,38 +157,6 @@ def test_a_switch_during_a_release_drops_the_candidate_and_deploying_the_candida
     assert dep.version == new.id == "iris@v4" and dep.release is None
     assert [h["action"] for h in dep.history][-3:] == ["shadow", "abort", "switch"]
     assert ws.registry.get("iris@v2").stage == "retire"
-
-
-# -- the rule alone -----------------------------------------------------------------------------------------------
-def _comparison(champ: dict, chall: dict, metric: str = "F1") -> Comparison:
-    base = {"predicted": 200, "share": 0.5, "error_rate": 0.0, "p50_ms": 1.0, "p95_ms": 2.0}
-    sides = {"m@v1": {**base, **champ}, "m@v2": {**base, **chall}}
-    return Comparison("m", "canary", "m@v1", "m@v2", sides, metric, "")
-
-
-RULES = {"promote_margin": 0.01, "error_rate": 0.05, "min_requests": 20}
-
-
-@pytest.mark.parametrize(
-    ("champ", "chall", "metric", "action", "why"),
-    [
-        ({"labelled": 120, "quality": 0.90}, {"labelled": 99, "quality": 0.99}, "F1", "wait", "99 labelled requests"),
-        ({"labelled": 120, "quality": 0.90}, {"labelled": 100, "quality": 0.895}, "F1", "promote", "within the margin"),
-        ({"labelled": 120, "quality": 0.90}, {"labelled": 100, "quality": 0.88}, "F1", "abort", "is worse than"),
-        ({"labelled": 120, "quality": 2.0}, {"labelled": 100, "quality": 2.5}, "MAE", "abort", "live MAE 2.500"),
-        ({"labelled": 120, "quality": 2.0}, {"labelled": 100, "quality": 1.5}, "MAE", "promote", "live MAE 1.500"),
-        (
-            {"labelled": 0, "quality": None, "error_rate": 0.01},
-            {"labelled": 0, "quality": None, "error_rate": 0.2},
-            "F1",
-            "abort",
-            "m@v2 answered 20.0% of its 200 requests with an error, m@v1 1.0%",
-        ),
-    ],
-)
-def test_the_rule_waits_promotes_or_aborts(champ, chall, metric, action, why):
-    verdict = judge(_comparison(champ, chall, metric), RULES, 100)
-    assert verdict.action == action and why in verdict.why, verdict
 
 
 def test_a_steward_is_recognised_by_its_command_line_before_it_is_signalled():
