@@ -496,6 +496,7 @@ def test_a_models_description_is_the_first_section_of_its_cards(ip, tmp_path, ca
     assert "- **Owner**: risk <team>" in text and "- **This version** (from the commit message): baseline" in text
     assert "- Not meant for: medical decisions (the owner's word)." in text.split("## Known limits")[1]
     assert "&lt;team&gt;" in html_of(ip, line(ip, "mm_card iris@v1"))
+    assert line(ip, "mm_describe iris --owner 'risk <team>'").commit is None  # said again: nothing to commit
     assert ws(tmp_path).git.history(max_count=1)[0].message.startswith("who answers for it")
 
     from mm_magics.cli import main

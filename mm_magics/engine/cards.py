@@ -67,7 +67,8 @@ class ModelDescription(Record):
 
     def __str__(self) -> str:
         shown = [f"  {k.replace('_', ' ')}: {getattr(self, k)}" for k in DESCRIPTION_FIELDS if getattr(self, k)]
-        head = f"{self.name}: " + ("described" if shown else "no description yet (mm describe NAME --owner ...)")
+        empty = f"no description yet (mm describe {self.name} --owner TEAM --use TEXT --not-for TEXT)"
+        head = f"{self.name}: " + ("described" if shown else empty)
         return "\n".join([head, *shown])
 
 
@@ -83,8 +84,10 @@ def describe(ws: Workspace, name: str, message: str = "", **fields: str | None) 
         if not isinstance(text, str) or len(text) > MAX_TEXT:
             raise MMError(f"{key.replace('_', ' ')} must be a text of at most {MAX_TEXT} characters: shorten it")
     commit = None
-    if given:
-        clean = {k: " ".join(v.split()) for k, v in given.items()}
+    current = ws.registry.model_doc(name).get("card") or {}
+    clean = {k: " ".join(v.split()) for k, v in given.items()}
+    clean = {k: v for k, v in clean.items() if v != current.get(k, "")}  # saying it again changes nothing
+    if clean:
 
         def mutate(doc: dict[str, Any]) -> None:
             card = doc.setdefault("card", {})
@@ -114,10 +117,10 @@ def _use(v: Any, described: dict[str, str]) -> list[str]:
         lines.append(f"- **Intended use**: {_cell(described['intended_use'])}")
     if described.get("out_of_scope"):
         lines.append(f"- **Not for**: {_cell(described['out_of_scope'])}")
-    this = "This version" if described.get("intended_use") else "Purpose"
-    lines.append(f"- **{this}** (from the commit message): {_cell(v.message) or 'not stated: commit with -m WHY'}")
     if described.get("owner"):
         lines.append(f"- **Owner**: {_cell(described['owner'])}")
+    this = "This version" if described.get("intended_use") else "Purpose"
+    lines.append(f"- **{this}** (from the commit message): {_cell(v.message) or 'not stated: commit with -m WHY'}")
     committed = v.created[:19].replace("T", " ")
     lines.append(f"- **Committed by** {_cell(v.actor)}, {committed} UTC")
     if not described:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 
 MAX_PROBES = 10_000
+STEWARD_GONE = "automatically is not running"
 #: How long a deploy waits for another session's deploy, switch or undeploy of the same model.
 LOCK_TIMEOUT = 600.0
 
@@ -104,7 +105,12 @@ class Deployer:
             if canary is not None and shadow:
                 raise MMError("choose --canary PERCENT or --shadow, not both")
             if canary is not None and not (isinstance(canary, (int, float)) and 0 < canary < 100):
-                raise MMError(f"--canary takes a share of requests between 0 and 100 (e.g. 10), not {canary!r}")
+                shown = f"{canary:g}" if isinstance(canary, (int, float)) else repr(canary)
+                whole = " (every request is a switch: deploy it without --canary)" if shown == "100" else ""
+                raise MMError(
+                    f"--canary takes the percentage of requests the candidate answers, more than 0 and less than 100 "
+                    f"(e.g. 10), not {shown}{whole}"
+                )
             mode = "shadow" if shadow else "canary"
             if port is not None or workers != 1:
                 raise MMError(
@@ -145,12 +151,16 @@ class Deployer:
         workers: int = 1,
     ) -> Deployment:
         current = self.get(version.name)
+        earlier: list[dict[str, Any]] = []  # a restarted deployment keeps its history
         if current is not None and current.status == "running":
             same_runner = current.runner == ("docker" if docker else "local") and current.workers == workers
             if current.version == version.id and same_runner:
                 return current
             if same_runner:
                 return self._switch(version.name, version.id, reason=reason or f"Deploy {version.id}", force=force)
+            if current.release:  # the candidate lives in the server that stops: dropped on the record first
+                current = self._abort(current, f"Dropped: {version.name} restarts as another kind of deployment")
+            earlier = current.history
             self._undeploy(version.name)
         reason = reason or f"Deploy {version.id}"
         if version.stage not in SERVING:  # refused gates refuse the deployment before a server starts
@@ -164,7 +174,7 @@ class Deployer:
         except BaseException:
             runner.stop(dep)
             raise
-        dep.history.append({"time": now_iso(), "version": version.id, "actor": self.ws.actor, "action": "deploy"})
+        dep.history = [*earlier, {"time": now_iso(), "version": version.id, "actor": self.ws.actor, "action": "deploy"}]
         self.store.save(dep)
         dep.status = "running"
         return dep
@@ -190,10 +200,13 @@ class Deployer:
 
     @staticmethod
     def _check_steward(dep: Deployment) -> None:
-        """A release meant to be decided automatically whose steward is gone (a restart) says so, with the fix."""
+        """A release meant to be decided automatically whose steward is gone (a restart) says so, with the fix; a
+        decided release drops that note."""
+        if dep.note and STEWARD_GONE in dep.note and not dep.release:
+            dep.note = None
         if dep.release and dep.release.get("auto") and not steward.running(dep.release):
             dep.note = (
-                f"the process deciding the release of {dep.release['version']} automatically is not running (the "
+                f"the process deciding the release of {dep.release['version']} {STEWARD_GONE} (the "
                 f"machine restarted?): decide with mm promote {dep.name} or mm abort {dep.name}, or start the "
                 "release again with --auto"
             )
@@ -394,6 +407,7 @@ class Deployer:
         self._retire_replaced(previous, candidate, why + (" (forced past the promotion rule)" if force else ""))
         dep.stage = self.ws.registry.get(candidate).stage
         self.store.save(dep)
+        self._check_steward(dep)
         return dep
 
     def judge(self, name: str) -> Judgement:
@@ -441,6 +455,7 @@ class Deployer:
         why = f"Dropped the {mode} of {candidate} beside {dep.version}: {reason or 'aborted'}"
         self._retire_replaced(candidate, dep.version, why)  # before the record says so: whoever reads it sees both
         self.store.save(dep)
+        self._check_steward(dep)
         return dep
 
     def _running(self, name: str, spec: str) -> Deployment:

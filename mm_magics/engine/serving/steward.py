@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 #: How often the rule is checked unless the model's ``promote_check_s`` rule says otherwise.
 EVERY_S = 30.0
+#: An unchanged wait is said again this often.
+QUIET_S = 600.0
 ACTOR = "mm steward (automatic release)"
 #: The steward process's entry point (a facade: it opens the workspace), started with ``python -m``.
 ENTRY = "mm_magics.engine.serving.steward_main"
@@ -56,6 +58,9 @@ def start(ws: Workspace, name: str, version: str, every: float) -> int:
             env={**os.environ, "MM_ACTOR": ACTOR},
         )
     _started[proc.pid] = proc
+    deadline = time.monotonic() + 5.0  # until it has exec'd: a check made sooner would call it gone
+    while not _is_steward(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
     return proc.pid
 
 
@@ -95,7 +100,10 @@ def _reap() -> None:
 
 
 def watch(deployer: Deployer, name: str, version: str, every: float, say: Any = print) -> str:
-    """Check the rule every ``every`` seconds until the release of ``version`` is decided or over; what ended it."""
+    """Check the rule every ``every`` seconds until the release of ``version`` is decided or over; what ended it.
+    A wait is said when its reason changes, else once every ``QUIET_S`` (an idle release checked every few seconds
+    filled the log with the same line)."""
+    said, said_at = "", 0.0
     while True:
         time.sleep(every)
         dep = deployer.get(name)
@@ -111,7 +119,9 @@ def watch(deployer: Deployer, name: str, version: str, every: float, say: Any = 
             say(f"could not judge the release: {exc}")
             continue
         if verdict.action == "wait":
-            say(f"waiting: {verdict.why}")
+            if verdict.why != said or time.monotonic() - said_at > QUIET_S:
+                say(f"waiting: {verdict.why}")
+                said, said_at = verdict.why, time.monotonic()
             continue
         reason = f"Automatic {verdict.action} by the promotion rule: {verdict.why}"
         try:

@@ -235,3 +235,14 @@ def test_a_new_candidate_drops_the_running_one_on_the_record_and_decisions_reach
     deployer.undeploy("iris")  # the record goes; the audit log keeps the decision
     log = [c.message for c in ws.git.history(max_count=20)]
     assert any("promoted from its canary: holds up on live traffic" in m for m in log)
+
+
+def test_a_restart_of_the_deployment_drops_the_candidate_on_the_record(deployed, ws):
+    """Another kind of deployment (here another worker count; local to Docker alike) restarts the server, and the
+    candidate with it: it is aborted on the record first, and the history carries over."""
+    deployer, _, _ = deployed
+    deployer.deploy("iris@v2", canary=20)
+    dep = deployer.deploy("iris@v1", workers=2)
+    assert dep.release is None and dep.workers == 2
+    assert [h["action"] for h in dep.history] == ["deploy", "canary", "abort", "deploy"]
+    assert ws.registry.get("iris@v2").stage == "retire"

@@ -132,6 +132,8 @@ def test_a_release_whose_steward_died_says_so(serving):
     assert "the process deciding the release of iris@v3 automatically is not running" in note
     assert "mm promote iris or mm abort iris" in note
     assert note in str(deployer.list()[0])
+    aborted = deployer.abort("iris", reason="decided by hand")
+    assert aborted.note is None  # the note went with the release
 
 
 def test_auto_needs_a_release_and_a_release_runs_where_the_deployment_runs(serving):
