@@ -1,6 +1,7 @@
 """Input drift against the reference profile recorded at training time.
 
-PSI uses bins cut at the training data's deciles (categories for categorical features), so the reference needs no
+PSI uses bins cut at the training data's deciles (categories for categorical features), with the share of training
+rows each bin held counted when the profile was made (ties make it differ from 10 %), so the reference needs no
 raw training rows; Kolmogorov–Smirnov (scipy) compares a bounded reservoir sample of live values with the
 reference distribution interpolated from the same deciles. Both work on per-minute counts and samples, so a drift
 query costs the same after a day or a month of traffic.
@@ -60,8 +61,12 @@ def reference(profile: dict[str, Any]) -> Reference | None:
         if np.isnan(qs).any():
             return None
         edges = np.unique(qs[1:-1])
-        mids = (qs[:-1] + qs[1:]) / 2  # each decile interval holds 10 % of training rows
-        expected = np.bincount(np.searchsorted(edges, mids, side="right"), minlength=len(edges) + 1).astype(float)
+        shares = profile.get("bins")
+        if isinstance(shares, list) and len(shares) == len(edges) + 1:  # counted at training time
+            expected = np.asarray(shares, dtype=float)
+        else:  # a profile recorded before the shares were: each decile interval taken to hold 10 % of rows
+            mids = (qs[:-1] + qs[1:]) / 2
+            expected = np.bincount(np.searchsorted(edges, mids, side="right"), minlength=len(edges) + 1).astype(float)
         return Reference("numeric", edges, (), expected / expected.sum(), qs)
     if profile.get("kind") == "categorical" and profile.get("frequencies"):
         cats = tuple(profile["frequencies"])
