@@ -14,8 +14,8 @@ import asyncio
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -28,6 +28,25 @@ class Result:
     queue_s: float
     proc_s: float
     batch_size: int
+    diverted: bool = False  # answered by the divert's model (a canary's draw), not the batcher's own
+
+
+class Divert(Protocol):
+    """Another model that may answer a request instead of the batcher's own: a canary's candidate. ``draw`` is
+    asked once per batch (once per request when it runs alone), so the candidate's requests are batched as the
+    champion's are; its share of requests is still the draw's probability."""
+
+    model: Any
+
+    def draw(self) -> bool: ...
+
+
+class DivertedError(Exception):
+    """An error raised by the divert's model, so the caller charges the version that really refused."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 @dataclass
@@ -36,6 +55,7 @@ class _Item:
     outputs: tuple[str, ...]
     enqueued: float
     future: asyncio.Future[Result]
+    divert: Divert | None = None
 
 
 def run_outputs(model: Any, rows: Rows, outputs: tuple[str, ...]) -> dict[str, Any]:
@@ -62,14 +82,20 @@ class MicroBatcher:
         # arrive during a batch, or they could never form the next one.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mm-batch")
 
-    async def submit(self, rows: Rows, outputs: tuple[str, ...]) -> Result:
+    async def submit(self, rows: Rows, outputs: tuple[str, ...], divert: Divert | None = None) -> Result:
+        """Predict ``rows``; with ``divert``, the batch it joins may be answered by the divert's model instead."""
         loop = asyncio.get_running_loop()
-        item = _Item(rows, outputs, time.perf_counter(), loop.create_future())
+        item = _Item(rows, outputs, time.perf_counter(), loop.create_future(), divert)
         self._waiting.append(item)
         if not self._busy and len(self._waiting) == 1:
             await asyncio.sleep(0)  # requests read in the same loop turn get here now, and join this one
             if not self._busy and len(self._waiting) == 1 and self._waiting[0] is item:
                 self._waiting.clear()
+                if divert is not None and divert.draw():
+                    try:
+                        return replace(predict_now(divert.model, rows, outputs, item.enqueued), diverted=True)
+                    except Exception as exc:
+                        raise DivertedError(exc) from exc
                 return predict_now(self.model, rows, outputs, item.enqueued)
         self._kick(loop)
         return await item.future
@@ -105,28 +131,33 @@ class MicroBatcher:
                             continue
                         batch.append(self._waiting.popleft())
                         rows += len(batch[-1].rows)
-                groups: dict[tuple[str, ...], list[_Item]] = {}
+                divert = next((i.divert for i in batch if i.divert is not None), None)
+                diverted = divert is not None and divert.draw()  # one draw for the batch
+                groups: dict[tuple[tuple[str, ...], bool], list[_Item]] = {}
                 for item in batch:
-                    groups.setdefault(item.outputs, []).append(item)
+                    groups.setdefault((item.outputs, diverted and item.divert is not None), []).append(item)
                 self._busy = True
                 try:
-                    for outputs, items in groups.items():
-                        await self._run(loop, outputs, items)
+                    for (outputs, other), items in groups.items():
+                        await self._run(loop, outputs, items, divert if other else None)
                 finally:
                     self._busy = False
 
-    async def _run(self, loop: asyncio.AbstractEventLoop, outputs: tuple[str, ...], items: list[_Item]) -> None:
+    async def _run(
+        self, loop: asyncio.AbstractEventLoop, outputs: tuple[str, ...], items: list[_Item], divert: Divert | None
+    ) -> None:
         start = time.perf_counter()
         rows = Rows.concat([i.rows for i in items])
+        model = divert.model if divert is not None else self.model
         try:
-            result = await loop.run_in_executor(self._pool, run_outputs, self.model, rows, outputs)
+            result = await loop.run_in_executor(self._pool, run_outputs, model, rows, outputs)
         except Exception as exc:
             if len(items) > 1:  # one bad request must not fail its neighbours: retry them one by one
                 for item in items:
-                    await self._run(loop, outputs, [item])
+                    await self._run(loop, outputs, [item], divert)
                 return
             if not items[0].future.done():
-                items[0].future.set_exception(exc)
+                items[0].future.set_exception(DivertedError(exc) if divert is not None else exc)
             return
         proc = time.perf_counter() - start
         offset = 0
@@ -135,7 +166,7 @@ class MicroBatcher:
             part = {k: v[offset : offset + n] for k, v in result.items()}
             offset += n
             if not item.future.done():
-                item.future.set_result(Result(part, start - item.enqueued, proc, len(items)))
+                item.future.set_result(Result(part, start - item.enqueued, proc, len(items), divert is not None))
 
     def close(self) -> None:
         if self._task is not None:

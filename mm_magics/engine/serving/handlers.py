@@ -13,6 +13,7 @@ import logging
 import secrets
 import time
 import zlib
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 
 from ..._version import __version__
 from . import protocol, releases, workers
-from .batching import Result, predict_now
+from .batching import DivertedError, Result, predict_now
 from .protocol import PROBE_HEADER, BadRequest
 from .request_ids import new_request_id
 from .rows import Rows
@@ -139,16 +140,37 @@ def served_for(state: ServingState, name: str, version: str | None) -> Served:
     return served
 
 
-async def predict(served: Served, rows: Rows, outputs: tuple[str, ...]) -> Result:
+async def predict(
+    served: Served, rows: Rows, outputs: tuple[str, ...], divert: releases.Release | None = None
+) -> Result:
+    """``served``'s prediction, or, with ``divert`` (a canary drawn per batch), maybe the candidate's: the result
+    says which (``diverted``), and an error the candidate raised names it (``BadRequest.served``)."""
     try:
         if served.batcher is not None:
-            return await served.batcher.submit(rows, outputs)
+            return await served.batcher.submit(rows, outputs, divert)
+        if divert is not None and divert.draw():
+            try:
+                return replace(await predict(divert.served, rows, outputs), diverted=True)
+            except BadRequest as exc:
+                exc.served = divert.served
+                raise
         return predict_now(served.model, rows, outputs, time.perf_counter())
-    except AttributeError as exc:
-        raise BadRequest(422, f"{exc}: ask for outputs this model has") from None
-    except (ValueError, TypeError, KeyError, IndexError) as exc:
+    except DivertedError as exc:
+        bad = _refusal(exc.error)
+        bad.served = divert.served if divert is not None else None
+        raise bad from None
+    except (AttributeError, ValueError, TypeError, KeyError, IndexError) as exc:
+        raise _refusal(exc) from None
+
+
+def _refusal(exc: Exception) -> BadRequest:
+    """A model's error on a request as the 4xx the client gets."""
+    if isinstance(exc, AttributeError):
+        return BadRequest(422, f"{exc}: ask for outputs this model has")
+    if isinstance(exc, (ValueError, TypeError, KeyError, IndexError)):
         first = (str(exc).splitlines() or [""])[0]
-        raise BadRequest(422, f"the model could not predict on this input ({type(exc).__name__}: {first})") from None
+        return BadRequest(422, f"the model could not predict on this input ({type(exc).__name__}: {first})")
+    raise exc
 
 
 def finish(
@@ -235,7 +257,7 @@ def failed(
     settings = state.settings
     state.errors += 1
     if settings.on_request is not None and name:
-        served = served if served is not None else state.models.get(name)
+        served = exc.served or (served if served is not None else state.models.get(name))
         settings.on_request(
             {
                 "time": time.time(),
@@ -258,10 +280,12 @@ async def infer(request: Request) -> Response:
     served: Served | None = None
     try:
         version = request.path_params.get("version")
-        served = releases.route(state, request, served_for(state, name, version), version)
+        served, divert = releases.route(state, request, served_for(state, name, version), version)
         body, tail = await _read_v2(request, settings)
         parsed = protocol.from_v2(body, served.schema, settings.max_rows, tail)
-        result = await predict(served, parsed.rows, tuple(parsed.outputs))
+        result = await predict(served, parsed.rows, tuple(parsed.outputs), divert)
+        if result.diverted and divert is not None:
+            served = divert.served
     except BadRequest as exc:
         return failed(state, request_id, exc, name, served)
     out = []
@@ -298,13 +322,15 @@ async def invocations(request: Request) -> Response:
     try:
         if len(state.models) != 1:
             raise BadRequest(404, "/invocations needs exactly one served model: use /v2/models/{name}/infer")
-        served = releases.route(state, request, next(iter(state.models.values())), None)
+        served, divert = releases.route(state, request, next(iter(state.models.values())), None)
         body = await read_json(request, settings)
         if isinstance(body, tuple):
             rows = protocol.from_csv(body[1], served.schema, settings.max_rows)
         else:
             rows = protocol.from_mlflow(body, served.schema, settings.max_rows)
-        result = await predict(served, rows, ("predict",))
+        result = await predict(served, rows, ("predict",), divert)
+        if result.diverted and divert is not None:
+            served = divert.served
     except BadRequest as exc:
         return failed(state, request_id, exc, next(iter(state.models), None), served)
     payload = {"predictions": protocol.to_jsonable(result.outputs["predict"])}

@@ -56,6 +56,7 @@ class BadRequest(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.served: Any = None  # the version that refused it, when not the one the request was routed to
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,15 @@ class Release:
     percent: float = 0.0
     started: float = field(default_factory=time.time)
 
+    @property
+    def model(self) -> Any:
+        """The candidate's model: a batch the champion's batcher draws for it is predicted with this."""
+        return self.served.model
+
+    def draw(self) -> bool:
+        """A fair draw: True for ``percent`` % of calls."""
+        return random.random() * 100 < self.percent
+
     def routes_here(self, request: Request) -> bool:
         """Whether a canary release answers ``request`` (sticky by routing key, else a fair draw)."""
         if self.mode != "canary":
@@ -56,18 +65,27 @@ class Release:
         if key:
             bucket = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") % 10_000
             return bucket < self.percent * 100
-        return random.random() * 100 < self.percent
+        return self.draw()
 
     def describe(self) -> dict[str, Any]:
         return {"version": self.served.id, "mode": self.mode, "percent": self.percent, "started": self.started}
 
 
-def route(state: ServingState, request: Request, champion: Served, version: str | None) -> Served:
-    """The version that answers: the one the path names, else the canary's draw, else the champion."""
+def route(
+    state: ServingState, request: Request, champion: Served, version: str | None
+) -> tuple[Served, Release | None]:
+    """The version that answers, and the canary to draw for when that is decided per batch.
+
+    The version a path names answers; a request with a routing key goes to its side; any other request of a canary
+    whose candidate takes the champion's features is drawn for *per batch* (the release is returned as the divert):
+    the candidate's requests are then batched as the champion's are, instead of each costing a predict call of its
+    own (a 10 % canary cost 13 % of throughput at c=8 that way). Otherwise one draw per request."""
     release = state.releases.get(champion.name)
-    if release is None or version is not None:
-        return champion
-    return release.served if release.routes_here(request) else champion
+    if release is None or version is not None or release.mode != "canary":
+        return champion, None
+    if not request.headers.get(ROUTE_KEY_HEADER) and release.served.schema == champion.schema:
+        return champion, release
+    return (release.served if release.routes_here(request) else champion), None
 
 
 def candidate_for(state: ServingState, name: str, version: str) -> Served | None:

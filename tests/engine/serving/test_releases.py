@@ -246,3 +246,41 @@ def test_a_restart_of_the_deployment_drops_the_candidate_on_the_record(deployed,
     assert dep.release is None and dep.workers == 2
     assert [h["action"] for h in dep.history] == ["deploy", "canary", "abort", "deploy"]
     assert ws.registry.get("iris@v2").stage == "retire"
+
+
+def test_under_load_a_canary_is_drawn_per_batch_and_every_answer_is_recorded_against_its_version(deployed, ws):
+    """Concurrent requests without a key are batched, and the canary is drawn once per batch, so its requests are
+    batched as the champion's are: the share still holds (batches of a few requests widen its spread), each
+    response names the version that answered, and the request log agrees with the responses one for one."""
+    deployer, client, X = deployed
+    deployer.deploy("iris@v2", canary=30)
+    answered: dict[str, str] = {}
+    lock = threading.Lock()
+
+    def load(offset: int) -> None:
+        with httpx.Client(base_url=client.base_url, timeout=10) as own:
+            for i in range(250):
+                resp = own.post("/v2/models/iris/infer", json=_body(X, offset + i))
+                assert resp.status_code == 200, resp.text
+                with lock:
+                    answered[resp.headers["x-request-id"]] = resp.json()["model_version"]
+
+    threads = [threading.Thread(target=load, args=(k * 250,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    share = sum(v == "2" for v in answered.values()) / len(answered)
+    assert len(answered) == 2000 and 0.2 < share < 0.4, share  # 30 %: 5 sd of a draw per ~4-request batch
+
+    def recorded():
+        deployer.flush_metrics("iris")
+        frame = ws.monitor.store.requests("iris", 0)
+        frame = frame[frame["request_id"].isin(list(answered))]
+        return [frame] if len(frame) == 2000 else None
+
+    [frame] = wait_until(recorded, "the 2 000 requests in the store", timeout=60)
+    logged = dict(zip(frame["request_id"], frame["version"].astype(int).astype(str), strict=True))
+    assert logged == answered
+    assert frame["batch"].max() > 1  # batched, the candidate's answers included
+    assert frame[frame["version"] == 2]["batch"].max() > 1
