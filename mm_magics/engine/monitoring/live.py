@@ -26,6 +26,7 @@ from .drift import PSI_SIGNIFICANT, ks, psi, reference
 from .influx_reader import InfluxReader
 from .influx_settings import INFLUX_STATE
 from .influx_settings import resolve as resolve_influx
+from .labels import label_problem
 from .promotion import AUTO_MIN_LABELLED, judge
 from .series import LiveSeries, label_key
 from .store import SQLiteStore
@@ -200,6 +201,9 @@ class Monitor:
             raise MMError("no feedback given: pass at least one request id and its label")
         if len(ids) != len(labels):
             raise MMError(f"{len(ids)} request ids but {len(labels)} labels: give one label per request")
+        problem = label_problem([_plain(v) for v in labels])
+        if problem:
+            raise MMError(problem)
         self.store.write_feedback(name, zip(ids, labels, strict=True))
         return len(ids)
 
@@ -569,3 +573,10 @@ def _series(reqs: pd.DataFrame, since: float, now: float, buckets: int = 30) -> 
         for b in range(buckets)
     ]
     return {"requests": counts.tolist(), "p95_ms": p95}
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and arrays (what a notebook's y holds) as the Python values a label check reads."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..._version import __version__
+from ..monitoring.labels import label_problem
 from . import protocol, releases, workers
 from .batching import DivertedError, Result, predict_now
 from .protocol import PROBE_HEADER, BadRequest
@@ -553,4 +554,7 @@ def _feedback_pairs(body: Any) -> tuple[list[str], list[Any]]:
         raise BadRequest(422, f"{len(ids)} ids but {len(labels)} labels: send one label per request id")
     if not ids:
         raise BadRequest(422, "no feedback in the request")
+    problem = label_problem(labels)
+    if problem:
+        raise BadRequest(422, problem)
     return ids, labels

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.tree import DecisionTreeClassifier
 
-from mm_magics.engine.errors import DeploymentError, TransitionError
+from mm_magics.engine.errors import DeploymentError, MMError, TransitionError
 from mm_magics.engine.monitoring.store import SQLiteStore
 from mm_magics.engine.serving.deployer import Deployer, parse_server_timing
 
@@ -184,6 +184,31 @@ def test_feedback_is_accepted(served):
     row = joined[joined["request_id"] == rid].iloc[-1]
     assert json.loads(row["prediction"]) == [0] and json.loads(row["label"]) == 0
     store.close()
+
+
+def test_labels_that_cannot_score_are_refused_in_one_line(served):
+    """A null, a non-finite number (JSON's 1e309 parses to infinity), a nested list or an empty list is not a ground
+    truth: the route answers 422 naming it, and nothing is written (one such label moved a live F1)."""
+    url = served["dep"].url
+    rid = httpx.post(url + "/invocations", json={"instances": [[5.1, 3.5, 1.4, 0.2]]}).headers["x-request-id"]
+    store = served["ws"].monitor.store
+    before = len(store.joined_feedback("iris", 0))
+    for raw, said in (
+        ('{"ids": ["%s"], "labels": [null]}', "label 0 is null"),
+        ('{"ids": ["%s"], "labels": [1e309]}', "label 0 is inf, not a finite number"),
+        ('{"ids": ["%s"], "labels": [[[1]]]}', "label 0 holds a list inside a row's value"),
+        ('{"ids": ["%s"], "labels": [[]]}', "label 0 is an empty list"),
+        ('{"feedback": [{"id": "%s", "label": {"a": 1}}]}', "label 0 holds a dict"),
+    ):
+        resp = httpx.post(
+            url + "/v2/models/iris/feedback", content=raw % rid, headers={"Content-Type": "application/json"}
+        )
+        assert resp.status_code == 422 and said in resp.json()["error"], resp.text
+        assert "\n" not in resp.json()["error"]
+    with pytest.raises(MMError, match="label 1 is nan, not a finite number"):
+        served["ws"].monitor.record_feedback("iris", [rid, rid], [0, float("nan")])
+    served["deployer"].flush_metrics("iris")
+    assert len(store.joined_feedback("iris", 0)) == before  # nothing written
 
 
 def test_rollback_under_load_loses_nothing(served):
