@@ -124,6 +124,16 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _versions(state: ServingState, served: Served) -> list[str]:
+    """The versions a model's paths answer: the served one, and a canary's or shadow's candidate beside it."""
+    release = state.releases.get(served.name)
+    champion = state.models.get(served.name)
+    numbers = [champion.number if champion is not None else served.number]
+    if release is not None:
+        numbers.append(release.served.number)
+    return [str(n) for n in numbers]
+
+
 def served_for(state: ServingState, name: str, version: str | None) -> Served:
     served = state.models.get(name)
     if served is None:
@@ -133,9 +143,11 @@ def served_for(state: ServingState, name: str, version: str | None) -> Served:
         candidate = releases.candidate_for(state, name, version)
         if candidate is not None:
             return candidate
+        release = state.releases.get(name)
+        beside = f" and its {release.mode} {release.served.id}" if release is not None else ""
         raise BadRequest(
             404,
-            f"version {version} of {name} is not served (serving {served.id}): "
+            f"version {version} of {name} is not served (serving {served.id}{beside}): "
             f"use /v2/models/{name}/infer for the current version",
         )
     return served
@@ -354,7 +366,7 @@ async def metadata(request: Request) -> Response:
     return JSONResponse(
         {
             "name": served.name,
-            "versions": [str(served.number)],
+            "versions": _versions(state, served),
             "platform": "sklearn",
             "inputs": served.schema.v2_inputs(),
             "outputs": outputs,

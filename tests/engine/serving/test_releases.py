@@ -66,6 +66,9 @@ def test_a_canary_takes_its_share_and_a_key_always_lands_on_the_same_side(deploy
     assert _version(client, X, path="/v2/models/iris/versions/1/infer") == "1"
     status = client.get("/mm/v1/status").json()
     assert status["releases"]["iris"]["version"] == "iris@v2"
+    assert client.get("/v2/models/iris").json()["versions"] == ["1", "2"]  # the candidate's paths answer too
+    missing = client.post("/v2/models/iris/versions/7/infer", json=_body(X))
+    assert missing.status_code == 404 and "(serving iris@v1 and its canary iris@v2)" in missing.json()["error"]
 
 
 def test_a_shadow_answers_with_the_champion_and_records_both(deployed, ws):
