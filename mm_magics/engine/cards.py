@@ -215,20 +215,33 @@ def _stages(ws: Any, v: Any, facts: dict[str, Any]) -> list[str]:
 
 
 def _live(ws: Any, v: Any, window: str, facts: dict[str, Any]) -> list[str]:
+    """Where it serves, and what this version itself did live (answered, as a canary's share, or shadowed)."""
     deployment = ws.deployments.get(v.name) if (ws.run_dir / "deployments").is_dir() else None
     serving = deployment is not None and deployment.version == v.id
     facts["deployed"] = serving
-    if not serving:
-        where = f" (the deployment serves {deployment.version})" if deployment is not None else ""
-        return [f"Not deployed on this machine{where}."]
-    snap = ws.monitor.snapshot(v.name, window, deployment=deployment)
-    facts["live"] = {"requests": snap.requests, "labelled": snap.labelled, "quality": snap.quality}
-    lines = [f"- **Serving** at {deployment.url} ({deployment.runner}), {snap.requests} requests in the last {window}"]
-    if snap.quality:
-        q = ", ".join(f"{k} {m:.3f}" for k, m in snap.quality.items())
-        lines.append(f"- **Live quality** on {snap.labelled} labelled predictions: {q}")
+    release = (deployment.release or {}) if deployment is not None else {}
+    candidate = release.get("version") == v.id
+    if serving:
+        lines = [f"- **Serving** at {deployment.url} ({deployment.runner})"]
+    elif candidate:
+        lines = [f"- **{release['mode'].capitalize()}** beside {deployment.version} at {deployment.url}"]
     else:
-        lines.append("- **Live quality**: no ground truth received yet")
+        where = f" (the deployment serves {deployment.version})" if deployment is not None else ""
+        lines = [f"- Not deployed on this machine{where}."]
+    if not (ws.run_dir / "metrics.sqlite").exists():
+        return lines
+    seen = ws.monitor.version_evidence(v.name, v.number, window)
+    facts["live"] = {"requests": seen["answered"], "shadow": seen["shadow"], "labelled": seen["labelled"],
+                     "quality": seen["quality"]}  # fmt: skip
+    if seen["answered"] or seen["shadow"]:
+        did = [f"answered {seen['answered']} requests"] if seen["answered"] else []
+        did += [f"predicted {seen['shadow']} as a shadow"] if seen["shadow"] else []
+        lines.append(f"- **Live, last {window}**: {' and '.join(did)}")
+        if seen["quality"]:
+            q = ", ".join(f"{k} {m:.3f}" for k, m in seen["quality"].items())
+            lines.append(f"- **Live quality** on {seen['labelled']} labelled predictions: {q}")
+        else:
+            lines.append("- **Live quality**: no ground truth received yet")
     return lines
 
 

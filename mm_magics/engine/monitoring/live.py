@@ -207,6 +207,20 @@ class Monitor:
         self.store.write_feedback(name, zip(ids, labels, strict=True))
         return len(ids)
 
+    def version_evidence(self, name: str, number: int, window: str | float = "24h") -> dict[str, Any]:
+        """What one version did live over ``window``, whatever its part: requests it answered (served, or a
+        canary's share), predictions it made as a shadow, and its live quality on the labelled ones. A model card
+        reads this: the deployment-wide figures mix in every other version's traffic."""
+        since = time.time() - parse_duration(window)
+        reqs = self.store.requests(check_name(name), since)
+        mine = reqs[reqs["version"] == number] if len(reqs) else reqs
+        shadow = int((mine["role"] == "shadow").sum()) if len(mine) and "role" in mine else 0
+        joined = self.store.joined_feedback(name, since)
+        joined = joined[joined["version"] == number] if not joined.empty else joined
+        task = self.ws.registry.get(f"{name}@v{number}").task
+        quality, labelled = _quality(joined, task)
+        return {"answered": len(mine) - shadow, "shadow": shadow, "labelled": labelled, "quality": quality}
+
     def probe(self, name: str, n: int = 20, *, deployments: Any) -> ProbeReport:
         """Send ``n`` timed requests through the deployment and record them apart from live traffic: the network
         part of the latency split (client total minus the server's ``Server-Timing`` total)."""

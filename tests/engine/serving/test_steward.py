@@ -102,6 +102,11 @@ def test_the_steward_aborts_a_shadow_worse_than_the_champion(ws, serving, iris):
     assert "iris@v2's live F1 0." in last["reason"] and "is worse than iris@v1's" in last["reason"]
     assert deployer.get("iris").version == "iris@v1" and ws.registry.get("iris@v2").stage == "retire"
     wait_until(lambda: not _alive(pid), "the steward to exit once the release is decided")
+    card = ws.card("iris@v2").markdown  # the aborted candidate's own live evidence, not the deployment's
+    assert "Not deployed on this machine (the deployment serves iris@v1)" in card
+    assert "- **Live, last 24h**: predicted 150 as a shadow" in card
+    assert "- **Live quality** on 150 labelled predictions: accuracy 0." in card
+    assert "answered 150 requests" in ws.card("iris@v1").markdown
 
 
 def test_a_person_deciding_first_stops_the_steward(ws, serving, iris):
