@@ -46,26 +46,10 @@ ADMIN_TOKEN_PATH = f"{TOKEN_DIR}/admin-token"
 INFLUX_TOKEN_PATH = f"{TOKEN_DIR}/influx-token"
 
 
-def _secrets_tar(files: dict[str, str | None]) -> bytes:
-    """A tar of ``mm/<name>`` files for ``put_archive`` into ``/run``: readable only by the server's user, and never
-    in the image or the container's environment. ``None`` values are left out."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        folder = tarfile.TarInfo("mm")
-        folder.type, folder.mode, folder.uid, folder.gid = tarfile.DIRTYPE, 0o500, os.getuid(), os.getgid()
-        tar.addfile(folder)
-        for name, secret in files.items():
-            if secret is None:
-                continue
-            data = secret.encode()
-            info = tarfile.TarInfo(f"mm/{name}")
-            info.size, info.mode, info.uid, info.gid = len(data), 0o400, os.getuid(), os.getgid()
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def _bundle_tar(bundle: Path, prefix: str) -> bytes:
-    """A tar of ``bundle``'s files under ``prefix/`` (directories 0500, files 0400, owned by the server's user)."""
+def _tar(prefix: str, files: dict[str, bytes]) -> bytes:
+    """A tar of ``files`` under ``prefix/`` for ``put_archive``: directories 0500, files 0400, owned by the server's
+    user (the workspace owner's uid), so only the server reads them. Secrets and a release's bundle both go in so,
+    never in an image or a container's environment."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         parts = Path(prefix).parts
@@ -73,9 +57,8 @@ def _bundle_tar(bundle: Path, prefix: str) -> bytes:
             folder = tarfile.TarInfo("/".join(parts[:depth]))
             folder.type, folder.mode, folder.uid, folder.gid = tarfile.DIRTYPE, 0o500, os.getuid(), os.getgid()
             tar.addfile(folder)
-        for path in sorted(bundle.iterdir()):
-            data = path.read_bytes()
-            info = tarfile.TarInfo(f"{prefix}/{path.name}")
+        for name, data in files.items():
+            info = tarfile.TarInfo(f"{prefix}/{name}")
             info.size, info.mode, info.uid, info.gid = len(data), 0o400, os.getuid(), os.getgid()
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
@@ -174,7 +157,7 @@ class DockerRunner:
                     "admin-token": self._secret("admin-token"),
                     "influx-token": influx.token if influx else None,
                 }
-                container.put_archive("/run", _secrets_tar(tokens))
+                container.put_archive("/run", _tar("mm", {k: v.encode() for k, v in tokens.items() if v is not None}))
                 self._start(container, port)
                 host_port = listen_port
                 if not host_network:
@@ -366,7 +349,8 @@ class DockerRunner:
 
         with tempfile.TemporaryDirectory(prefix="mm-candidate-") as tmp:
             bundle = write_bundle(self.ws, version, Path(tmp) / "bundle")
-            data = _bundle_tar(bundle, f"{Path(CANDIDATES_DIR).name}/v{version.number}")
+            files = {path.name: path.read_bytes() for path in sorted(bundle.iterdir())}
+            data = _tar(f"{Path(CANDIDATES_DIR).name}/v{version.number}", files)
         with engine_errors(f"hand {version.id} to the container of {dep.name}"):
             container = self.client.containers.get(dep.container_id)
             if not container.put_archive(str(Path(CANDIDATES_DIR).parent), data):

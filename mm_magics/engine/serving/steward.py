@@ -126,7 +126,7 @@ def watch(deployer: Deployer, name: str, version: str, every: float, say: Any = 
         reason = f"Automatic {verdict.action} by the promotion rule: {verdict.why}"
         try:
             if verdict.action == "promote":
-                deployer.promote(name, reason=reason, force=True)  # judged just now, on the rule's own terms
+                deployer.promote(name, reason=reason)  # the rule is checked again there: the same judgement
             else:
                 deployer.abort(name, reason=reason)
         except MMError as exc:
