@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,3 +86,24 @@ def chromium_or_skip() -> None:
         if os.environ.get("CI"):
             pytest.fail(f"CI is set, so a missing browser is a failure: {reason}")
         pytest.skip(reason)
+
+
+def use_theme(page: Any, theme: str, settle_ms: int = 500) -> None:
+    """Switch JupyterLab's theme the way its menu does, and wait until it applies: the body's attribute flips
+    first, the theme's stylesheet a little later (``settle_ms``)."""
+    page.evaluate("t => window.jupyterapp.commands.execute('apputils:change-theme', {theme: t})", theme)
+    light = "true" if "Light" in theme else "false"
+    page.wait_for_selector(f"body[data-jp-theme-light='{light}']", state="attached", timeout=30_000)
+    page.wait_for_timeout(settle_ms)
+
+
+def open_notebook(
+    browser: Any, lab: dict[str, Any], name: str, ready: str, theme: str = "JupyterLab Light", width: int = 1400
+) -> Any:
+    """A new page showing only notebook ``name`` (``?reset``), once a cell holding ``ready`` is on screen, in
+    ``theme``."""
+    page = browser.new_page(viewport={"width": width, "height": 1000})
+    page.goto(f"{lab['url']}/lab/tree/{name}?reset&token={lab['token']}")
+    page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell", has_text=ready).first.wait_for(timeout=60_000)
+    use_theme(page, theme)
+    return page

@@ -20,7 +20,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from .lab import CHROMIUM, chromium_or_skip, jupyterlab, lab_env
+from .lab import jupyterlab, lab_env, open_notebook, use_theme
 
 ALIGNS = "tds => tds.map(td => getComputedStyle(td).textAlign)"
 SHOTS = Path(__file__).parent / "screenshots"
@@ -103,17 +103,6 @@ CONTRAST_JS = """
 
 
 @pytest.fixture(scope="module")
-def browser():
-    chromium_or_skip()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """JupyterLab on 127.0.0.1 with a token, its own settings, and two copies of an executed notebook: one signed
     (trusted, as your own), one not (a colleague's, untrusted)."""
@@ -145,14 +134,7 @@ def lab(tmp_path_factory):
 
 def _open(browser, lab, name: str, theme: str = "JupyterLab Light", ready: str = "predictions agree"):
     SHOTS.mkdir(exist_ok=True)
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(f"{lab['url']}/lab/tree/{name}?reset&token={lab['token']}")  # reset: only this notebook open
-    page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell", has_text=ready).first.wait_for(timeout=60_000)
-    page.evaluate("t => window.jupyterapp.commands.execute('apputils:change-theme', {theme: t})", theme)
-    light = "true" if "Light" in theme else "false"
-    page.wait_for_selector(f"body[data-jp-theme-light='{light}']", state="attached", timeout=30_000)
-    page.wait_for_timeout(500)  # the theme's stylesheet applies after the attribute flips
-    return page
+    return open_notebook(browser, lab, name, ready, theme)
 
 
 def _output_with(page, text: str):
@@ -386,9 +368,7 @@ def test_the_timeline_deploys_a_version_and_follows_changes_made_elsewhere(brows
     assert _line_points(page) > before
     assert "● live" in sparklines.locator(".mm-sp-state").text_content()
     sparklines.screenshot(path=str(SHOTS / "sparklines-live.png"))
-    page.evaluate("t => window.jupyterapp.commands.execute('apputils:change-theme', {theme: t})", "JupyterLab Dark")
-    page.wait_for_selector("body[data-jp-theme-light='false']", state="attached", timeout=30_000)
-    page.wait_for_timeout(1500)
+    use_theme(page, "JupyterLab Dark", settle_ms=1500)
     sparklines.screenshot(path=str(SHOTS / "sparklines-dark.png"))
     timeline.scroll_into_view_if_needed()
     timeline.screenshot(path=str(SHOTS / "timeline-dark.png"))

@@ -15,7 +15,7 @@ from nbclient import NotebookClient
 
 from mm_magics.engine import shapley
 
-from .lab import CHROMIUM, chromium_or_skip, jupyterlab, lab_env
+from .lab import jupyterlab, lab_env, open_notebook
 
 SHOTS = Path("/tmp/shots")
 LONG = "petal length in centimetres, measured by hand"
@@ -63,17 +63,6 @@ CONTRAST_JS = """
 
 
 @pytest.fixture(scope="module")
-def browser():
-    chromium_or_skip()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """JupyterLab with three notebooks: one to run live, and an executed copy saved by nbclient (what `nbconvert
     --execute` leaves) twice: signed (yours) and not (a colleague's, untrusted)."""
@@ -95,14 +84,7 @@ def lab(tmp_path_factory):
 
 def _open(browser, lab, name: str, ready: str, theme: str = "JupyterLab Light"):
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page = browser.new_page(viewport={"width": 1300, "height": 1000})
-    page.goto(f"{lab['url']}/lab/tree/{name}?reset&token={lab['token']}")
-    page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell", has_text=ready).first.wait_for(timeout=60_000)
-    page.evaluate("t => window.jupyterapp.commands.execute('apputils:change-theme', {theme: t})", theme)
-    light = "true" if "Light" in theme else "false"
-    page.wait_for_selector(f"body[data-jp-theme-light='{light}']", state="attached", timeout=30_000)
-    page.wait_for_timeout(500)  # the theme's stylesheet applies after the attribute flips
-    return page
+    return open_notebook(browser, lab, name, ready, theme, width=1300)
 
 
 def _check_contrast(page) -> None:

@@ -17,7 +17,7 @@ from sklearn.tree import DecisionTreeClassifier
 
 from mm_magics.engine import Workspace, schema_of
 
-from .lab import CHROMIUM, chromium_or_skip, jupyterlab, lab_env
+from .lab import CHROMIUM, chromium_or_skip, jupyterlab, lab_env, use_theme
 from .test_browser import CONTRAST_JS
 
 SHOTS = Path(__file__).parent / "screenshots"
@@ -151,9 +151,7 @@ def test_deploy_and_roll_back_from_the_panel(page, lab):
         timeout=10_000,
     )
     assert "● v3 running" in row.text_content()
-    page.evaluate("t => window.jupyterapp.commands.execute('apputils:change-theme', {theme: t})", "JupyterLab Dark")
-    page.wait_for_selector("body[data-jp-theme-light='false']", state="attached", timeout=30_000)
-    page.wait_for_timeout(800)
+    use_theme(page, "JupyterLab Dark", settle_ms=800)
     page.screenshot(path=str(SHOTS / "panel-dark.png"))
     for selector in (".mm-models-name", ".mm-models-detail", ".mm-models-where", ".mm-view-status"):
         found = page.evaluate(CONTRAST_JS, [selector, 0])

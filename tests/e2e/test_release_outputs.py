@@ -14,7 +14,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from .lab import CHROMIUM, chromium_or_skip, jupyterlab, lab_env
+from .lab import jupyterlab, lab_env, open_notebook
 from .test_browser import CONTRAST_JS
 
 SHOTS = Path(__file__).parent / "screenshots"
@@ -40,17 +40,6 @@ CELLS = [
 
 
 @pytest.fixture(scope="module")
-def browser():
-    chromium_or_skip()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """The notebook executed once, saved signed (yours) and unsigned (a colleague's), served by JupyterLab."""
     root = tmp_path_factory.mktemp("releases")
@@ -72,14 +61,7 @@ def lab(tmp_path_factory):
 
 def _open(browser, lab, name: str, theme: str = "JupyterLab Light"):
     SHOTS.mkdir(exist_ok=True)
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(f"{lab['url']}/lab/tree/{name}?reset&token={lab['token']}")
-    page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell", has_text="Model card").first.wait_for(timeout=60_000)
-    page.evaluate("t => window.jupyterapp.commands.execute('apputils:change-theme', {theme: t})", theme)
-    light = "true" if "Light" in theme else "false"
-    page.wait_for_selector(f"body[data-jp-theme-light='{light}']", state="attached", timeout=30_000)
-    page.wait_for_timeout(500)
-    return page
+    return open_notebook(browser, lab, name, "Model card", theme)
 
 
 def _output(page, text: str):

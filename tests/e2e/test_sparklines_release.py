@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from .lab import CHROMIUM, chromium_or_skip, jupyterlab, lab_env
+from .lab import chromium_or_skip, jupyterlab, lab_env, use_theme
 
 SHOTS = Path(os.environ.get("MM_SHOTS") or Path(__file__).parent / "screenshots")
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
@@ -76,29 +76,12 @@ def lab(tmp_path_factory):
         subprocess.run([sys.executable, "-m", "mm_magics.cli", "undeploy", "petals"], env=env, timeout=60)
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield browser
-        browser.close()
-
-
-def _theme(page, theme: str) -> None:
-    page.evaluate("t => window.jupyterapp.commands.execute('apputils:change-theme', {theme: t})", theme)
-    light = "true" if "Light" in theme else "false"
-    page.wait_for_selector(f"body[data-jp-theme-light='{light}']", state="attached", timeout=30_000)
-    page.wait_for_timeout(1500)  # the theme's stylesheet applies after the attribute flips
-
-
 def test_a_canary_draws_beside_the_champion_with_a_legend_on_both_themes(browser, lab):
     SHOTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(f"{lab['url']}/lab/tree/release.ipynb?reset&token={lab['token']}")
     page.wait_for_selector(".jp-DebuggerBugButton[aria-disabled='false']", timeout=90_000)  # the kernel is ready
-    _theme(page, "JupyterLab Light")
+    use_theme(page, "JupyterLab Light", settle_ms=1500)
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
     widget = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .mm-sparklines")
     legend = widget.locator(".mm-sp-legend")
@@ -121,7 +104,7 @@ def test_a_canary_draws_beside_the_champion_with_a_legend_on_both_themes(browser
     widget.screenshot(path=str(SHOTS / "sparklines-canary-light.png"))
     _contrast(page)
 
-    _theme(page, "JupyterLab Dark")
+    use_theme(page, "JupyterLab Dark", settle_ms=1500)
     widget.scroll_into_view_if_needed()
     widget.screenshot(path=str(SHOTS / "sparklines-canary-dark.png"))
     _contrast(page)
